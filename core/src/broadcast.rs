@@ -1,0 +1,1025 @@
+//! The broadcast ring: one producer, up to M subscribers, each with its own head.
+//!
+//! Lossless subscribers hold the producer back; lossy ones never do: they detect
+//! that a slot was overwritten, skip forward and count what they dropped.
+//!
+//! # Shared state
+//! - `tail`: next position the producer writes (producer-owned);
+//! - `epoch`: bumped by every lossless join (see *Joining* below);
+//! - a subscriber table of M entries of 16 words: `state` (generation and one of
+//!   FREE, JOINING, ACTIVE, EVICTED), `head`, `mode`, `max_lag`, `dropped`, `owner`;
+//! - C slots (C a power of two). Position `p` lives in slot `p & (C - 1)`; its stamp
+//!   is `2p + 1` while the producer writes it and `2p + 2` once complete.
+//!
+//! # Publishing position P
+//! 1. SeqCst fence, then load `epoch`. If it changed since the last scan, or if the
+//!    cached minimum lossless head `m` has `P - m >= C`, rescan the table: the minimum
+//!    head over ACTIVE lossless entries. If some entry has `P - head >= C`, return
+//!    [`PublishError::Full`] naming it.
+//! 2. Stamp `2P + 1`, release fence, length and payload (relaxed), stamp `2P + 2`
+//!    (release), `tail := P + 1` (release).
+//!
+//! Publishing reads no subscriber state unless the ring is nearly full or a lossless
+//! subscriber joined, so its cost does not grow with the number of lossy subscribers.
+//!
+//! # Joining
+//! A joiner takes a FREE entry (CAS to JOINING, next generation), writes mode and
+//! `head := tail - history`, and stores ACTIVE (release). A lossless joiner then bumps
+//! `epoch`, issues a SeqCst fence and reloads `tail = t`. The two SeqCst fences form a
+//! store-buffering pair: either the producer's epoch load before writing position
+//! `t + 1` sees the bump (and the rescan sees the new head), or the joiner's load saw
+//! that later tail. So only position `t` can be written without regard to the new
+//! head; it overwrites `t - C`, and the joiner moves its head up to `t - C + 1` if it
+//! was lower (the lost history is reported).
+//!
+//! # Leaving and eviction
+//! A subscriber leaves by storing FREE (release): the producer, which loads states with
+//! acquire, then ignores the entry, and every read the subscriber made happens-before
+//! the producer's later overwrites. A supervisor may [`Broadcast::evict`] an ACTIVE
+//! subscriber (ACTIVE -> EVICTED): the producer stops waiting for it, and the evicted
+//! subscriber, if it still runs, gets [`RecvError::Evicted`]. [`Broadcast::reclaim`]
+//! frees an entry whose owner is known to be dead (JOINING or EVICTED -> FREE).
+//! Generations in the state word stop a stale subscriber from freeing an entry that
+//! was reclaimed and reused.
+//!
+//! # Invariants
+//! - A lossless subscriber that is not evicted receives every position from its join
+//!   head on, once each, in order, untorn.
+//! - A lossy subscriber receives strictly increasing positions, each untorn; every
+//!   position it skipped is counted in its drop counter.
+//! - Every read validates the slot stamp, so a lossy or evicted reader racing the
+//!   producer discards its copy instead of returning torn data; payload words are
+//!   relaxed atomics, so such a race is never a data race.
+//! - Indices from shared memory are masked with the local capacity; impossible heads,
+//!   tails, stamps and lengths are reported as [`Corruption`].
+//!
+//! # Example
+//! ```
+//! use tensorlane_core::{
+//!     Broadcast, BroadcastGeometry, BroadcastHeader, HeapRegion, Mode, RecvError,
+//!     SubscribeOptions,
+//! };
+//! let geometry = BroadcastGeometry::new(4, 8, 16).unwrap();
+//! let region = HeapRegion::<BroadcastHeader>::new(geometry.body_words());
+//! let ring = Broadcast::new(&region, geometry).unwrap();
+//! let mut producer = ring.producer(1).unwrap();
+//! let mut logger = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+//! let mut display = ring.subscribe(SubscribeOptions::lossy(1), 3).unwrap();
+//!
+//! for i in 0u64..3 {
+//!     producer.publish(&i.to_le_bytes()).unwrap();
+//! }
+//! let mut buf = [0u8; 8];
+//! // The lossy subscriber with max lag 1 skips to the newest item.
+//! let got = display.recv(&mut buf).unwrap();
+//! assert_eq!((got.position, got.dropped), (2, 2));
+//! // The lossless one sees everything, and holds the producer back.
+//! assert_eq!(logger.recv(&mut buf).unwrap().position, 0);
+//! producer.publish(b"3").unwrap();
+//! producer.publish(b"4").unwrap();
+//! assert!(producer.publish(b"5").is_err()); // full: the logger is 4 behind
+//! assert_eq!(display.recv(&mut buf).unwrap().position, 4);
+//! assert_eq!(display.recv(&mut buf), Err(RecvError::Empty));
+//! ```
+
+use crate::claim::{self, ClaimError};
+use crate::error::{check_body, check_count, Corruption, GeometryError};
+use crate::line::{Line, LINE_WORDS};
+use crate::region::{sealed, ControlBlock, Region};
+use crate::slot::{load_bytes, slot_stride, store_bytes, Slot};
+use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
+use core::ops::Range;
+
+/// Largest subscriber table.
+pub const MAX_SUBSCRIBERS: usize = 4096;
+
+/// Copies a lossy subscriber attempts per receive before [`RecvError::Stalled`].
+pub const DEFAULT_RECV_ATTEMPTS: u32 = 64;
+
+/// Words per subscriber table entry (one line).
+pub const ENTRY_WORDS: usize = LINE_WORDS;
+
+/// Word indices inside a subscriber table entry.
+pub mod entry {
+    /// Generation (bits 2..64) and state (bits 0..2).
+    pub const STATE: usize = 0;
+    /// The subscriber's next position.
+    pub const HEAD: usize = 1;
+    /// [`MODE_LOSSLESS`] or [`MODE_LOSSY`].
+    pub const MODE: usize = 2;
+    /// A lossy subscriber's lag bound.
+    pub const MAX_LAG: usize = 3;
+    /// Positions the subscriber dropped.
+    pub const DROPPED: usize = 4;
+    /// The subscriber's owner token.
+    pub const OWNER: usize = 5;
+
+    /// Entry unused.
+    pub const FREE: u64 = 0;
+    /// Entry claimed by a joiner that is not active yet.
+    pub const JOINING: u64 = 1;
+    /// Subscriber active.
+    pub const ACTIVE: u64 = 2;
+    /// Subscriber evicted by a supervisor; the producer ignores it.
+    pub const EVICTED: u64 = 3;
+    /// Mask of the state bits.
+    pub const STATE_MASK: u64 = 3;
+
+    /// Mode code of a lossless subscriber.
+    pub const MODE_LOSSLESS: u64 = 1;
+    /// Mode code of a lossy subscriber.
+    pub const MODE_LOSSY: u64 = 2;
+}
+
+/// The broadcast control block: 384 bytes, zero when fresh.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct BroadcastHeader {
+    /// Next position the producer writes.
+    pub tail: Line<AtomicU64>,
+    /// Count of lossless joins; a change tells the producer to rescan the table.
+    pub epoch: Line<AtomicU64>,
+    /// Owner token of the producer; 0 when free.
+    pub producer: Line<AtomicU64>,
+}
+
+impl sealed::Sealed for BroadcastHeader {}
+impl ControlBlock for BroadcastHeader {}
+
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+const _: () = {
+    assert!(core::mem::size_of::<BroadcastHeader>() == 384);
+    assert!(core::mem::align_of::<BroadcastHeader>() == 128);
+    assert!(core::mem::offset_of!(BroadcastHeader, tail) == 0);
+    assert!(core::mem::offset_of!(BroadcastHeader, epoch) == 128);
+    assert!(core::mem::offset_of!(BroadcastHeader, producer) == 256);
+};
+
+fn writing_stamp(position: u64) -> u64 {
+    position.wrapping_mul(2).wrapping_add(1)
+}
+
+fn done_stamp(position: u64) -> u64 {
+    position.wrapping_mul(2).wrapping_add(2)
+}
+
+/// `a` comes after `b` in wrapping order.
+fn is_after(a: u64, b: u64) -> bool {
+    (a.wrapping_sub(b) as i64) > 0
+}
+
+/// Capacity, slot size and subscriber table size of a broadcast ring, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastGeometry {
+    capacity: usize,
+    slot_bytes: usize,
+    max_subscribers: usize,
+    stride: usize,
+    slots_base: usize,
+    body_words: usize,
+}
+
+impl BroadcastGeometry {
+    /// `capacity` slots (a power of two up to [`crate::MAX_RING_CAPACITY`]) of
+    /// `slot_bytes` bytes, and a table of `max_subscribers` entries (1 to
+    /// [`MAX_SUBSCRIBERS`]).
+    pub fn new(
+        capacity: usize,
+        slot_bytes: usize,
+        max_subscribers: usize,
+    ) -> Result<Self, GeometryError> {
+        check_count("ring capacity", capacity, crate::MAX_RING_CAPACITY)?;
+        if !capacity.is_power_of_two() {
+            return Err(GeometryError::NotPowerOfTwo {
+                found: capacity as u64,
+            });
+        }
+        check_count("subscribers", max_subscribers, MAX_SUBSCRIBERS)?;
+        let stride = slot_stride(slot_bytes).ok_or(GeometryError::SlotTooLarge {
+            found: slot_bytes as u64,
+        })?;
+        let slots_base = max_subscribers * ENTRY_WORDS;
+        let body_words = stride
+            .checked_mul(capacity)
+            .and_then(|w| w.checked_add(slots_base))
+            .ok_or(GeometryError::Overflow)?;
+        body_words.checked_mul(8).ok_or(GeometryError::Overflow)?;
+        Ok(BroadcastGeometry {
+            capacity,
+            slot_bytes,
+            max_subscribers,
+            stride,
+            slots_base,
+            body_words,
+        })
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Payload bytes per slot.
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    /// Entries in the subscriber table.
+    pub fn max_subscribers(&self) -> usize {
+        self.max_subscribers
+    }
+
+    /// Words per slot.
+    pub fn slot_stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Word offset of slot 0 in the body (the table comes first).
+    pub fn slots_offset(&self) -> usize {
+        self.slots_base
+    }
+
+    /// Words the body must hold.
+    pub fn body_words(&self) -> usize {
+        self.body_words
+    }
+
+    fn slot<'a>(&self, body: &'a [AtomicU64], position: u64) -> Slot<'a> {
+        // Masked with the local capacity: in bounds whatever `position` is.
+        let index = (position & (self.capacity as u64 - 1)) as usize;
+        Slot::at(body, self.slots_base, self.stride, index)
+    }
+
+    /// Entry `index`; the caller guarantees `index < max_subscribers`.
+    fn entry<'a>(&self, body: &'a [AtomicU64], index: usize) -> &'a [AtomicU64] {
+        let start = index * ENTRY_WORDS;
+        &body[start..start + ENTRY_WORDS]
+    }
+}
+
+/// How a subscriber treats a producer that runs ahead of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Receives everything; the producer waits for it (`Full`) instead of
+    /// overwriting what it has not received.
+    Lossless,
+    /// Never holds the producer back; stays at most `max_lag` positions behind the
+    /// tail (1 = only the newest), dropping and counting older ones.
+    Lossy {
+        /// Lag bound, clamped to `1..=capacity`.
+        max_lag: u64,
+    },
+}
+
+/// Options for [`Broadcast::subscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Lossless or lossy.
+    pub mode: Mode,
+    /// Ask to start this many positions before the current tail (clamped to the
+    /// capacity and to what exists).
+    pub history: u64,
+}
+
+impl SubscribeOptions {
+    /// A lossless subscriber starting at the tail.
+    pub fn lossless() -> Self {
+        SubscribeOptions {
+            mode: Mode::Lossless,
+            history: 0,
+        }
+    }
+
+    /// A lossy subscriber with lag bound `max_lag`, starting at the tail.
+    pub fn lossy(max_lag: u64) -> Self {
+        SubscribeOptions {
+            mode: Mode::Lossy { max_lag },
+            history: 0,
+        }
+    }
+
+    /// Starts `history` positions back.
+    pub fn with_history(mut self, history: u64) -> Self {
+        self.history = history;
+        self
+    }
+}
+
+/// A snapshot of one subscriber table entry, for inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    /// State code (`entry::FREE` ..= `entry::EVICTED`).
+    pub state: u64,
+    /// Generation of the entry (bumped by each join).
+    pub generation: u64,
+    /// Mode code (`entry::MODE_LOSSLESS` or `entry::MODE_LOSSY`).
+    pub mode: u64,
+    /// Head (next position).
+    pub head: u64,
+    /// Lossy lag bound.
+    pub max_lag: u64,
+    /// Positions dropped.
+    pub dropped: u64,
+    /// Owner token.
+    pub owner: u64,
+}
+
+/// Why a subscriber could not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// Owner tokens must be non-zero.
+    ZeroToken,
+    /// Every table entry is taken.
+    TableFull,
+}
+
+/// Why a supervisor operation on a table entry was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryError {
+    /// No such entry.
+    OutOfRange {
+        /// The index given.
+        index: usize,
+    },
+    /// The entry is not in a state the operation applies to.
+    WrongState {
+        /// Its state word.
+        state: u64,
+    },
+}
+
+impl core::fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SubscribeError::ZeroToken => f.write_str("owner token must be non-zero"),
+            SubscribeError::TableFull => f.write_str("subscriber table is full"),
+        }
+    }
+}
+
+impl core::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EntryError::OutOfRange { index } => write!(f, "no subscriber entry {index}"),
+            EntryError::WrongState { state } => {
+                write!(f, "entry is in state {}", state & entry::STATE_MASK)
+            }
+        }
+    }
+}
+
+/// A broadcast ring over a region whose body length was checked against the geometry.
+#[derive(Debug, Clone)]
+pub struct Broadcast<R> {
+    region: R,
+    geometry: BroadcastGeometry,
+}
+
+impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
+    /// Validates the region's body against `geometry`.
+    pub fn new(region: R, geometry: BroadcastGeometry) -> Result<Self, GeometryError> {
+        check_body(geometry.body_words, region.body().len())?;
+        Ok(Broadcast { region, geometry })
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> BroadcastGeometry {
+        self.geometry
+    }
+
+    /// Next position the producer will write.
+    pub fn tail(&self) -> u64 {
+        // Acquire pairs with the producer's Release store of `tail`.
+        self.region.header().tail.load(Ordering::Acquire)
+    }
+
+    /// Token of the producer, 0 if none.
+    pub fn producer_owner(&self) -> u64 {
+        self.region.header().producer.load(Ordering::Acquire)
+    }
+
+    /// Positions of the last `k` items (at most the capacity), oldest first. Read
+    /// them with [`read_at`](Self::read_at); some may be overwritten meanwhile.
+    pub fn history(&self, k: u64) -> Range<u64> {
+        let tail = self.tail();
+        let k = k.min(self.geometry.capacity as u64).min(tail);
+        tail - k..tail
+    }
+
+    /// Copies the item at `position` into `buf`, if it is still in the ring. Writes
+    /// nothing to shared memory.
+    pub fn read_at(&self, position: u64, buf: &mut [u8]) -> Result<usize, ReadAtError> {
+        let tail = self.tail();
+        if !is_after(tail, position) {
+            return Err(ReadAtError::NotPublished);
+        }
+        let slot = self.geometry.slot(self.region.body(), position);
+        match read_slot(&self.geometry, slot, position, buf) {
+            SlotRead::Ok(len) => Ok(len),
+            SlotRead::Overwritten => Err(ReadAtError::Overwritten),
+            SlotRead::TooSmall(needed) => Err(ReadAtError::BufferTooSmall { needed }),
+            SlotRead::Corrupt(c) => Err(ReadAtError::Corrupt(c)),
+        }
+    }
+
+    /// A snapshot of table entry `index`.
+    pub fn subscriber(&self, index: usize) -> Option<SubscriberInfo> {
+        if index >= self.geometry.max_subscribers {
+            return None;
+        }
+        let e = self.geometry.entry(self.region.body(), index);
+        let state = e[entry::STATE].load(Ordering::Acquire);
+        Some(SubscriberInfo {
+            state: state & entry::STATE_MASK,
+            generation: state >> 2,
+            mode: e[entry::MODE].load(Ordering::Relaxed),
+            head: e[entry::HEAD].load(Ordering::Relaxed),
+            max_lag: e[entry::MAX_LAG].load(Ordering::Relaxed),
+            dropped: e[entry::DROPPED].load(Ordering::Relaxed),
+            owner: e[entry::OWNER].load(Ordering::Relaxed),
+        })
+    }
+
+    /// Evicts the ACTIVE subscriber at `index`: the producer stops waiting for it. If
+    /// it still runs, its next receive reports [`RecvError::Evicted`]. The entry stays
+    /// taken until the subscriber drops its handle or [`reclaim`](Self::reclaim).
+    pub fn evict(&self, index: usize) -> Result<(), EntryError> {
+        self.transition(index, &[entry::ACTIVE], entry::EVICTED)
+    }
+
+    /// Frees entry `index` (JOINING, ACTIVE or EVICTED) whose owner the caller knows
+    /// is dead. Freeing the entry of a live subscriber breaks its guarantees.
+    pub fn reclaim(&self, index: usize) -> Result<(), EntryError> {
+        self.transition(
+            index,
+            &[entry::JOINING, entry::ACTIVE, entry::EVICTED],
+            entry::FREE,
+        )
+    }
+
+    fn transition(&self, index: usize, from: &[u64], to: u64) -> Result<(), EntryError> {
+        if index >= self.geometry.max_subscribers {
+            return Err(EntryError::OutOfRange { index });
+        }
+        let word = &self.geometry.entry(self.region.body(), index)[entry::STATE];
+        let state = word.load(Ordering::Acquire);
+        if !from.contains(&(state & entry::STATE_MASK)) {
+            return Err(EntryError::WrongState { state });
+        }
+        // AcqRel: Release orders the change after our reads of the entry; the producer
+        // loads states with Acquire. The generation bits are kept.
+        word.compare_exchange(
+            state,
+            (state & !entry::STATE_MASK) | to,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .map(|_| ())
+        .map_err(|state| EntryError::WrongState { state })
+    }
+
+    /// Claims the producer role for the non-zero `token`.
+    pub fn producer(&self, token: u64) -> Result<BroadcastProducer<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        self.producer_takeover(0, token)
+    }
+
+    /// Takes the producer role over from `previous`, which the caller knows is gone.
+    /// A position it was writing but had not published is written again.
+    pub fn producer_takeover(
+        &self,
+        previous: u64,
+        token: u64,
+    ) -> Result<BroadcastProducer<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        claim::takeover(&self.region.header().producer, previous, token)?;
+        // The previous producer's last Release store of `tail`, synchronised by the
+        // claim's Acquire.
+        let tail = self.region.header().tail.load(Ordering::Acquire);
+        Ok(BroadcastProducer {
+            ring: self.clone(),
+            token,
+            tail,
+            epoch_seen: None,
+            min_head: None,
+        })
+    }
+
+    /// Joins as a subscriber owned by the non-zero `token`.
+    pub fn subscribe(
+        &self,
+        options: SubscribeOptions,
+        token: u64,
+    ) -> Result<BroadcastSubscriber<R>, SubscribeError>
+    where
+        R: Clone,
+    {
+        if token == 0 {
+            return Err(SubscribeError::ZeroToken);
+        }
+        let geometry = &self.geometry;
+        let body = self.region.body();
+        let capacity = geometry.capacity as u64;
+        let (index, generation) = (0..geometry.max_subscribers)
+            .find_map(|i| {
+                let state = &geometry.entry(body, i)[entry::STATE];
+                let seen = state.load(Ordering::Relaxed);
+                if seen & entry::STATE_MASK != entry::FREE {
+                    return None;
+                }
+                let generation = (seen >> 2).wrapping_add(1);
+                // Acquire pairs with the Release of the previous occupant's leave (or of
+                // `reclaim`): its writes to the entry happen-before ours.
+                state
+                    .compare_exchange(
+                        seen,
+                        (generation << 2) | entry::JOINING,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .ok()
+                    .map(|_| (i, generation))
+            })
+            .ok_or(SubscribeError::TableFull)?;
+        let e = geometry.entry(body, index);
+        let (mode_code, max_lag) = match options.mode {
+            Mode::Lossless => (entry::MODE_LOSSLESS, capacity),
+            Mode::Lossy { max_lag } => (entry::MODE_LOSSY, max_lag.clamp(1, capacity)),
+        };
+        e[entry::OWNER].store(token, Ordering::Relaxed);
+        e[entry::MODE].store(mode_code, Ordering::Relaxed);
+        e[entry::MAX_LAG].store(max_lag, Ordering::Relaxed);
+        e[entry::DROPPED].store(0, Ordering::Relaxed);
+        let header = self.region.header();
+        // Acquire pairs with the producer's Release store of `tail`.
+        let start = header.tail.load(Ordering::Acquire);
+        let mut head = start.saturating_sub(options.history.min(capacity));
+        e[entry::HEAD].store(head, Ordering::Relaxed);
+        let active = (generation << 2) | entry::ACTIVE;
+        // Release: mode and head are visible to whoever sees ACTIVE.
+        // Partner: the producer's Acquire load of the state in its table scan.
+        e[entry::STATE].store(active, Ordering::Release);
+        let mut lost = 0;
+        if mode_code == entry::MODE_LOSSLESS {
+            // Release: a producer that sees the new epoch (Acquire) sees ACTIVE.
+            header.epoch.fetch_add(1, Ordering::Release);
+            // SeqCst fence, store-buffering partner of the producer's SeqCst fence
+            // between its store of `tail` and its load of `epoch`: either the producer
+            // sees our epoch before writing position `now + 1`, or we see `tail` past
+            // `now`. Forbids both loads missing the other side's store.
+            fence(Ordering::SeqCst);
+            let now = header.tail.load(Ordering::Acquire);
+            // Position `now` may be written without regard to us: it overwrites
+            // `now - C`. Everything from `now - C + 1` on is protected.
+            if now.wrapping_sub(head) >= capacity && !is_after(head, now) {
+                let safe = now - capacity + 1;
+                lost = safe - head;
+                head = safe;
+                // Release pairs with the producer's Acquire load of heads.
+                e[entry::HEAD].store(head, Ordering::Release);
+            }
+        }
+        Ok(BroadcastSubscriber {
+            ring: self.clone(),
+            index,
+            active,
+            lossless: mode_code == entry::MODE_LOSSLESS,
+            max_lag,
+            head,
+            cached_tail: head,
+            dropped: lost,
+            reported: 0,
+            lost_at_join: lost,
+            max_attempts: DEFAULT_RECV_ATTEMPTS,
+        })
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishError {
+    /// A lossless subscriber has not received the item in the slot to overwrite.
+    Full {
+        /// Its index in the subscriber table.
+        subscriber: usize,
+    },
+    /// The item is larger than a slot.
+    TooLarge {
+        /// Bytes given.
+        len: usize,
+        /// Slot size.
+        max: usize,
+    },
+    /// A subscriber entry is impossible.
+    Corrupt(Corruption),
+}
+
+impl core::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PublishError::Full { subscriber } => {
+                write!(f, "ring is full: lossless subscriber {subscriber} lags")
+            }
+            PublishError::TooLarge { len, max } => {
+                write!(f, "item of {len} bytes exceeds the slot size of {max} bytes")
+            }
+            PublishError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+/// The ring's only producer. Dropping it gives the role back.
+#[derive(Debug)]
+pub struct BroadcastProducer<R: Region<Header = BroadcastHeader>> {
+    ring: Broadcast<R>,
+    token: u64,
+    tail: u64,
+    /// Epoch at the last table scan; `None` forces a scan.
+    epoch_seen: Option<u64>,
+    /// Lowest lossless head at the last scan; `None` if there was none.
+    min_head: Option<u64>,
+}
+
+impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
+    /// Copies `item` into the ring and returns its position.
+    pub fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
+        let geometry = self.ring.geometry;
+        if item.len() > geometry.slot_bytes {
+            return Err(PublishError::TooLarge {
+                len: item.len(),
+                max: geometry.slot_bytes,
+            });
+        }
+        let position = self.tail;
+        // SeqCst fence: store-buffering partner of the joiner's SeqCst fence. It sits
+        // between our last store of `tail` (end of the previous publish) and the load
+        // of `epoch` below, so a lossless joiner that missed that tail store is seen here.
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the joiner's Release `fetch_add` of `epoch`: the scan below
+        // then sees its ACTIVE entry.
+        let epoch = self.ring.region.header().epoch.load(Ordering::Acquire);
+        let near_full = self
+            .min_head
+            .is_some_and(|m| position.wrapping_sub(m) >= geometry.capacity as u64);
+        if self.epoch_seen != Some(epoch) || near_full {
+            self.epoch_seen = Some(epoch);
+            self.scan(position)?;
+        }
+        let header = self.ring.region.header();
+        let slot = geometry.slot(self.ring.region.body(), position);
+        slot.stamp().store(writing_stamp(position), Ordering::Relaxed);
+        // Release fence: the odd stamp is visible no later than the payload stores.
+        // Partner: a reader's Acquire fence before its second stamp load.
+        fence(Ordering::Release);
+        slot.length().store(item.len() as u64, Ordering::Relaxed);
+        store_bytes(slot.payload(), item);
+        // Release: the payload is visible to whoever sees the done stamp.
+        // Partner: a reader's Acquire load of the stamp (first check).
+        slot.stamp().store(done_stamp(position), Ordering::Release);
+        self.tail = position.wrapping_add(1);
+        // Release: a subscriber that sees the new tail sees the done stamp.
+        // Partner: the subscribers' Acquire loads of `tail`.
+        header.tail.store(self.tail, Ordering::Release);
+        Ok(position)
+    }
+
+    /// Position the next item will get.
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+
+    /// Recomputes the lowest lossless head; `Full` if one is `capacity` behind.
+    fn scan(&mut self, position: u64) -> Result<(), PublishError> {
+        let geometry = &self.ring.geometry;
+        let body = self.ring.region.body();
+        let capacity = geometry.capacity as u64;
+        let mut slowest: Option<(u64, usize, u64)> = None; // (lag, index, head)
+        for index in 0..geometry.max_subscribers {
+            let e = geometry.entry(body, index);
+            // Acquire pairs with the joiner's Release store of ACTIVE (mode and head
+            // visible) and with the Release of a leave (its reads happen-before ours).
+            let state = e[entry::STATE].load(Ordering::Acquire);
+            if state & entry::STATE_MASK != entry::ACTIVE
+                || e[entry::MODE].load(Ordering::Relaxed) != entry::MODE_LOSSLESS
+            {
+                continue;
+            }
+            // Acquire pairs with the subscriber's Release store of its head: its reads
+            // of the slots before `head` happen-before our overwrites.
+            let head = e[entry::HEAD].load(Ordering::Acquire);
+            if is_after(head, position) {
+                return Err(PublishError::Corrupt(Corruption::SubscriberHead {
+                    subscriber: index,
+                    head,
+                    tail: position,
+                }));
+            }
+            let lag = position.wrapping_sub(head);
+            if slowest.is_none_or(|(worst, _, _)| lag > worst) {
+                slowest = Some((lag, index, head));
+            }
+        }
+        self.min_head = slowest.map(|(_, _, head)| head);
+        match slowest {
+            // A lag above the capacity is a joiner that has not yet moved its head up.
+            Some((lag, subscriber, _)) if lag >= capacity => Err(PublishError::Full { subscriber }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<R: Region<Header = BroadcastHeader>> Drop for BroadcastProducer<R> {
+    fn drop(&mut self) {
+        claim::release(&self.ring.region.header().producer, self.token);
+    }
+}
+
+/// A received item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Its position.
+    pub position: u64,
+    /// Its length; the item is `buf[..len]`.
+    pub len: usize,
+    /// Positions dropped since the previous item this subscriber received (for the
+    /// first item, including history lost at join).
+    pub dropped: u64,
+}
+
+/// Why a receive returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvError {
+    /// Nothing new.
+    Empty,
+    /// A supervisor evicted this subscriber.
+    Evicted,
+    /// The buffer is shorter than the next item, which is not consumed.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// (Lossy) every attempt raced the producer overwriting the slot being read.
+    Stalled {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Impossible shared state.
+    Corrupt(Corruption),
+}
+
+impl core::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecvError::Empty => f.write_str("no new item"),
+            RecvError::Evicted => f.write_str("subscriber was evicted"),
+            RecvError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the item has {needed} bytes")
+            }
+            RecvError::Stalled { attempts } => {
+                write!(f, "every one of {attempts} attempts raced the producer")
+            }
+            RecvError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+/// Why [`Broadcast::read_at`] returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAtError {
+    /// The position is not published yet.
+    NotPublished,
+    /// The slot now holds a later position (or is being overwritten).
+    Overwritten,
+    /// The buffer is shorter than the item.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// Impossible shared state.
+    Corrupt(Corruption),
+}
+
+enum SlotRead {
+    Ok(usize),
+    Overwritten,
+    TooSmall(usize),
+    Corrupt(Corruption),
+}
+
+/// One validated copy of the item at `position`, which is below the tail loaded (with
+/// Acquire) by the caller.
+fn read_slot(geometry: &BroadcastGeometry, slot: Slot<'_>, position: u64, buf: &mut [u8]) -> SlotRead {
+    let expected = done_stamp(position);
+    // Acquire pairs with the producer's Release store of the done stamp.
+    let before = slot.stamp().load(Ordering::Acquire);
+    if before != expected {
+        return if is_after(before, expected) {
+            SlotRead::Overwritten
+        } else {
+            // Published (below the tail) but stamped as older: impossible.
+            SlotRead::Corrupt(Corruption::Stamp {
+                expected: position,
+                found: before,
+            })
+        };
+    }
+    let len = slot.length().load(Ordering::Relaxed);
+    let max = geometry.slot_bytes as u64;
+    let fits = len <= max && len <= buf.len() as u64;
+    if fits {
+        load_bytes(slot.payload(), &mut buf[..len as usize]);
+    }
+    // Acquire fence: the payload loads are ordered before the stamp reload. Partner:
+    // the producer's Release fence after the odd stamp of a later position.
+    fence(Ordering::Acquire);
+    if slot.stamp().load(Ordering::Relaxed) != before {
+        return SlotRead::Overwritten;
+    }
+    if len > max {
+        return SlotRead::Corrupt(Corruption::Length { found: len, max });
+    }
+    if !fits {
+        return SlotRead::TooSmall(len as usize);
+    }
+    SlotRead::Ok(len as usize)
+}
+
+/// A subscriber. Dropping it leaves the ring.
+#[derive(Debug)]
+pub struct BroadcastSubscriber<R: Region<Header = BroadcastHeader>> {
+    ring: Broadcast<R>,
+    index: usize,
+    /// This subscriber's ACTIVE state word (generation included).
+    active: u64,
+    lossless: bool,
+    max_lag: u64,
+    head: u64,
+    cached_tail: u64,
+    dropped: u64,
+    reported: u64,
+    lost_at_join: u64,
+    max_attempts: u32,
+}
+
+impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
+    /// Index of this subscriber's table entry.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Position of the next item this subscriber expects.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Positions dropped so far (history lost at join included).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// History positions asked for at join that were already overwritten.
+    pub fn lost_at_join(&self) -> u64 {
+        self.lost_at_join
+    }
+
+    /// Whether this subscriber is lossless.
+    pub fn is_lossless(&self) -> bool {
+        self.lossless
+    }
+
+    /// Sets the copies a lossy receive attempts before [`RecvError::Stalled`].
+    pub fn set_max_attempts(&mut self, attempts: u32) {
+        self.max_attempts = attempts.max(1);
+    }
+
+    fn entry(&self) -> &[AtomicU64] {
+        self.ring.geometry.entry(self.ring.region.body(), self.index)
+    }
+
+    fn evicted(&self) -> bool {
+        self.entry()[entry::STATE].load(Ordering::Acquire) != self.active
+    }
+
+    /// Copies the next item into `buf`.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
+        if self.evicted() {
+            return Err(RecvError::Evicted);
+        }
+        if self.lossless {
+            self.recv_lossless(buf)
+        } else {
+            self.recv_lossy(buf)
+        }
+    }
+
+    fn recv_lossless(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
+        let geometry = self.ring.geometry;
+        if self.head == self.cached_tail {
+            // Acquire pairs with the producer's Release store of `tail`.
+            self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
+            let lag = self.cached_tail.wrapping_sub(self.head);
+            if lag > geometry.capacity as u64 {
+                return Err(RecvError::Corrupt(Corruption::Indices {
+                    head: self.head,
+                    tail: self.cached_tail,
+                }));
+            }
+            if lag == 0 {
+                return Err(RecvError::Empty);
+            }
+        }
+        let slot = geometry.slot(self.ring.region.body(), self.head);
+        match read_slot(&geometry, slot, self.head, buf) {
+            SlotRead::Ok(len) => Ok(self.deliver(len)),
+            SlotRead::TooSmall(needed) => Err(RecvError::BufferTooSmall { needed }),
+            // The producer never overwrites what an active lossless subscriber has not
+            // received: it was evicted meanwhile, or the memory is corrupt.
+            SlotRead::Overwritten if self.evicted() => Err(RecvError::Evicted),
+            SlotRead::Overwritten => Err(RecvError::Corrupt(Corruption::Stamp {
+                expected: self.head,
+                found: slot.stamp().load(Ordering::Relaxed),
+            })),
+            SlotRead::Corrupt(c) => Err(RecvError::Corrupt(c)),
+        }
+    }
+
+    fn recv_lossy(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
+        let geometry = self.ring.geometry;
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                spin_hint();
+            }
+            // Acquire pairs with the producer's Release store of `tail`.
+            let tail = self.ring.region.header().tail.load(Ordering::Acquire);
+            if is_after(self.head, tail) {
+                return Err(RecvError::Corrupt(Corruption::Indices {
+                    head: self.head,
+                    tail,
+                }));
+            }
+            let lag = tail.wrapping_sub(self.head);
+            if lag == 0 {
+                return Err(RecvError::Empty);
+            }
+            if lag > self.max_lag {
+                self.skip(lag - self.max_lag);
+            }
+            let slot = geometry.slot(self.ring.region.body(), self.head);
+            match read_slot(&geometry, slot, self.head, buf) {
+                SlotRead::Ok(len) => return Ok(self.deliver(len)),
+                SlotRead::TooSmall(needed) => return Err(RecvError::BufferTooSmall { needed }),
+                SlotRead::Overwritten => self.skip(1),
+                SlotRead::Corrupt(c) => return Err(RecvError::Corrupt(c)),
+            }
+        }
+        Err(RecvError::Stalled {
+            attempts: self.max_attempts,
+        })
+    }
+
+    fn skip(&mut self, positions: u64) {
+        self.head = self.head.wrapping_add(positions);
+        self.dropped = self.dropped.wrapping_add(positions);
+    }
+
+    fn deliver(&mut self, len: usize) -> Received {
+        let position = self.head;
+        self.head = position.wrapping_add(1);
+        let e = self.entry();
+        e[entry::DROPPED].store(self.dropped, Ordering::Relaxed);
+        // Release: our reads of the slot happen-before the producer's next write to it.
+        // Partner: the producer's Acquire load of heads in its scan (lossless); for a
+        // lossy subscriber the head is only shown to inspectors.
+        e[entry::HEAD].store(self.head, Ordering::Release);
+        let dropped = self.dropped - self.reported;
+        self.reported = self.dropped;
+        Received {
+            position,
+            len,
+            dropped,
+        }
+    }
+}
+
+impl<R: Region<Header = BroadcastHeader>> Drop for BroadcastSubscriber<R> {
+    fn drop(&mut self) {
+        let evicted = (self.active & !entry::STATE_MASK) | entry::EVICTED;
+        let free = self.active & !entry::STATE_MASK;
+        let state = &self.entry()[entry::STATE];
+        // Release pairs with the producer's Acquire load of the state: every read this
+        // subscriber made happens-before the producer's later overwrites. Only this
+        // subscriber's own generation is freed, never an entry reclaimed and reused.
+        for from in [self.active, evicted] {
+            if state
+                .compare_exchange(from, free, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Single-writer claims.
+//!
+//! A claim word holds the owner token of a role (writer, producer, consumer), or 0
+//! when the role is free. Tokens are chosen by the layer above (the shm crate uses
+//! process-unique values); this crate only requires them to be non-zero. A second
+//! claimant gets [`ClaimError::Held`], never a shared role. Deciding that an owner is
+//! dead is not this crate's business: [`takeover`] replaces a given owner, and the
+//! caller vouches that it is gone.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Why a role could not be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Owner tokens must be non-zero (0 marks a free role).
+    ZeroToken,
+    /// The role is held by another owner.
+    Held {
+        /// The token of the current owner.
+        owner: u64,
+    },
+}
+
+impl core::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ClaimError::ZeroToken => f.write_str("owner token must be non-zero"),
+            ClaimError::Held { owner } => write!(f, "role is held by owner {owner:#x}"),
+        }
+    }
+}
+
+/// Replaces owner `previous` by `token`; `previous == 0` claims a free role.
+pub(crate) fn takeover(word: &AtomicU64, previous: u64, token: u64) -> Result<(), ClaimError> {
+    if token == 0 {
+        return Err(ClaimError::ZeroToken);
+    }
+    // Acquire on success pairs with the Release in `release` (or with the release
+    // stores of the previous owner's last operation): the new owner starts from the
+    // state the previous one left.
+    word.compare_exchange(previous, token, Ordering::Acquire, Ordering::Relaxed)
+        .map(|_| ())
+        .map_err(|owner| ClaimError::Held { owner })
+}
+
+/// Gives the role back if `token` still holds it (a role taken over stays taken).
+pub(crate) fn release(word: &AtomicU64, token: u64) {
+    // Release pairs with the Acquire of the next `claim`: everything this owner did
+    // happens-before the next owner's first operation.
+    let _ = word.compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed);
+}

@@ -1,0 +1,78 @@
+//! tensorlane-core: the lock-free algorithms of tensorlane over memory shared between
+//! threads or processes.
+//!
+//! Three structures, each a `#[repr(C)]` control block plus a body of 64-bit words
+//! placed in any memory ([`Region`]):
+//! - [`Seqlock`]: an N-slot seqlock register holding the latest value of a stream;
+//! - [`Spsc`]: a lossless single-producer single-consumer ring with zero-copy loans;
+//! - [`Broadcast`]: one producer and up to M lossless or lossy subscribers, each
+//!   with its own head, drop counter and lag bound.
+//!
+//! # Rules every structure follows
+//! - One writer per structure (producer, writer, consumer), enforced by a claim word:
+//!   a second claimant gets an error.
+//! - Geometry (slot count, slot size, capacity, subscriber count) is validated once,
+//!   kept in process-local memory and never re-read from shared memory. Every index
+//!   derived from a shared counter is masked or reduced with the local geometry, so
+//!   nothing another process writes can make an operation touch memory outside the
+//!   region. Impossible values are reported as [`Corruption`], never trusted.
+//! - Payload that a reader may read while a writer writes it is accessed as relaxed
+//!   atomic words ordered by fences around sequence stamps; plain byte slices are
+//!   handed out only where the protocol excludes concurrent access (SPSC loans).
+//! - Operations return at once: `Full`, `Empty`, `Stalled` after a bounded number of
+//!   attempts. Waiting is the caller's business.
+//!
+//! # Checkers
+//! With feature `loom` (or `shuttle`) every atomic, fence and spin hint comes from that
+//! checker (see `sync.rs`), and regions are built on the heap ([`HeapRegion`]); the
+//! unsafe cast from mapped bytes ([`attach`]) exists only without them.
+//!
+//! The crate is `no_std` and does not allocate (feature `alloc` adds [`HeapRegion`]).
+
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(any(test, feature = "loom", feature = "shuttle"))]
+extern crate std;
+
+mod broadcast;
+mod claim;
+mod error;
+mod line;
+mod region;
+mod seqlock;
+mod slot;
+mod spsc;
+mod sync;
+
+#[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
+mod tests;
+
+pub use broadcast::{
+    entry, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,
+    EntryError, Mode, PublishError, ReadAtError, Received, RecvError, SubscribeError,
+    SubscribeOptions, SubscriberInfo, DEFAULT_RECV_ATTEMPTS, ENTRY_WORDS, MAX_SUBSCRIBERS,
+};
+pub use claim::ClaimError;
+pub use error::{Corruption, GeometryError};
+pub use line::{Line, LINE_BYTES, LINE_WORDS};
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+pub use region::attach;
+pub use region::{AttachError, ControlBlock, Parts, Region};
+#[cfg(feature = "alloc")]
+pub use region::HeapRegion;
+pub use seqlock::{
+    ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
+    WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
+};
+pub use slot::{LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
+pub use spsc::{
+    PopError, Popped, PushError, Spsc, SpscConsumer, SpscGeometry, SpscHeader, SpscLoan,
+    SpscPeek, SpscProducer, MAX_RING_CAPACITY,
+};
+
+/// The atomic word of every control block and body: `core`'s `AtomicU64`, or the
+/// checker's under `loom` / `shuttle`.
+pub use sync::AtomicU64;

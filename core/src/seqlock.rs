@@ -1,0 +1,444 @@
+//! The N-slot seqlock register: the latest value of a stream.
+//!
+//! One writer, any number of readers, no reader ever writes shared memory.
+//!
+//! # Protocol
+//! Write number `s` (`s = 1, 2, ...`) goes to slot `s mod N`:
+//! 1. `stamp := 2s + 1` (odd: being written), relaxed, then a release fence;
+//! 2. length and payload words, relaxed;
+//! 3. `stamp := 2s` (even: complete), release;
+//! 4. `published := s`, release.
+//!
+//! A reader loads `published = p` (acquire); `p = 0` means nothing was written. It
+//! loads the stamp of slot `p mod N` (acquire) and proceeds only if it is `2p`; it
+//! copies length and payload (relaxed), issues an acquire fence, and reloads the stamp
+//! (relaxed): an unchanged stamp proves the copy is write `p`, untorn. Otherwise it
+//! retries, at most `max_attempts` times, then reports [`ReadError::Stalled`].
+//!
+//! # Invariants
+//! - The value returned for sequence `p` is exactly the bytes of write `p`.
+//! - A reader never returns a sequence lower than one it returned before (a register
+//!   whose `published` moves back reports [`Corruption::SequenceWentBack`]).
+//! - With `N >= 2`, a writer that stops anywhere inside write `s` leaves write `s - 1`
+//!   readable: `published` still names it and its slot is not the one being written.
+//! - Writes are wait-free. A reader's work is bounded by `max_attempts` copies.
+//!
+//! # Example
+//! ```
+//! use tensorlane_core::{HeapRegion, Seqlock, SeqlockGeometry, SeqlockHeader};
+//! let geometry = SeqlockGeometry::new(3, 16).unwrap();
+//! let region = HeapRegion::<SeqlockHeader>::new(geometry.body_words());
+//! let lane = Seqlock::new(&region, geometry).unwrap();
+//!
+//! let mut writer = lane.writer(1).unwrap();
+//! let mut reader = lane.reader();
+//! writer.write(b"frame 1").unwrap();
+//! writer.write(b"frame 2").unwrap();
+//!
+//! let mut buf = [0u8; 16];
+//! let got = reader.read(&mut buf).unwrap();
+//! assert_eq!((got.seq, &buf[..got.len]), (2, &b"frame 2"[..]));
+//! assert!(lane.writer(2).is_err()); // one writer at a time
+//! ```
+
+use crate::claim::{self, ClaimError};
+use crate::error::{check_body, check_count, Corruption, GeometryError};
+use crate::line::Line;
+use crate::region::{sealed, ControlBlock, Region};
+use crate::slot::{load_bytes, slot_stride, store_bytes, Slot};
+use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
+
+/// Most slots a register may have.
+pub const MAX_REGISTER_SLOTS: usize = 1 << 16;
+
+/// Copies a reader attempts before it reports [`ReadError::Stalled`], by default.
+pub const DEFAULT_READ_ATTEMPTS: u32 = 64;
+
+/// The register's control block: 256 bytes, zero when fresh.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SeqlockHeader {
+    /// Sequence of the last complete write; 0 before the first.
+    pub published: Line<AtomicU64>,
+    /// Owner token of the writer; 0 when no writer holds the register.
+    pub writer: Line<AtomicU64>,
+}
+
+impl sealed::Sealed for SeqlockHeader {}
+impl ControlBlock for SeqlockHeader {}
+
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+const _: () = {
+    assert!(core::mem::size_of::<SeqlockHeader>() == 256);
+    assert!(core::mem::align_of::<SeqlockHeader>() == 128);
+    assert!(core::mem::offset_of!(SeqlockHeader, published) == 0);
+    assert!(core::mem::offset_of!(SeqlockHeader, writer) == 128);
+};
+
+/// Slot count and slot size of a register, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqlockGeometry {
+    slots: usize,
+    slot_bytes: usize,
+    stride: usize,
+    body_words: usize,
+}
+
+impl SeqlockGeometry {
+    /// `slots` slots (1 to [`MAX_REGISTER_SLOTS`]; 2 or 3 is usual) of `slot_bytes`
+    /// payload bytes each.
+    pub fn new(slots: usize, slot_bytes: usize) -> Result<Self, GeometryError> {
+        check_count("register slots", slots, MAX_REGISTER_SLOTS)?;
+        let stride = slot_stride(slot_bytes).ok_or(GeometryError::SlotTooLarge {
+            found: slot_bytes as u64,
+        })?;
+        let body_words = stride.checked_mul(slots).ok_or(GeometryError::Overflow)?;
+        body_words.checked_mul(8).ok_or(GeometryError::Overflow)?;
+        Ok(SeqlockGeometry {
+            slots,
+            slot_bytes,
+            stride,
+            body_words,
+        })
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Payload bytes per slot.
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    /// Words per slot, including the stamp and length words.
+    pub fn slot_stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Words the body must hold.
+    pub fn body_words(&self) -> usize {
+        self.body_words
+    }
+
+    fn slot<'a>(&self, body: &'a [AtomicU64], seq: u64) -> Slot<'a> {
+        // `seq % slots < slots`, so the index is in bounds whatever `seq` is.
+        Slot::at(body, 0, self.stride, (seq % self.slots as u64) as usize)
+    }
+}
+
+/// A register over a region whose body length was checked against the geometry.
+#[derive(Debug, Clone)]
+pub struct Seqlock<R> {
+    region: R,
+    geometry: SeqlockGeometry,
+}
+
+impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
+    /// Validates the region's body against `geometry`.
+    pub fn new(region: R, geometry: SeqlockGeometry) -> Result<Self, GeometryError> {
+        check_body(geometry.body_words, region.body().len())?;
+        Ok(Seqlock { region, geometry })
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> SeqlockGeometry {
+        self.geometry
+    }
+
+    /// Sequence of the last complete write (0 if none).
+    pub fn published(&self) -> u64 {
+        // Acquire pairs with the writer's Release store of `published`.
+        self.region.header().published.load(Ordering::Acquire)
+    }
+
+    /// Token of the current writer, 0 if none.
+    pub fn writer_owner(&self) -> u64 {
+        self.region.header().writer.load(Ordering::Acquire)
+    }
+
+    /// A reader that has seen nothing yet.
+    pub fn reader(&self) -> SeqlockReader<R>
+    where
+        R: Clone,
+    {
+        SeqlockReader {
+            lane: self.clone(),
+            last: 0,
+            max_attempts: DEFAULT_READ_ATTEMPTS,
+        }
+    }
+
+    /// Claims the writer role for the non-zero `token`.
+    pub fn writer(&self, token: u64) -> Result<SeqlockWriter<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        self.takeover(0, token)
+    }
+
+    /// Takes the writer role over from `previous`, which the caller knows is gone
+    /// (for example: its process died). Writes continue after the last published
+    /// sequence; a write `previous` left unfinished is never published.
+    pub fn takeover(&self, previous: u64, token: u64) -> Result<SeqlockWriter<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        claim::takeover(&self.region.header().writer, previous, token)?;
+        // Acquire pairs with the previous writer's Release store of `published`.
+        let last = self.region.header().published.load(Ordering::Acquire);
+        Ok(SeqlockWriter {
+            lane: self.clone(),
+            token,
+            next: last.wrapping_add(1),
+        })
+    }
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The value is larger than a slot.
+    TooLarge {
+        /// Bytes given.
+        len: usize,
+        /// Slot size.
+        max: usize,
+    },
+}
+
+impl core::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WriteError::TooLarge { len, max } => {
+                write!(f, "value of {len} bytes exceeds the slot size of {max} bytes")
+            }
+        }
+    }
+}
+
+/// The register's only writer. Dropping it gives the role back.
+#[derive(Debug)]
+pub struct SeqlockWriter<R: Region<Header = SeqlockHeader>> {
+    lane: Seqlock<R>,
+    token: u64,
+    next: u64,
+}
+
+impl<R: Region<Header = SeqlockHeader>> SeqlockWriter<R> {
+    /// Publishes `value` as the register's latest value and returns its sequence.
+    /// Wait-free: a fixed number of stores, whatever readers do.
+    pub fn write(&mut self, value: &[u8]) -> Result<u64, WriteError> {
+        let max = self.lane.geometry.slot_bytes;
+        if value.len() > max {
+            return Err(WriteError::TooLarge {
+                len: value.len(),
+                max,
+            });
+        }
+        let seq = self.next;
+        let header = self.lane.region.header();
+        let slot = self.lane.geometry.slot(self.lane.region.body(), seq);
+        slot.stamp().store(seq.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
+        // Release fence: the odd stamp above becomes visible no later than any payload
+        // store below. Partner: the reader's Acquire fence before its second stamp load;
+        // a reader that saw any of these payload stores then sees the odd (or a later)
+        // stamp and discards its copy.
+        fence(Ordering::Release);
+        slot.length().store(value.len() as u64, Ordering::Relaxed);
+        store_bytes(slot.payload(), value);
+        // Release: the payload above is visible to whoever sees the even stamp.
+        // Partner: the reader's Acquire load of the stamp (first check).
+        slot.stamp().store(seq.wrapping_mul(2), Ordering::Release);
+        // Release: a reader that sees `published = seq` also sees the even stamp.
+        // Partner: the reader's Acquire load of `published`.
+        header.published.store(seq, Ordering::Release);
+        self.next = seq.wrapping_add(1);
+        Ok(seq)
+    }
+
+    /// Sequence the next write will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// The owner token this writer holds.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+impl<R: Region<Header = SeqlockHeader>> Drop for SeqlockWriter<R> {
+    fn drop(&mut self) {
+        claim::release(&self.lane.region.header().writer, self.token);
+    }
+}
+
+/// A successful read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadInfo {
+    /// Sequence of the value read (1 for the first write).
+    pub seq: u64,
+    /// Length of the value in bytes; the value is `buf[..len]`.
+    pub len: usize,
+    /// Writes this reader skipped since the previous value it returned (0 on the
+    /// first read).
+    pub missed: u64,
+}
+
+/// Why a read returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// Nothing has been written yet.
+    Empty,
+    /// `read_new`: the latest value is the one this reader already returned.
+    NotNew,
+    /// The buffer is shorter than the value.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// Every attempt raced a write to the slot being read (a writer lapping a slow
+    /// reader, or, with one slot, a writer stopped mid-write). Retry, or use more slots.
+    Stalled {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Shared state no correct writer produces.
+    Corrupt(Corruption),
+}
+
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReadError::Empty => f.write_str("nothing written yet"),
+            ReadError::NotNew => f.write_str("no value newer than the last one read"),
+            ReadError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the value has {needed} bytes")
+            }
+            ReadError::Stalled { attempts } => {
+                write!(f, "every one of {attempts} attempts raced a write")
+            }
+            ReadError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+/// A reader of the register. It writes nothing to shared memory.
+#[derive(Debug, Clone)]
+pub struct SeqlockReader<R> {
+    lane: Seqlock<R>,
+    last: u64,
+    max_attempts: u32,
+}
+
+enum Attempt {
+    Done(ReadInfo),
+    Retry,
+    Fail(ReadError),
+}
+
+impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
+    /// Sets the number of copies tried before [`ReadError::Stalled`] (at least 1).
+    pub fn set_max_attempts(&mut self, attempts: u32) {
+        self.max_attempts = attempts.max(1);
+    }
+
+    /// Sequence of the last value returned (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.last
+    }
+
+    /// Copies the latest value into `buf`. On error the contents of `buf` are
+    /// unspecified.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
+        self.read_inner(buf, false)
+    }
+
+    /// Like [`read`](Self::read), but returns [`ReadError::NotNew`] instead of the value
+    /// this reader returned last.
+    pub fn read_new(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
+        self.read_inner(buf, true)
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8], only_new: bool) -> Result<ReadInfo, ReadError> {
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                spin_hint();
+            }
+            match self.attempt(buf, only_new) {
+                Attempt::Done(info) => {
+                    self.last = info.seq;
+                    return Ok(info);
+                }
+                Attempt::Retry => continue,
+                Attempt::Fail(e) => return Err(e),
+            }
+        }
+        Err(ReadError::Stalled {
+            attempts: self.max_attempts,
+        })
+    }
+
+    fn attempt(&self, buf: &mut [u8], only_new: bool) -> Attempt {
+        let lane = &self.lane;
+        // Acquire pairs with the writer's Release store of `published`.
+        let seq = lane.region.header().published.load(Ordering::Acquire);
+        if seq == 0 {
+            return Attempt::Fail(ReadError::Empty);
+        }
+        if seq < self.last {
+            return Attempt::Fail(ReadError::Corrupt(Corruption::SequenceWentBack {
+                last: self.last,
+                found: seq,
+            }));
+        }
+        if only_new && seq == self.last {
+            return Attempt::Fail(ReadError::NotNew);
+        }
+        let slot = lane.geometry.slot(lane.region.body(), seq);
+        let expected = seq.wrapping_mul(2);
+        // Acquire pairs with the writer's Release store of the even stamp: the copy
+        // below sees write `seq` or a later one.
+        let before = slot.stamp().load(Ordering::Acquire);
+        if before != expected {
+            // The writer has lapped this slot since `published` was read.
+            return Attempt::Retry;
+        }
+        let len = slot.length().load(Ordering::Relaxed);
+        let fits = len <= lane.geometry.slot_bytes as u64 && len <= buf.len() as u64;
+        if fits {
+            load_bytes(slot.payload(), &mut buf[..len as usize]);
+        }
+        // Acquire fence: the payload loads above are ordered before the stamp load
+        // below. Partner: the writer's Release fence after its odd stamp; if any load
+        // above saw a later write's data, the load below sees that write's odd stamp.
+        fence(Ordering::Acquire);
+        if slot.stamp().load(Ordering::Relaxed) != before {
+            return Attempt::Retry;
+        }
+        // The copy (and `len`) is write `seq`, untorn.
+        if len > lane.geometry.slot_bytes as u64 {
+            return Attempt::Fail(ReadError::Corrupt(Corruption::Length {
+                found: len,
+                max: lane.geometry.slot_bytes as u64,
+            }));
+        }
+        if !fits {
+            return Attempt::Fail(ReadError::BufferTooSmall {
+                needed: len as usize,
+            });
+        }
+        let missed = if self.last == 0 {
+            0
+        } else {
+            seq - self.last - u64::from(seq > self.last)
+        };
+        Attempt::Done(ReadInfo {
+            seq,
+            len: len as usize,
+            missed,
+        })
+    }
+}

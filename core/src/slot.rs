@@ -1,0 +1,142 @@
+//! The slot layout shared by all three structures, and payload copies.
+//!
+//! A slot is `stride` words, `stride` a multiple of 16 words (one 128-byte line):
+//!
+//! | word | name    | meaning                                                   |
+//! |------|---------|-----------------------------------------------------------|
+//! | 0    | stamp   | seqlock stamp (register, broadcast); unused (0) in SPSC    |
+//! | 1    | length  | payload length in bytes of the value in the slot           |
+//! | 2..  | payload | `ceil(slot_bytes / 8)` words, little-endian bytes          |
+//!
+//! Payload words are accessed only with relaxed atomic loads and stores, ordered by
+//! the fences of the algorithm that owns the slot, so that a reader racing a writer
+//! is never a data race in the Rust memory model (Boehm 2012). Bytes are packed
+//! little-endian into words, so the layout is the same on every host.
+
+use crate::line::LINE_WORDS;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Index of the stamp word inside a slot.
+pub const STAMP_WORD: usize = 0;
+/// Index of the length word inside a slot.
+pub const LENGTH_WORD: usize = 1;
+/// Index of the first payload word inside a slot.
+pub const PAYLOAD_WORD: usize = 2;
+
+/// Largest slot payload the geometry accepts (1 TiB): keeps every offset far from
+/// overflow on 64-bit hosts while allowing any tensor a machine can hold.
+pub const MAX_SLOT_BYTES: usize = 1 << 40;
+
+/// Words in one slot of `slot_bytes` payload bytes, rounded up to whole lines.
+/// `None` if `slot_bytes` exceeds [`MAX_SLOT_BYTES`].
+pub(crate) const fn slot_stride(slot_bytes: usize) -> Option<usize> {
+    if slot_bytes > MAX_SLOT_BYTES {
+        return None;
+    }
+    let words = PAYLOAD_WORD + slot_bytes.div_ceil(8);
+    Some(words.div_ceil(LINE_WORDS) * LINE_WORDS)
+}
+
+/// One slot: a window of `stride` words of the body.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot<'a> {
+    words: &'a [AtomicU64],
+}
+
+impl<'a> Slot<'a> {
+    /// Slot `index` of a slot array starting at word `base`. The caller guarantees,
+    /// through geometry validated against the body length, that it is in bounds;
+    /// `index` must already be masked or reduced with local geometry.
+    #[inline]
+    pub(crate) fn at(body: &'a [AtomicU64], base: usize, stride: usize, index: usize) -> Self {
+        let start = base + index * stride;
+        Slot {
+            words: &body[start..start + stride],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn stamp(&self) -> &'a AtomicU64 {
+        &self.words[STAMP_WORD]
+    }
+
+    #[inline]
+    pub(crate) fn length(&self) -> &'a AtomicU64 {
+        &self.words[LENGTH_WORD]
+    }
+
+    /// The payload words (the whole payload area of the slot).
+    #[inline]
+    pub(crate) fn payload(&self) -> &'a [AtomicU64] {
+        &self.words[PAYLOAD_WORD..]
+    }
+}
+
+/// Stores `src` into the first `ceil(src.len() / 8)` words, relaxed; the unused bytes
+/// of the last word are zero. The caller guarantees `src.len() <= words.len() * 8`.
+#[inline]
+pub(crate) fn store_bytes(words: &[AtomicU64], src: &[u8]) {
+    let mut chunks = src.chunks_exact(8);
+    let mut words_iter = words.iter();
+    for (chunk, word) in (&mut chunks).zip(&mut words_iter) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        if let Some(word) = words_iter.next() {
+            let mut bytes = [0u8; 8];
+            bytes[..rest.len()].copy_from_slice(rest);
+            word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Loads `dst.len()` bytes from the words, relaxed. The caller guarantees
+/// `dst.len() <= words.len() * 8`.
+#[inline]
+pub(crate) fn load_bytes(words: &[AtomicU64], dst: &mut [u8]) {
+    let mut chunks = dst.chunks_exact_mut(8);
+    let mut words_iter = words.iter();
+    for (chunk, word) in (&mut chunks).zip(&mut words_iter) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        if let Some(word) = words_iter.next() {
+            let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+            let n = rest.len();
+            rest.copy_from_slice(&bytes[..n]);
+        }
+    }
+}
+
+/// Exclusive byte views of payload words, for loans of lossless rings, where the
+/// protocol excludes every concurrent access. Not available under the checkers,
+/// whose atomics cannot be viewed as bytes; there the loans offer only word access.
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+pub(crate) mod bytes_view {
+    use crate::sync::AtomicU64;
+
+    /// # Safety
+    /// No other thread or process may access `words` while the returned slice lives.
+    #[inline]
+    pub(crate) unsafe fn as_bytes_mut(words: &[AtomicU64], len: usize) -> &mut [u8] {
+        debug_assert!(len <= words.len() * 8);
+        // SAFETY: `AtomicU64` has interior mutability, so writing through the pointer
+        // from `as_ptr` is allowed; `len <= words.len() * 8` keeps the slice inside the
+        // words; the caller guarantees exclusive access for the slice's lifetime.
+        unsafe { core::slice::from_raw_parts_mut(words.as_ptr().cast::<u8>().cast_mut(), len) }
+    }
+
+    /// # Safety
+    /// No other thread or process may write `words` while the returned slice lives.
+    #[inline]
+    pub(crate) unsafe fn as_bytes(words: &[AtomicU64], len: usize) -> &[u8] {
+        debug_assert!(len <= words.len() * 8);
+        // SAFETY: `len` bytes lie inside the words, and the caller guarantees that no
+        // one writes them while the slice lives, so plain reads do not race.
+        unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
+    }
+}

@@ -1,0 +1,579 @@
+//! The SPSC ring: a lossless bounded queue with one producer and one consumer.
+//!
+//! # Protocol
+//! Positions are unbounded `u64` counters; position `p` lives in slot `p & (C - 1)`.
+//! The producer owns `tail` (next position to fill), the consumer owns `head` (next
+//! position to take); each keeps a cached copy of the other's counter and reloads it
+//! only when the cache says full or empty (the rtrb scheme).
+//! - push: if `tail - head == C` the ring is full; otherwise write slot `tail`
+//!   (length and payload), then `tail := tail + 1` with release;
+//! - pop: if `head == tail` the ring is empty; otherwise load slot `head`, then
+//!   `head := head + 1` with release.
+//!
+//! # Invariants
+//! - Items come out once each, in the order they went in; none is lost while the ring
+//!   is used through this API.
+//! - The producer never writes a slot the consumer may still read, and the consumer
+//!   never reads a slot the producer may still write: a slot is handed over by the
+//!   release store of a counter and taken by the acquire load of that counter. This
+//!   exclusion is what makes the zero-copy loans ([`SpscProducer::loan`],
+//!   [`SpscConsumer::peek`]) plain byte slices.
+//! - A `tail - head` outside `0..=C`, or a length word above the slot size, is
+//!   reported as [`Corruption`] and never used as an index.
+//!
+//! # Example
+//! ```
+//! use tensorlane_core::{HeapRegion, Spsc, SpscGeometry, SpscHeader, PopError};
+//! let geometry = SpscGeometry::new(4, 32).unwrap();
+//! let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
+//! let ring = Spsc::new(&region, geometry).unwrap();
+//! let mut producer = ring.producer(1).unwrap();
+//! let mut consumer = ring.consumer(2).unwrap();
+//!
+//! producer.push(b"hello").unwrap();
+//! let mut loan = producer.loan().unwrap();
+//! loan.bytes_mut()[..5].copy_from_slice(b"world");
+//! loan.commit(5).unwrap();
+//!
+//! let mut buf = [0u8; 32];
+//! let item = consumer.pop(&mut buf).unwrap();
+//! assert_eq!(&buf[..item.len], b"hello");
+//! let peeked = consumer.peek().unwrap();
+//! assert_eq!(peeked.bytes(), b"world");
+//! peeked.release();
+//! assert_eq!(consumer.pop(&mut buf), Err(PopError::Empty));
+//! ```
+
+use crate::claim::{self, ClaimError};
+use crate::error::{check_body, check_count, Corruption, GeometryError};
+use crate::line::Line;
+use crate::region::{sealed, ControlBlock, Region};
+use crate::slot::{load_bytes, slot_stride, store_bytes, Slot};
+use crate::sync::{AtomicU64, Ordering};
+
+/// Largest ring capacity.
+pub const MAX_RING_CAPACITY: usize = 1 << 24;
+
+/// The SPSC control block: 384 bytes, zero when fresh.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SpscHeader {
+    /// Next position the producer fills (producer-owned).
+    pub tail: Line<AtomicU64>,
+    /// Next position the consumer takes (consumer-owned).
+    pub head: Line<AtomicU64>,
+    /// Owner tokens: producer, consumer.
+    pub owners: Line<[AtomicU64; 2]>,
+}
+
+impl sealed::Sealed for SpscHeader {}
+impl ControlBlock for SpscHeader {}
+
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+const _: () = {
+    assert!(core::mem::size_of::<SpscHeader>() == 384);
+    assert!(core::mem::align_of::<SpscHeader>() == 128);
+    assert!(core::mem::offset_of!(SpscHeader, tail) == 0);
+    assert!(core::mem::offset_of!(SpscHeader, head) == 128);
+    assert!(core::mem::offset_of!(SpscHeader, owners) == 256);
+};
+
+const PRODUCER: usize = 0;
+const CONSUMER: usize = 1;
+
+/// Capacity and slot size of a ring, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpscGeometry {
+    capacity: usize,
+    slot_bytes: usize,
+    stride: usize,
+    body_words: usize,
+}
+
+impl SpscGeometry {
+    /// `capacity` slots (a power of two, 1 to [`MAX_RING_CAPACITY`]) of `slot_bytes`
+    /// payload bytes each.
+    pub fn new(capacity: usize, slot_bytes: usize) -> Result<Self, GeometryError> {
+        check_count("ring capacity", capacity, MAX_RING_CAPACITY)?;
+        if !capacity.is_power_of_two() {
+            return Err(GeometryError::NotPowerOfTwo {
+                found: capacity as u64,
+            });
+        }
+        let stride = slot_stride(slot_bytes).ok_or(GeometryError::SlotTooLarge {
+            found: slot_bytes as u64,
+        })?;
+        let body_words = stride.checked_mul(capacity).ok_or(GeometryError::Overflow)?;
+        body_words.checked_mul(8).ok_or(GeometryError::Overflow)?;
+        Ok(SpscGeometry {
+            capacity,
+            slot_bytes,
+            stride,
+            body_words,
+        })
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Payload bytes per slot.
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    /// Words per slot.
+    pub fn slot_stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Words the body must hold.
+    pub fn body_words(&self) -> usize {
+        self.body_words
+    }
+
+    fn slot<'a>(&self, body: &'a [AtomicU64], position: u64) -> Slot<'a> {
+        // Masked with the local capacity: in bounds whatever `position` is.
+        let index = (position & (self.capacity as u64 - 1)) as usize;
+        Slot::at(body, 0, self.stride, index)
+    }
+
+    /// `tail - head` if it lies in `0..=capacity`.
+    fn occupancy(&self, head: u64, tail: u64) -> Result<u64, Corruption> {
+        let used = tail.wrapping_sub(head);
+        if used > self.capacity as u64 {
+            return Err(Corruption::Indices { head, tail });
+        }
+        Ok(used)
+    }
+}
+
+/// A ring over a region whose body length was checked against the geometry.
+#[derive(Debug, Clone)]
+pub struct Spsc<R> {
+    region: R,
+    geometry: SpscGeometry,
+}
+
+impl<R: Region<Header = SpscHeader>> Spsc<R> {
+    /// Validates the region's body against `geometry`.
+    pub fn new(region: R, geometry: SpscGeometry) -> Result<Self, GeometryError> {
+        check_body(geometry.body_words, region.body().len())?;
+        Ok(Spsc { region, geometry })
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> SpscGeometry {
+        self.geometry
+    }
+
+    /// Current `(head, tail)`, for inspection.
+    pub fn positions(&self) -> (u64, u64) {
+        let header = self.region.header();
+        (
+            header.head.load(Ordering::Acquire),
+            header.tail.load(Ordering::Acquire),
+        )
+    }
+
+    /// Owner tokens of the producer and the consumer (0 when free).
+    pub fn owners(&self) -> (u64, u64) {
+        let owners = &self.region.header().owners;
+        (
+            owners[PRODUCER].load(Ordering::Acquire),
+            owners[CONSUMER].load(Ordering::Acquire),
+        )
+    }
+
+    /// Claims the producer role for the non-zero `token`.
+    pub fn producer(&self, token: u64) -> Result<SpscProducer<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        self.producer_takeover(0, token)
+    }
+
+    /// Takes the producer role over from `previous`, which the caller knows is gone.
+    /// An item it was writing but had not pushed is discarded.
+    pub fn producer_takeover(&self, previous: u64, token: u64) -> Result<SpscProducer<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        let header = self.region.header();
+        claim::takeover(&header.owners[PRODUCER], previous, token)?;
+        // Own counter: the previous producer's last Release store of `tail`
+        // (synchronised by the claim's Acquire).
+        let tail = header.tail.load(Ordering::Acquire);
+        Ok(SpscProducer {
+            ring: self.clone(),
+            token,
+            tail,
+            // Looks full, so the first push loads and validates the consumer's head.
+            cached_head: tail.wrapping_sub(self.geometry.capacity as u64),
+        })
+    }
+
+    /// Claims the consumer role for the non-zero `token`.
+    pub fn consumer(&self, token: u64) -> Result<SpscConsumer<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        self.consumer_takeover(0, token)
+    }
+
+    /// Takes the consumer role over from `previous`, which the caller knows is gone.
+    /// An item it had peeked but not released is delivered again.
+    pub fn consumer_takeover(&self, previous: u64, token: u64) -> Result<SpscConsumer<R>, ClaimError>
+    where
+        R: Clone,
+    {
+        let header = self.region.header();
+        claim::takeover(&header.owners[CONSUMER], previous, token)?;
+        let head = header.head.load(Ordering::Acquire);
+        Ok(SpscConsumer {
+            ring: self.clone(),
+            token,
+            head,
+            // Looks empty, so the first pop loads and validates the producer's tail.
+            cached_tail: head,
+        })
+    }
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// Every slot holds an item the consumer has not taken.
+    Full,
+    /// The item is larger than a slot.
+    TooLarge {
+        /// Bytes given.
+        len: usize,
+        /// Slot size.
+        max: usize,
+    },
+    /// The consumer's counter is impossible.
+    Corrupt(Corruption),
+}
+
+impl core::fmt::Display for PushError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PushError::Full => f.write_str("ring is full"),
+            PushError::TooLarge { len, max } => {
+                write!(f, "item of {len} bytes exceeds the slot size of {max} bytes")
+            }
+            PushError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+/// The ring's only producer. Dropping it gives the role back.
+#[derive(Debug)]
+pub struct SpscProducer<R: Region<Header = SpscHeader>> {
+    ring: Spsc<R>,
+    token: u64,
+    tail: u64,
+    cached_head: u64,
+}
+
+impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
+    /// Copies `item` into the ring and returns its position.
+    pub fn push(&mut self, item: &[u8]) -> Result<u64, PushError> {
+        let max = self.ring.geometry.slot_bytes;
+        if item.len() > max {
+            return Err(PushError::TooLarge {
+                len: item.len(),
+                max,
+            });
+        }
+        let slot = self.free_slot()?;
+        slot.length().store(item.len() as u64, Ordering::Relaxed);
+        store_bytes(slot.payload(), item);
+        Ok(self.publish())
+    }
+
+    /// Lends the next free slot for writing in place; [`SpscLoan::commit`] pushes it,
+    /// dropping the loan pushes nothing.
+    pub fn loan(&mut self) -> Result<SpscLoan<'_, R>, PushError> {
+        self.free_slot()?;
+        Ok(SpscLoan { producer: self })
+    }
+
+    /// Free slots, as far as this producer knows (reloads the consumer's counter).
+    pub fn free(&mut self) -> Result<usize, PushError> {
+        // Acquire pairs with the consumer's Release store of `head`.
+        self.cached_head = self.ring.region.header().head.load(Ordering::Acquire);
+        let used = self
+            .ring
+            .geometry
+            .occupancy(self.cached_head, self.tail)
+            .map_err(PushError::Corrupt)?;
+        Ok(self.ring.geometry.capacity - used as usize)
+    }
+
+    /// Position the next item will get.
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+
+    fn free_slot(&mut self) -> Result<Slot<'_>, PushError> {
+        // On success the slot at `tail` is free: the consumer released it.
+        let geometry = &self.ring.geometry;
+        let capacity = geometry.capacity as u64;
+        if self.tail.wrapping_sub(self.cached_head) >= capacity {
+            // Acquire pairs with the consumer's Release store of `head`: the consumer's
+            // reads of the slot we are about to overwrite happen-before our writes.
+            self.cached_head = self.ring.region.header().head.load(Ordering::Acquire);
+            let used = geometry
+                .occupancy(self.cached_head, self.tail)
+                .map_err(PushError::Corrupt)?;
+            if used == capacity {
+                return Err(PushError::Full);
+            }
+        }
+        Ok(geometry.slot(self.ring.region.body(), self.tail))
+    }
+
+    fn publish(&mut self) -> u64 {
+        let position = self.tail;
+        self.tail = position.wrapping_add(1);
+        // Release: the slot's length and payload are visible to whoever sees the new
+        // tail. Partner: the consumer's Acquire load of `tail`.
+        self.ring.region.header().tail.store(self.tail, Ordering::Release);
+        position
+    }
+}
+
+impl<R: Region<Header = SpscHeader>> Drop for SpscProducer<R> {
+    fn drop(&mut self) {
+        claim::release(&self.ring.region.header().owners[PRODUCER], self.token);
+    }
+}
+
+/// A free slot lent to the producer. Only the producer can touch it until
+/// [`commit`](Self::commit) hands it to the consumer.
+#[derive(Debug)]
+pub struct SpscLoan<'a, R: Region<Header = SpscHeader>> {
+    producer: &'a mut SpscProducer<R>,
+}
+
+impl<R: Region<Header = SpscHeader>> SpscLoan<'_, R> {
+    fn slot(&self) -> Slot<'_> {
+        let ring = &self.producer.ring;
+        ring.geometry.slot(ring.region.body(), self.producer.tail)
+    }
+
+    /// Slot size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.producer.ring.geometry.slot_bytes
+    }
+
+    /// The slot as bytes, to fill in place.
+    #[cfg(not(any(feature = "loom", feature = "shuttle")))]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.capacity();
+        // SAFETY: the slot at `tail` is free (the consumer released it: `head` was
+        // loaded with Acquire and `tail - head < C`) and is not visible to the consumer
+        // until `commit` stores the new tail, so this loan is its only accessor; `len`
+        // bytes fit in the payload words (geometry).
+        unsafe { crate::slot::bytes_view::as_bytes_mut(self.slot().payload(), len) }
+    }
+
+    /// The slot as payload words (little-endian bytes), to fill in place.
+    pub fn words(&self) -> &[AtomicU64] {
+        self.slot().payload()
+    }
+
+    /// Pushes the first `len` bytes of the slot and returns their position.
+    pub fn commit(self, len: usize) -> Result<u64, PushError> {
+        let max = self.capacity();
+        if len > max {
+            return Err(PushError::TooLarge { len, max });
+        }
+        self.slot().length().store(len as u64, Ordering::Relaxed);
+        Ok(self.producer.publish())
+    }
+}
+
+/// A popped item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Popped {
+    /// The item's position (0 for the first item pushed).
+    pub position: u64,
+    /// Its length; the item is `buf[..len]`.
+    pub len: usize,
+}
+
+/// Why a pop returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopError {
+    /// No item is waiting.
+    Empty,
+    /// The buffer is shorter than the next item, which stays in the ring.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// The producer's counter or the slot's length is impossible.
+    Corrupt(Corruption),
+}
+
+impl core::fmt::Display for PopError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PopError::Empty => f.write_str("ring is empty"),
+            PopError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the item has {needed} bytes")
+            }
+            PopError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+/// The ring's only consumer. Dropping it gives the role back.
+#[derive(Debug)]
+pub struct SpscConsumer<R: Region<Header = SpscHeader>> {
+    ring: Spsc<R>,
+    token: u64,
+    head: u64,
+    cached_tail: u64,
+}
+
+impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
+    /// Copies the next item into `buf` and removes it.
+    pub fn pop(&mut self, buf: &mut [u8]) -> Result<Popped, PopError> {
+        let (slot, len) = self.next_item()?;
+        if len > buf.len() {
+            return Err(PopError::BufferTooSmall { needed: len });
+        }
+        load_bytes(slot.payload(), &mut buf[..len]);
+        let position = self.head;
+        self.release_one();
+        Ok(Popped { position, len })
+    }
+
+    /// Lends the next item for reading in place; [`SpscPeek::release`] removes it,
+    /// dropping the guard leaves it in the ring.
+    pub fn peek(&mut self) -> Result<SpscPeek<'_, R>, PopError> {
+        let (_, len) = self.next_item()?;
+        Ok(SpscPeek {
+            consumer: self,
+            len,
+        })
+    }
+
+    /// Items waiting, as far as this consumer knows (reloads the producer's counter).
+    pub fn available(&mut self) -> Result<usize, PopError> {
+        // Acquire pairs with the producer's Release store of `tail`.
+        self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
+        let used = self
+            .ring
+            .geometry
+            .occupancy(self.head, self.cached_tail)
+            .map_err(PopError::Corrupt)?;
+        Ok(used as usize)
+    }
+
+    /// Position of the next item.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn next_item(&mut self) -> Result<(Slot<'_>, usize), PopError> {
+        let geometry = &self.ring.geometry;
+        if self.head == self.cached_tail {
+            // Acquire pairs with the producer's Release store of `tail`: the slot's
+            // length and payload are visible below.
+            self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
+            geometry
+                .occupancy(self.head, self.cached_tail)
+                .map_err(PopError::Corrupt)?;
+            if self.head == self.cached_tail {
+                return Err(PopError::Empty);
+            }
+        }
+        let slot = geometry.slot(self.ring.region.body(), self.head);
+        let len = slot.length().load(Ordering::Relaxed);
+        if len > geometry.slot_bytes as u64 {
+            return Err(PopError::Corrupt(Corruption::Length {
+                found: len,
+                max: geometry.slot_bytes as u64,
+            }));
+        }
+        Ok((slot, len as usize))
+    }
+
+    fn release_one(&mut self) {
+        self.head = self.head.wrapping_add(1);
+        // Release: our reads of the slot happen-before the producer's next write to it.
+        // Partner: the producer's Acquire load of `head`.
+        self.ring.region.header().head.store(self.head, Ordering::Release);
+    }
+}
+
+impl<R: Region<Header = SpscHeader>> Drop for SpscConsumer<R> {
+    fn drop(&mut self) {
+        claim::release(&self.ring.region.header().owners[CONSUMER], self.token);
+    }
+}
+
+/// The next item, lent to the consumer. The producer cannot overwrite it until
+/// [`release`](Self::release).
+#[derive(Debug)]
+pub struct SpscPeek<'a, R: Region<Header = SpscHeader>> {
+    consumer: &'a mut SpscConsumer<R>,
+    len: usize,
+}
+
+impl<R: Region<Header = SpscHeader>> SpscPeek<'_, R> {
+    fn payload(&self) -> &[AtomicU64] {
+        let ring = &self.consumer.ring;
+        ring.geometry.slot(ring.region.body(), self.consumer.head).payload()
+    }
+
+    /// The item's position.
+    pub fn position(&self) -> u64 {
+        self.consumer.head
+    }
+
+    /// The item's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the item is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The item's bytes, in place.
+    #[cfg(not(any(feature = "loom", feature = "shuttle")))]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the slot at `head` was published by the producer's Release store of
+        // `tail` (loaded with Acquire) and the producer cannot write it again until
+        // `release` stores a new head, so nothing writes these bytes while the guard
+        // lives; `len` was checked against the slot size.
+        unsafe { crate::slot::bytes_view::as_bytes(self.payload(), self.len) }
+    }
+
+    /// The item's payload words (little-endian bytes).
+    pub fn words(&self) -> &[AtomicU64] {
+        self.payload()
+    }
+
+    /// Copies the item into `buf` (which must hold [`len`](Self::len) bytes).
+    pub fn copy_to(&self, buf: &mut [u8]) -> Result<usize, PopError> {
+        if buf.len() < self.len {
+            return Err(PopError::BufferTooSmall { needed: self.len });
+        }
+        load_bytes(self.payload(), &mut buf[..self.len]);
+        Ok(self.len)
+    }
+
+    /// Removes the item from the ring.
+    pub fn release(self) {
+        self.consumer.release_one();
+    }
+}
