@@ -55,6 +55,7 @@
 //!
 //! # Example
 //! ```
+//! # #[cfg(not(any(feature = "loom", feature = "shuttle")))] {
 //! use tensorlane_core::{
 //!     Broadcast, BroadcastGeometry, BroadcastHeader, HeapRegion, Mode, RecvError,
 //!     SubscribeOptions,
@@ -80,6 +81,7 @@
 //! assert!(producer.publish(b"5").is_err()); // full: the logger is 4 behind
 //! assert_eq!(display.recv(&mut buf).unwrap().position, 4);
 //! assert_eq!(display.recv(&mut buf), Err(RecvError::Empty));
+//! # }
 //! ```
 
 use crate::claim::{self, ClaimError};

@@ -111,11 +111,13 @@ mod heap {
     /// A zeroed header and body on the heap: a fresh region for tests and checkers.
     ///
     /// ```
+    /// # #[cfg(not(any(feature = "loom", feature = "shuttle")))] {
     /// use tensorlane_core::{HeapRegion, SeqlockGeometry, SeqlockHeader, Seqlock};
     /// let geometry = SeqlockGeometry::new(2, 64).unwrap();
     /// let region = HeapRegion::<SeqlockHeader>::new(geometry.body_words());
     /// let lane = Seqlock::new(&region, geometry).unwrap();
     /// # let _ = lane;
+    /// # }
     /// ```
     #[derive(Debug)]
     pub struct HeapRegion<H> {

@@ -25,6 +25,7 @@
 //!
 //! # Example
 //! ```
+//! # #[cfg(not(any(feature = "loom", feature = "shuttle")))] {
 //! use tensorlane_core::{HeapRegion, Seqlock, SeqlockGeometry, SeqlockHeader};
 //! let geometry = SeqlockGeometry::new(3, 16).unwrap();
 //! let region = HeapRegion::<SeqlockHeader>::new(geometry.body_words());
@@ -39,6 +40,7 @@
 //! let got = reader.read(&mut buf).unwrap();
 //! assert_eq!((got.seq, &buf[..got.len]), (2, &b"frame 2"[..]));
 //! assert!(lane.writer(2).is_err()); // one writer at a time
+//! # }
 //! ```
 
 use crate::claim::{self, ClaimError};

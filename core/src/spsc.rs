@@ -23,6 +23,7 @@
 //!
 //! # Example
 //! ```
+//! # #[cfg(not(any(feature = "loom", feature = "shuttle")))] {
 //! use tensorlane_core::{HeapRegion, Spsc, SpscGeometry, SpscHeader, PopError};
 //! let geometry = SpscGeometry::new(4, 32).unwrap();
 //! let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
@@ -42,6 +43,7 @@
 //! assert_eq!(peeked.bytes(), b"world");
 //! peeked.release();
 //! assert_eq!(consumer.pop(&mut buf), Err(PopError::Empty));
+//! # }
 //! ```
 
 use crate::claim::{self, ClaimError};
