@@ -673,7 +673,10 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         }
         let header = self.ring.region.header();
         let slot = geometry.slot(self.ring.region.body(), position);
-        slot.stamp().store(writing_stamp(position), Ordering::Relaxed);
+        // Release: the table scan above (which may have seen an eviction) happens-before
+        // any read that sees this stamp. Partner: a lossless subscriber's Acquire fence
+        // after finding its slot overwritten; it then sees why (its eviction).
+        slot.stamp().store(writing_stamp(position), Ordering::Release);
         // Release fence: the odd stamp is visible no later than the payload stores.
         // Partner: a reader's Acquire fence before its second stamp load.
         fence(Ordering::Release);
@@ -925,6 +928,11 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
             self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
             let lag = self.cached_tail.wrapping_sub(self.head);
             if lag > geometry.capacity as u64 {
+                // The producer ran past us: only an eviction allows that. The Acquire
+                // load of `tail` above makes the eviction its scan saw visible here.
+                if self.evicted() {
+                    return Err(RecvError::Evicted);
+                }
                 return Err(RecvError::Corrupt(Corruption::Indices {
                     head: self.head,
                     tail: self.cached_tail,
@@ -940,11 +948,19 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
             SlotRead::TooSmall(needed) => Err(RecvError::BufferTooSmall { needed }),
             // The producer never overwrites what an active lossless subscriber has not
             // received: it was evicted meanwhile, or the memory is corrupt.
-            SlotRead::Overwritten if self.evicted() => Err(RecvError::Evicted),
-            SlotRead::Overwritten => Err(RecvError::Corrupt(Corruption::Stamp {
-                expected: self.head,
-                found: slot.stamp().load(Ordering::Relaxed),
-            })),
+            SlotRead::Overwritten => {
+                // Acquire fence: pairs with the producer's Release store of the stamp we
+                // saw, so the eviction its scan saw is visible to `evicted` below.
+                fence(Ordering::Acquire);
+                if self.evicted() {
+                    Err(RecvError::Evicted)
+                } else {
+                    Err(RecvError::Corrupt(Corruption::Stamp {
+                        expected: self.head,
+                        found: slot.stamp().load(Ordering::Relaxed),
+                    }))
+                }
+            }
             SlotRead::Corrupt(c) => Err(RecvError::Corrupt(c)),
         }
     }

@@ -1,0 +1,293 @@
+// Scenario bodies shared by every suite. The including file brings a `thread` module
+// (std, loom or shuttle) into scope; everything else is imported here.
+//
+// Each body panics with a message naming the broken invariant ("torn read", "lost
+// item", ...); canary tests match on these messages.
+
+#[allow(unused_imports)]
+use std::sync::Arc;
+#[allow(unused_imports)]
+use tensorlane_core::{
+    Mode, PublishError, ReadError, RecvError, SubscribeOptions, MAX_SUBSCRIBERS,
+};
+#[allow(unused_imports)]
+use tensorlane_verification::roles::*;
+
+/// Register value of write `seq`: `WORDS` little-endian copies of `seq`.
+fn stamped_value<const WORDS: usize>(seq: u64) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    for chunk in value.chunks_mut(8).take(WORDS) {
+        chunk.copy_from_slice(&seq.to_le_bytes());
+    }
+    value
+}
+
+/// Checks that every word of `value` equals `expected`.
+fn check_words(value: &[u8], expected: u64, what: &str) {
+    for chunk in value.chunks(8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8-byte words"));
+        if word != expected {
+            panic!("torn read: {what} {expected} holds word {word}");
+        }
+    }
+}
+
+/// One writer publishes `writes` values to a 2-slot register; `readers` readers
+/// read `reads` times each. Every value returned must be exactly write `seq`, and a
+/// reader's sequences never go backwards.
+#[allow(dead_code)]
+pub fn register_writer_and_readers<W, R>(
+    writes: u64,
+    readers: usize,
+    reads: usize,
+    writer: fn(&RegisterFixture) -> W,
+    reader: fn(&RegisterFixture) -> R,
+) where
+    W: RegisterWriterRole,
+    R: RegisterReaderRole,
+{
+    let fixture = RegisterFixture::new(2, 16);
+    let mut w = writer(&fixture);
+    let handles: Vec<_> = (0..readers)
+        .map(|_| {
+            let mut r = reader(&fixture);
+            thread::spawn(move || {
+                let mut last = 0;
+                let mut buf = [0u8; 16];
+                for _ in 0..reads {
+                    match r.read(&mut buf) {
+                        Ok(info) => {
+                            if info.len != 16 {
+                                panic!("torn read: write {} has length {}", info.seq, info.len);
+                            }
+                            check_words(&buf, info.seq, "write");
+                            assert!(info.seq >= last, "read went backwards");
+                            last = info.seq;
+                        }
+                        Err(ReadError::Empty) | Err(ReadError::Stalled { .. }) => {}
+                        Err(e) => panic!("unexpected read error: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for seq in 1..=writes {
+        w.write(&stamped_value::<2>(seq));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// A producer pushes `items` items (item `i` holds `i + 1`, so that a slot read
+/// before it was written never passes for an item) through a ring of capacity 2 (so it wraps), the
+/// consumer takes them with copies and with peeks. Every item must arrive once, in
+/// order, untorn.
+#[allow(dead_code)]
+pub fn queue_producer_and_consumer<P: QueueProducerRole>(
+    items: u64,
+    producer: fn(&QueueFixture) -> P,
+) {
+    let fixture = QueueFixture::new(2, 16);
+    let mut p = producer(&fixture);
+    let ring = fixture.ring();
+    let consumer = thread::spawn(move || {
+        let mut c = ring.consumer(2).expect("consumer role is free");
+        let mut next = 0;
+        let mut buf = [0u8; 16];
+        while next < items {
+            let got = if next % 2 == 0 {
+                c.pop(&mut buf).map(|popped| (popped.position, popped.len))
+            } else {
+                c.peek().map(|peek| {
+                    let position = peek.position();
+                    let len = peek.copy_to(&mut buf).expect("item fits");
+                    peek.release();
+                    (position, len)
+                })
+            };
+            match got {
+                Ok((position, len)) => {
+                    if position != next {
+                        panic!("lost item: expected {next}, got {position}");
+                    }
+                    if len != 16 {
+                        panic!("torn read: item {next} has length {len}");
+                    }
+                    check_words(&buf, next + 1, "item");
+                    buf = [0u8; 16];
+                    next += 1;
+                }
+                Err(tensorlane_core::PopError::Empty) => thread::yield_now(),
+                Err(e) => panic!("unexpected pop error: {e}"),
+            }
+        }
+    });
+    let mut seq = 0;
+    while seq < items {
+        match p.push(&stamped_value::<2>(seq + 1)) {
+            Ok(()) => seq += 1,
+            Err(tensorlane_core::PushError::Full) => thread::yield_now(),
+            Err(e) => panic!("unexpected push error: {e}"),
+        }
+    }
+    consumer.join().unwrap();
+}
+
+/// Publishes `items` items (each the position, twice) into `ring`, yielding while full.
+fn publish_all(ring: BroadcastRing, items: u64) {
+    let mut producer = ring.producer(1).expect("producer role is free");
+    let mut position = 0;
+    while position < items {
+        match producer.publish(&stamped_value::<2>(position)) {
+            Ok(p) => {
+                assert_eq!(p, position);
+                position += 1;
+            }
+            Err(PublishError::Full { .. }) => thread::yield_now(),
+            Err(e) => panic!("unexpected publish error: {e}"),
+        }
+    }
+}
+
+/// Receives until the subscriber's head reaches `items`, checking that positions are
+/// contiguous from its head at join (lossless) or increasing with exact drop counts
+/// (lossy). Returns `false` if the subscriber was evicted.
+fn receive_all(mut sub: Subscriber, items: u64, lossless: bool) -> bool {
+    let mut expected = sub.head();
+    // History lost at join is reported with the first item, but lies before the head.
+    let mut unreported_loss = sub.lost_at_join();
+    let mut delivered_and_dropped = sub.head();
+    // Checkers explore every retry; a stalled receive yields and tries again anyway.
+    sub.set_max_attempts(2);
+    let mut buf = [0u8; 16];
+    while sub.head() < items {
+        match sub.recv(&mut buf) {
+            Ok(got) => {
+                check_words(&buf, got.position, "position");
+                let gap = got.dropped - core::mem::take(&mut unreported_loss);
+                if lossless && (got.position != expected || gap != 0) {
+                    panic!(
+                        "lost item: lossless subscriber expected {expected}, got {} ({gap} dropped)",
+                        got.position
+                    );
+                }
+                assert!(got.position >= expected, "lossy subscriber went backwards");
+                delivered_and_dropped += 1 + gap;
+                expected = got.position + 1;
+                assert_eq!(
+                    delivered_and_dropped,
+                    sub.head(),
+                    "drop counter does not match the gaps"
+                );
+            }
+            Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => thread::yield_now(),
+            Err(RecvError::Evicted) => return false,
+            Err(e) => panic!("unexpected receive error: {e}"),
+        }
+    }
+    true
+}
+
+/// One producer, one lossless and one lossy subscriber (both joined before the first
+/// publish), capacity 2.
+#[allow(dead_code)]
+pub fn broadcast_lossless_and_lossy(items: u64) {
+    let fixture = BroadcastFixture::new(2, 16, 2);
+    let ring = fixture.ring();
+    let lossless = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let lossy = ring.subscribe(SubscribeOptions::lossy(2), 3).unwrap();
+    let producer = thread::spawn(move || publish_all(ring, items));
+    let lossy = thread::spawn(move || assert!(receive_all(lossy, items, false)));
+    assert!(receive_all(lossless, items, true));
+    lossy.join().unwrap();
+    producer.join().unwrap();
+}
+
+/// A lossless subscriber joins (with one item of history) while the producer
+/// publishes. From its head at join on it must receive every item, in order.
+#[allow(dead_code)]
+pub fn broadcast_join_races_publish(items: u64, join: fn(&BroadcastFixture, u64) -> Subscriber) {
+    let fixture = BroadcastFixture::new(2, 16, 2);
+    let ring = fixture.ring();
+    let producer = thread::spawn(move || publish_all(ring, items));
+    let sub = join(&fixture, 2);
+    assert!(receive_all(sub, items, true));
+    producer.join().unwrap();
+}
+
+/// A lossless subscriber joins and leaves while the producer publishes; a second one
+/// joins after it. The producer must finish (leaving releases it), and the second
+/// subscriber must receive everything from its join head.
+#[allow(dead_code)]
+pub fn broadcast_join_leave_churn(items: u64) {
+    let fixture = BroadcastFixture::new(2, 16, 1);
+    let ring = fixture.ring();
+    let producer = thread::spawn(move || publish_all(ring, items));
+    let first = real_lossless_join(&fixture, 2);
+    drop(first);
+    let second = real_lossless_join(&fixture, 3);
+    assert!(receive_all(second, items, true));
+    producer.join().unwrap();
+}
+
+/// A supervisor evicts a lossless subscriber while it reads. The subscriber sees items
+/// in order until it learns of the eviction, never a torn or corrupt one, and the
+/// producer finishes.
+#[allow(dead_code)]
+pub fn broadcast_eviction_races_read(items: u64) {
+    let fixture = BroadcastFixture::new(2, 16, 1);
+    let ring = fixture.ring();
+    let sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let index = sub.index();
+    let producer = {
+        let ring = ring.clone();
+        thread::spawn(move || publish_all(ring, items))
+    };
+    let reader = thread::spawn(move || receive_all(sub, items, true));
+    // The subscriber may already have read everything and left.
+    match ring.evict(index) {
+        Ok(()) | Err(tensorlane_core::EntryError::WrongState { .. }) => {}
+        Err(e) => panic!("unexpected eviction error: {e}"),
+    }
+    producer.join().unwrap();
+    reader.join().unwrap();
+}
+
+/// Many subscribers (lossless and lossy with various lag bounds) join, read and leave
+/// while the producer publishes; used at scale by shuttle.
+#[allow(dead_code)]
+pub fn broadcast_many_subscribers(items: u64, subscribers: usize) {
+    assert!(subscribers <= MAX_SUBSCRIBERS);
+    let fixture = BroadcastFixture::new(4, 16, subscribers);
+    let ring = fixture.ring();
+    let producer = {
+        let ring = ring.clone();
+        thread::spawn(move || publish_all(ring, items))
+    };
+    let handles: Vec<_> = (0..subscribers)
+        .map(|i| {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let options = match i % 3 {
+                    0 => SubscribeOptions::lossless().with_history(i as u64 % 3),
+                    1 => SubscribeOptions::lossy(1),
+                    _ => SubscribeOptions::lossy(3).with_history(2),
+                };
+                let lossless = options.mode == Mode::Lossless;
+                let sub = ring.subscribe(options, 10 + i as u64).expect("table has room");
+                // Every fourth subscriber leaves early (churn); the rest read to the end.
+                if i % 4 == 3 {
+                    thread::yield_now();
+                    drop(sub);
+                } else {
+                    assert!(receive_all(sub, items, lossless));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    producer.join().unwrap();
+}

@@ -1,0 +1,400 @@
+/*
+ * broadcast.pml -- broadcast ring: one producer, a table of NSUB subscriber
+ * entries (lossless or lossy), joins that race the producer, leave, eviction.
+ *
+ * Protocol (sequentially consistent abstraction; memory ordering is loom's job):
+ *
+ *   shared   tail                 next position to publish (positions 0, 1, 2, ...)
+ *            epoch                join counter
+ *            stamp[CAP]           2p+1 while position p is written, 2p+2 when done
+ *            pay0[CAP], pay1[CAP] payload, two words, both = p
+ *   entry i  st[i]                FREE, JOINING, ACTIVE, EVICTED
+ *            md[i]                LOSSLESS or LOSSY
+ *            hd[i]                subscriber head (next position it reads)
+ *
+ *   publish P = tail (producer):
+ *     [1] e = epoch;
+ *         if e != last_epoch || (cached_min != NONE && P - cached_min >= CAP):
+ *             last_epoch = e; cached_min = min hd[i] over ACTIVE LOSSLESS entries
+ *         if cached_min != NONE && P - cached_min >= CAP: Full, retry later
+ *     [2] stamp[P%CAP] = 2P+1; pay0 = P; pay1 = P; stamp[P%CAP] = 2P+2; tail = P+1
+ *
+ *   join (subscriber, entry i): CAS st[i] FREE -> JOINING;
+ *         h0 = max(tail - history, 0); hd[i] = h0; md[i] = m; st[i] = ACTIVE;
+ *         epoch++; (fence) t = tail; if t - h0 >= CAP: hd[i] = t - CAP + 1
+ *   lossless receive: if st[i] != ACTIVE -> evicted; if head == tail -> empty;
+ *         s1 = stamp[head%CAP] (must be 2head+2 unless evicted); read payload;
+ *         s2 = stamp (must equal s1); head++
+ *   lossy receive: t = tail; if head == t -> empty;
+ *         if t - head > MAXLAG: dropped += t - MAXLAG - head; head = t - MAXLAG
+ *         s1 = stamp[head%CAP]; if s1 == 2head+2: read payload, s2 = stamp,
+ *         deliver when s2 == s1.  Otherwise (s1 or s2 differs): odd = a newer
+ *         position is being written there: wait for the stamp to change and
+ *         retry; even and newer = overwritten: reload tail, dropped +=
+ *         tail-1-head, head = tail-1, retry.
+ *   leave: st[i] = FREE.   evict (supervisor): CAS st[i] ACTIVE -> EVICTED.
+ *
+ * Modelling choices:
+ *   - A retry loop that would re-read unchanged shared state is modelled as a
+ *     blocking wait for that state to change (the retry then re-runs the real
+ *     code).  This is exact: re-running on unchanged state gives the same
+ *     answer.  Full: wait until epoch or an entry's (st, md, hd) differs from
+ *     what the scan read.  Empty: wait until tail changes (or the entry is no
+ *     longer ACTIVE).  Lossy odd stamp: wait until the stamp changes.
+ *   - Subscriber i always uses entry i; it joins up to JOINS times (rejoining
+ *     after a leave or after being evicted), choosing mode and history (0 or 1)
+ *     nondeterministically at each join.  After each delivery it may die
+ *     (stop forever, entry left ACTIVE: a slow or crashed subscriber), leave,
+ *     or go on.
+ *   - The supervisor evicts any ACTIVE entry, at most EVICTIONS times in all.
+ *   - Positions do not wrap (NPUB is small); stamps are plain bytes.
+ *
+ * Properties:
+ *   (a) lossless, not evicted: every stamp/payload check passes (no
+ *       overwritten or torn slot), delivered positions are join head, join
+ *       head + 1, ... with payload == position, and a subscriber that reaches
+ *       the end of the stream (producer done, head == tail) has received every
+ *       position from its join head on, exactly once.  The join head is within
+ *       the ring when the join completes (t - CAP < head <= t).  A failed check
+ *       is allowed only if the entry was evicted during this join session.
+ *   (b) lossy: delivered positions strictly increase, payload == position,
+ *       and delivered + dropped == head - join head at all times (every
+ *       position covered is either delivered or counted as dropped).
+ *   (c) progress: when the system is stuck (spin `timeout`) and the producer
+ *       waits on Full, some ACTIVE LOSSLESS entry really lags by CAP (the
+ *       watchdog asserts this).  A producer held back by a live, non-evicted
+ *       lossless subscriber that stopped consuming is a valid end state: that
+ *       is lossless backpressure, and eviction is the remedy (the model lets
+ *       the supervisor evict it, after which the producer must make progress).
+ *       A producer stuck behind an evicted, lossy, left or caught-up entry is
+ *       an error.  Every other blocked state is an invalid end state (pan's
+ *       default check): only the labelled waits below may end a run.
+ *
+ * Build-time knobs: CAP (2), NPUB (positions published, 4), JOINS (joins per
+ * subscriber, 2), EVICTIONS (1), MAXLAG (lossy lag bound, CAP).
+ * Canaries (each must make the check FAIL):
+ *   CANARY_NO_EPOCH_BUMP   join does not increment epoch
+ *   CANARY_NO_EPOCH_CHECK  producer does not compare epoch (rescans only on lag)
+ *   CANARY_NO_RECHECK      join skips the post-epoch tail re-check
+ *   CANARY_STALE_MIN       producer rescans only on epoch change, so an evicted
+ *                          or caught-up subscriber keeps it Full forever
+ */
+
+#ifndef CAP
+#define CAP 2
+#endif
+#ifndef NPUB
+#define NPUB 4
+#endif
+#ifndef JOINS
+#define JOINS 2
+#endif
+#ifndef EVICTIONS
+#define EVICTIONS 1
+#endif
+#ifndef MAXLAG
+#define MAXLAG CAP
+#endif
+#define NSUB 2
+
+#define FREE     0
+#define JOINING  1
+#define ACTIVE   2
+#define EVICTED  3
+#define LOSSLESS 0
+#define LOSSY    1
+#define NONE     255
+
+byte tail, epoch;
+byte stamp[CAP];
+byte pay0[CAP];
+byte pay1[CAP];
+byte st[NSUB];
+byte md[NSUB];
+byte hd[NSUB];
+
+/* ghost state */
+bool pdone;              /* producer has published all NPUB positions */
+bool pfull;              /* producer is waiting on Full */
+bool evicted[NSUB];      /* entry i was evicted during its current join session */
+
+/* ---------------------------------------------------------------- producer */
+
+/* scan one entry, recording what was read for the Full wait */
+inline scan_entry(i, s, m, h)
+{
+	s = st[i];
+	if
+	:: s == ACTIVE ->
+		m = md[i];
+		if
+		:: m == LOSSLESS ->
+			h = hd[i];
+			if :: mn == NONE || h < mn -> mn = h :: else fi
+		:: else -> h = 0
+		fi
+	:: else -> m = 0; h = 0
+	fi
+}
+
+/* something the scan read has changed (or the epoch has) */
+#define CHANGED(i, s, m, h) \
+	(st[i] != s || (s == ACTIVE && (md[i] != m || (m == LOSSLESS && hd[i] != h))))
+
+active proctype Producer()
+{
+	byte P, e, last_e = NONE, cmin = NONE, mn;
+	byte s0, m0, h0, s1, m1, h1;   /* what the last scan read */
+
+	do
+	:: P == NPUB -> break
+	:: else ->
+again:
+		/* [1] */
+		e = epoch;
+		if
+#if defined(CANARY_NO_EPOCH_CHECK)
+		:: cmin != NONE && P - cmin >= CAP ->
+#elif defined(CANARY_STALE_MIN)
+		:: e != last_e ->
+#else
+		:: e != last_e || (cmin != NONE && P - cmin >= CAP) ->
+#endif
+			last_e = e;
+			mn = NONE;
+			scan_entry(0, s0, m0, h0);
+			scan_entry(1, s1, m1, h1);
+			atomic { cmin = mn; mn = 0 }
+		:: else
+		fi;
+		if
+		:: cmin != NONE && P - cmin >= CAP ->
+			/* Full: retry once something the scan read has changed */
+			pfull = true;
+end_full:
+			atomic {
+				epoch != e || CHANGED(0, s0, m0, h0) || CHANGED(1, s1, m1, h1) ->
+				pfull = false
+			};
+			goto again
+		:: else
+		fi;
+		/* [2] */
+		stamp[P % CAP] = 2*P + 1;
+		pay0[P % CAP] = P;
+		pay1[P % CAP] = P;
+		stamp[P % CAP] = 2*P + 2;
+		atomic { tail = P + 1; P++; s0 = 0; m0 = 0; h0 = 0; s1 = 0; m1 = 0; h1 = 0 }
+	od;
+	pdone = true
+}
+
+/* -------------------------------------------------------------- subscriber */
+
+/* after each delivery a subscriber goes on, dies (stops forever, entry left
+ * ACTIVE) or leaves */
+#define AFTER_DELIVERY if :: true :: goto dead :: goto leave fi
+
+proctype Sub(byte i)
+{
+	byte joins, t, h, jh, m, s1, v0, v1, lastp, delivered, dropped;
+
+join:
+	/* CAS FREE -> JOINING; a fresh join session */
+	atomic { st[i] == FREE -> st[i] = JOINING; evicted[i] = false; joins++ };
+	if
+	:: m = LOSSLESS
+	:: m = LOSSY
+	fi;
+	/* h0 = tail - history, clamped at 0 (history 0 or 1) */
+	atomic {
+		h = tail;
+		if
+		:: h > 0 -> h--
+		:: true
+		fi
+	};
+	hd[i] = h;
+	md[i] = m;
+	st[i] = ACTIVE;
+#ifndef CANARY_NO_EPOCH_BUMP
+	epoch++;
+#endif
+#ifndef CANARY_NO_RECHECK
+	/* fence; lost history: the producer may already be writing over h0 */
+	atomic {
+		t = tail;
+		if
+		:: t - h >= CAP -> h = t - CAP + 1; hd[i] = h
+		:: else
+		fi
+	};
+#endif
+	d_step {
+		jh = h; lastp = NONE; delivered = 0; dropped = 0;
+#ifndef CANARY_NO_RECHECK
+		assert(h <= t && t - h < CAP);   /* join head inside the ring */
+#endif
+		t = 0
+	};
+
+	if
+	:: m == LOSSLESS -> goto lossless
+	:: else -> goto lossy
+	fi;
+
+	/* ------------------------------------------------------------ lossless */
+lossless:
+	do
+	:: st[i] != ACTIVE -> goto gone                 /* evicted */
+	:: else ->
+		if
+		:: atomic { h == tail && pdone } ->
+			/* (a) end of stream: every position from the join head on */
+			assert(evicted[i] || delivered == NPUB - jh);
+			goto leave
+		:: h == tail && !pdone ->                 /* empty: retry later */
+end_empty_ll:
+			(h != tail || pdone || st[i] != ACTIVE)
+		:: atomic { h != tail -> s1 = stamp[h % CAP] };
+			if
+			:: s1 != 2*h + 2 ->
+				assert(evicted[i]);               /* (a) overwritten */
+				goto gone
+			:: else
+			fi;
+			v0 = pay0[h % CAP];
+			v1 = pay1[h % CAP];
+			if
+			:: stamp[h % CAP] != s1 ->
+				assert(evicted[i]);               /* (a) overwritten while read */
+				goto gone
+			:: else
+			fi;
+			d_step {
+				assert(v0 == h && v1 == h);       /* (a) not torn, right position */
+				delivered++;
+				h++;
+				s1 = 0; v0 = 0; v1 = 0
+			};
+			hd[i] = h;
+			AFTER_DELIVERY
+		fi
+	od;
+
+	/* --------------------------------------------------------------- lossy */
+lossy:
+	do
+	:: st[i] != ACTIVE -> goto gone
+	:: else ->
+		atomic {
+			t = tail;
+			if
+			:: h == t && pdone -> t = 0; goto lossy_end
+			:: h == t && !pdone -> t = 0; goto lossy_empty
+			:: else
+			fi
+		};
+		if
+		:: true ->
+			if
+			:: t - h > MAXLAG ->
+				d_step { dropped = dropped + t - MAXLAG - h; h = t - MAXLAG; t = 0 };
+				hd[i] = h
+			:: else -> t = 0
+			fi;
+			s1 = stamp[h % CAP];
+			if
+			:: s1 == 2*h + 2 ->
+				v0 = pay0[h % CAP];
+				v1 = pay1[h % CAP];
+				atomic { if :: stamp[h % CAP] != s1 -> s1 = stamp[h % CAP]; v0 = 0; v1 = 0 :: else fi };
+			:: else
+			fi;
+			if
+			:: s1 == 2*h + 2 ->
+				/* deliver */
+				d_step {
+					assert(v0 == h && v1 == h);       /* (b) not torn */
+					assert(lastp == NONE || h > lastp); /* (b) strictly increasing */
+					lastp = h;
+					delivered++;
+					h++;
+					assert(delivered + dropped == h - jh);   /* (b) accounting */
+					s1 = 0; v0 = 0; v1 = 0
+				};
+				hd[i] = h;
+				AFTER_DELIVERY
+			:: s1 % 2 == 1 ->
+				/* a newer position is being written there: retry when it lands */
+				assert(s1 > 2*h + 2);
+				stamp[h % CAP] != s1;
+				s1 = 0
+			:: else ->
+				/* overwritten by a newer position: jump to the newest */
+				assert(s1 > 2*h + 2);
+				d_step {
+					t = tail;
+					assert(t - 1 > h);
+					dropped = dropped + (t - 1 - h);
+					h = t - 1;
+					assert(delivered + dropped == h - jh);   /* (b) accounting */
+					t = 0; s1 = 0
+				};
+				hd[i] = h
+			fi
+		fi
+	od;
+lossy_empty:
+	/* empty: retry later */
+end_empty_ly:
+	(h != tail || pdone || st[i] != ACTIVE);
+	goto lossy;
+lossy_end:
+	/* (b) the whole stream is covered */
+	assert(evicted[i] || h == NPUB);
+	goto leave;
+
+gone:
+	/* evicted (or overwritten): only legal if the supervisor evicted us */
+	assert(evicted[i]);
+leave:
+	st[i] = FREE;
+	d_step { h = 0; jh = 0; m = 0; t = 0; lastp = 0; delivered = 0; dropped = 0 };
+	if
+	:: joins < JOINS -> goto join
+	:: else
+	fi;
+	goto out;
+dead:
+	/* stop forever without leaving: the entry stays ACTIVE */
+out:
+	skip
+}
+
+init {
+	atomic { run Sub(0); run Sub(1) }
+}
+
+/* -------------------------------------------------------------- supervisor */
+
+active proctype Supervisor()
+{
+	byte n;
+end_sup:
+	do
+	:: atomic { n < EVICTIONS && st[0] == ACTIVE -> st[0] = EVICTED; evicted[0] = true; n++ }
+	:: atomic { n < EVICTIONS && st[1] == ACTIVE -> st[1] = EVICTED; evicted[1] = true; n++ }
+	od
+}
+
+/* (c): when nothing can move, a producer waiting on Full must be held back by
+ * a non-evicted lossless subscriber that really lags by CAP */
+active proctype Watchdog()
+{
+end_watch:
+	timeout ->
+	assert(!pfull ||
+	       (st[0] == ACTIVE && md[0] == LOSSLESS && tail - hd[0] >= CAP) ||
+	       (st[1] == ACTIVE && md[1] == LOSSLESS && tail - hd[1] >= CAP))
+}

@@ -1,0 +1,196 @@
+//! Broken peers: each follows the binary layout but gets one protocol step wrong.
+//!
+//! They are deliberately small and deliberately wrong; the checker suites run the
+//! ordinary scenarios with one of these in place of a real role and require the
+//! checker to report the scenario as failing. Nothing in core refers to them.
+
+use crate::roles::{BroadcastFixture, QueueFixture, QueueProducerRole, RegisterFixture, Subscriber};
+use crate::roles::{RegisterReaderRole, RegisterWriterRole};
+use crate::sync::{fence, Ordering};
+use tensorlane_core::{
+    entry, AtomicU64, PushError, ReadError, ReadInfo, Region, SubscribeOptions,
+    LENGTH_WORD, PAYLOAD_WORD, STAMP_WORD,
+};
+
+fn store_words(words: &[AtomicU64], value: &[u8]) {
+    for (word, chunk) in words.iter().zip(value.chunks(8)) {
+        let mut bytes = [0u8; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+}
+
+fn load_words(words: &[AtomicU64], buf: &mut [u8]) {
+    for (word, chunk) in words.iter().zip(buf.chunks_mut(8)) {
+        let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+        let n = chunk.len();
+        chunk.copy_from_slice(&bytes[..n]);
+    }
+}
+
+/// A register writer whose completing stores are Relaxed instead of Release: a
+/// reader can see the new sequence and stamp without the payload behind them.
+pub struct RelaxedPublishWriter {
+    fixture: RegisterFixture,
+    seq: u64,
+}
+
+/// Makes a [`RelaxedPublishWriter`].
+pub fn relaxed_publish_writer(fixture: &RegisterFixture) -> RelaxedPublishWriter {
+    RelaxedPublishWriter {
+        fixture: fixture.clone(),
+        seq: 0,
+    }
+}
+
+impl RegisterWriterRole for RelaxedPublishWriter {
+    fn write(&mut self, value: &[u8]) {
+        self.seq += 1;
+        let geometry = self.fixture.geometry;
+        let body = self.fixture.region.body();
+        let start = (self.seq % geometry.slots() as u64) as usize * geometry.slot_stride();
+        let slot = &body[start..start + geometry.slot_stride()];
+        slot[STAMP_WORD].store(2 * self.seq + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        slot[LENGTH_WORD].store(value.len() as u64, Ordering::Relaxed);
+        store_words(&slot[PAYLOAD_WORD..], value);
+        slot[STAMP_WORD].store(2 * self.seq, Ordering::Relaxed); // BUG: must be Release
+        self.fixture
+            .region
+            .header()
+            .published
+            .store(self.seq, Ordering::Relaxed); // BUG: must be Release
+    }
+}
+
+/// A register reader without the Acquire fence between copying the payload and
+/// re-checking the stamp: the copy may include a later write while the stamp check
+/// still passes.
+pub struct UnfencedReader {
+    fixture: RegisterFixture,
+}
+
+/// Makes an [`UnfencedReader`].
+pub fn unfenced_reader(fixture: &RegisterFixture) -> UnfencedReader {
+    UnfencedReader {
+        fixture: fixture.clone(),
+    }
+}
+
+impl RegisterReaderRole for UnfencedReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
+        let geometry = self.fixture.geometry;
+        let seq = self.fixture.region.header().published.load(Ordering::Acquire);
+        if seq == 0 {
+            return Err(ReadError::Empty);
+        }
+        let start = (seq % geometry.slots() as u64) as usize * geometry.slot_stride();
+        let slot = &self.fixture.region.body()[start..start + geometry.slot_stride()];
+        let before = slot[STAMP_WORD].load(Ordering::Acquire);
+        if before != 2 * seq {
+            return Err(ReadError::Stalled { attempts: 1 });
+        }
+        let len = (slot[LENGTH_WORD].load(Ordering::Relaxed) as usize).min(buf.len());
+        load_words(&slot[PAYLOAD_WORD..], &mut buf[..len]);
+        // BUG: no `fence(Acquire)` here.
+        if slot[STAMP_WORD].load(Ordering::Relaxed) != before {
+            return Err(ReadError::Stalled { attempts: 1 });
+        }
+        Ok(ReadInfo {
+            seq,
+            len,
+            missed: 0,
+        })
+    }
+}
+
+/// An SPSC producer that publishes the new tail before writing the slot.
+pub struct EarlyTailProducer {
+    fixture: QueueFixture,
+    tail: u64,
+}
+
+/// Makes an [`EarlyTailProducer`].
+pub fn early_tail_producer(fixture: &QueueFixture) -> EarlyTailProducer {
+    EarlyTailProducer {
+        fixture: fixture.clone(),
+        tail: 0,
+    }
+}
+
+impl QueueProducerRole for EarlyTailProducer {
+    fn push(&mut self, item: &[u8]) -> Result<(), PushError> {
+        let header = self.fixture.region.header();
+        let capacity = self.fixture.geometry.capacity() as u64;
+        if self.tail - header.head.load(Ordering::Acquire) == capacity {
+            return Err(PushError::Full);
+        }
+        let stride = self.fixture.geometry.slot_stride();
+        let start = (self.tail % capacity) as usize * stride;
+        let slot = &self.fixture.region.body()[start..start + stride];
+        self.tail += 1;
+        header.tail.store(self.tail, Ordering::Release); // BUG: published before the write
+        slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
+        store_words(&slot[PAYLOAD_WORD..], item);
+        Ok(())
+    }
+}
+
+/// A lossless joiner that skips the epoch bump, the SeqCst fence and the tail
+/// re-check: it joins as a lossy subscriber and then marks its entry lossless. A
+/// producer whose cached view of the table predates the join never waits for it.
+pub fn epochless_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscriber {
+    let ring = fixture.ring();
+    let capacity = fixture.geometry.capacity() as u64;
+    let options = SubscribeOptions::lossy(capacity).with_history(1);
+    let subscriber = ring.subscribe(options, token).expect("a free table entry");
+    let start = subscriber.index() * tensorlane_core::ENTRY_WORDS;
+    fixture.region.body()[start + entry::MODE].store(entry::MODE_LOSSLESS, Ordering::Release);
+    subscriber
+}
+
+/// A register reader that copies the payload with plain (non-atomic) loads: a data
+/// race with the writer that Miri must report. Only meaningful with core atomics.
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+pub struct PlainPayloadReader {
+    fixture: RegisterFixture,
+}
+
+/// Makes a [`PlainPayloadReader`].
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+pub fn plain_payload_reader(fixture: &RegisterFixture) -> PlainPayloadReader {
+    PlainPayloadReader {
+        fixture: fixture.clone(),
+    }
+}
+
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
+impl RegisterReaderRole for PlainPayloadReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
+        let geometry = self.fixture.geometry;
+        let seq = self.fixture.region.header().published.load(Ordering::Acquire);
+        if seq == 0 {
+            return Err(ReadError::Empty);
+        }
+        let start = (seq % geometry.slots() as u64) as usize * geometry.slot_stride();
+        let slot = &self.fixture.region.body()[start..start + geometry.slot_stride()];
+        let before = slot[STAMP_WORD].load(Ordering::Acquire);
+        let len = (slot[LENGTH_WORD].load(Ordering::Relaxed) as usize).min(buf.len());
+        for (i, chunk) in buf[..len].chunks_mut(8).enumerate() {
+            // SAFETY: deliberately unsound: a plain read racing the writer's atomic
+            // stores. This canary exists so that Miri reports it.
+            let word = unsafe { slot[PAYLOAD_WORD + i].as_ptr().read() };
+            let n = chunk.len();
+            chunk.copy_from_slice(&word.to_le_bytes()[..n]);
+        }
+        fence(Ordering::Acquire);
+        if slot[STAMP_WORD].load(Ordering::Relaxed) != before || before != 2 * seq {
+            return Err(ReadError::Stalled { attempts: 1 });
+        }
+        Ok(ReadInfo {
+            seq,
+            len,
+            missed: 0,
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! Fixtures and the roles a scenario plays, with their real implementations.
+//!
+//! A scenario takes a factory per role it may replace (`fn(&Fixture) -> Role`); the
+//! suites pass the `real_*` factories below, the canary tests a broken one from
+//! [`crate::canaries`].
+
+use std::sync::Arc;
+use tensorlane_core::{
+    Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastSubscriber, HeapRegion, PushError,
+    ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
+    Spsc, SpscGeometry, SpscHeader, SpscProducer, SubscribeOptions,
+};
+
+/// A register on the heap, shared by the threads of a scenario.
+#[derive(Clone)]
+pub struct RegisterFixture {
+    /// The region (broken peers write it directly, by the layout).
+    pub region: Arc<HeapRegion<SeqlockHeader>>,
+    /// Its geometry.
+    pub geometry: SeqlockGeometry,
+}
+
+/// The register type of the fixtures.
+pub type RegisterLane = Seqlock<Arc<HeapRegion<SeqlockHeader>>>;
+
+impl RegisterFixture {
+    /// A fresh register.
+    pub fn new(slots: usize, slot_bytes: usize) -> Self {
+        let geometry = SeqlockGeometry::new(slots, slot_bytes).expect("valid geometry");
+        RegisterFixture {
+            region: Arc::new(HeapRegion::new(geometry.body_words())),
+            geometry,
+        }
+    }
+
+    /// The register over the fixture's region.
+    pub fn lane(&self) -> RegisterLane {
+        Seqlock::new(self.region.clone(), self.geometry).expect("body matches geometry")
+    }
+}
+
+/// An SPSC ring on the heap.
+#[derive(Clone)]
+pub struct QueueFixture {
+    /// The region.
+    pub region: Arc<HeapRegion<SpscHeader>>,
+    /// Its geometry.
+    pub geometry: SpscGeometry,
+}
+
+/// The ring type of the fixtures.
+pub type QueueRing = Spsc<Arc<HeapRegion<SpscHeader>>>;
+
+impl QueueFixture {
+    /// A fresh ring.
+    pub fn new(capacity: usize, slot_bytes: usize) -> Self {
+        let geometry = SpscGeometry::new(capacity, slot_bytes).expect("valid geometry");
+        QueueFixture {
+            region: Arc::new(HeapRegion::new(geometry.body_words())),
+            geometry,
+        }
+    }
+
+    /// The ring over the fixture's region.
+    pub fn ring(&self) -> QueueRing {
+        Spsc::new(self.region.clone(), self.geometry).expect("body matches geometry")
+    }
+}
+
+/// A broadcast ring on the heap.
+#[derive(Clone)]
+pub struct BroadcastFixture {
+    /// The region.
+    pub region: Arc<HeapRegion<BroadcastHeader>>,
+    /// Its geometry.
+    pub geometry: BroadcastGeometry,
+}
+
+/// The broadcast type of the fixtures.
+pub type BroadcastRing = Broadcast<Arc<HeapRegion<BroadcastHeader>>>;
+
+/// A subscriber of a fixture ring.
+pub type Subscriber = BroadcastSubscriber<Arc<HeapRegion<BroadcastHeader>>>;
+
+impl BroadcastFixture {
+    /// A fresh ring.
+    pub fn new(capacity: usize, slot_bytes: usize, subscribers: usize) -> Self {
+        let geometry =
+            BroadcastGeometry::new(capacity, slot_bytes, subscribers).expect("valid geometry");
+        BroadcastFixture {
+            region: Arc::new(HeapRegion::new(geometry.body_words())),
+            geometry,
+        }
+    }
+
+    /// The ring over the fixture's region.
+    pub fn ring(&self) -> BroadcastRing {
+        Broadcast::new(self.region.clone(), self.geometry).expect("body matches geometry")
+    }
+}
+
+/// Writes values to a register.
+pub trait RegisterWriterRole: Send + 'static {
+    /// Publishes `value`.
+    fn write(&mut self, value: &[u8]);
+}
+
+/// Reads a register.
+pub trait RegisterReaderRole: Send + 'static {
+    /// Reads the latest value into `buf`.
+    fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError>;
+}
+
+/// Pushes items into an SPSC ring.
+pub trait QueueProducerRole: Send + 'static {
+    /// Pushes `item`, or says why not.
+    fn push(&mut self, item: &[u8]) -> Result<(), PushError>;
+}
+
+impl RegisterWriterRole for SeqlockWriter<Arc<HeapRegion<SeqlockHeader>>> {
+    fn write(&mut self, value: &[u8]) {
+        SeqlockWriter::write(self, value).expect("value fits the slot");
+    }
+}
+
+impl RegisterReaderRole for SeqlockReader<Arc<HeapRegion<SeqlockHeader>>> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
+        SeqlockReader::read(self, buf)
+    }
+}
+
+/// The real producer alternates copying pushes and loans filled word by word, so
+/// that both paths run under every checker.
+pub struct RealQueueProducer {
+    producer: SpscProducer<Arc<HeapRegion<SpscHeader>>>,
+    use_loan: bool,
+}
+
+impl QueueProducerRole for RealQueueProducer {
+    fn push(&mut self, item: &[u8]) -> Result<(), PushError> {
+        if !self.use_loan {
+            self.producer.push(item)?;
+        } else {
+            let loan = self.producer.loan()?;
+            for (word, chunk) in loan.words().iter().zip(item.chunks(8)) {
+                let mut bytes = [0u8; 8];
+                bytes[..chunk.len()].copy_from_slice(chunk);
+                word.store(u64::from_le_bytes(bytes), std::sync::atomic::Ordering::Relaxed);
+            }
+            loan.commit(item.len())?;
+        }
+        self.use_loan = !self.use_loan;
+        Ok(())
+    }
+}
+
+/// The real register writer.
+pub fn real_register_writer(fixture: &RegisterFixture) -> impl RegisterWriterRole {
+    fixture.lane().writer(1).expect("writer role is free")
+}
+
+/// The real register reader.
+pub fn real_register_reader(fixture: &RegisterFixture) -> impl RegisterReaderRole {
+    let mut reader = fixture.lane().reader();
+    // Checkers explore every retry; the scenarios treat `Stalled` as "try later".
+    reader.set_max_attempts(2);
+    reader
+}
+
+/// The real SPSC producer.
+pub fn real_queue_producer(fixture: &QueueFixture) -> RealQueueProducer {
+    RealQueueProducer {
+        producer: fixture.ring().producer(1).expect("producer role is free"),
+        use_loan: false,
+    }
+}
+
+/// The real lossless join, asking for one item of history.
+pub fn real_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscriber {
+    fixture
+        .ring()
+        .subscribe(SubscribeOptions::lossless().with_history(1), token)
+        .expect("a free table entry")
+}

@@ -1,0 +1,90 @@
+//! The loom suite: `cargo test --features loom` from the workspace root.
+//!
+//! Every scenario runs under loom's exhaustive exploration of interleavings and of
+//! the values each relaxed/acquire load may return (C11 memory model), within a
+//! preemption bound of 3 (override with `LOOM_MAX_PREEMPTIONS`). Then the canaries:
+//! the same scenarios with one broken peer, which loom must report.
+#![cfg(feature = "loom")]
+
+use loom::thread;
+
+include!("../scenarios/mod.rs");
+
+use tensorlane_verification::canaries;
+
+/// Preemption bound used unless `LOOM_MAX_PREEMPTIONS` is set.
+const PREEMPTION_BOUND: usize = 3;
+
+fn check(body: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(PREEMPTION_BOUND);
+    }
+    // Retry loops (full, empty) yield to loom; allow the long executions they make.
+    builder.max_branches = 100_000;
+    builder.check(body);
+}
+
+#[test]
+fn register_one_writer_two_readers() {
+    check(|| register_writer_and_readers(3, 2, 1, real_register_writer, real_register_reader));
+}
+
+#[test]
+fn queue_wraps_around() {
+    check(|| queue_producer_and_consumer(3, real_queue_producer));
+}
+
+#[test]
+fn broadcast_lossless_and_lossy_subscribers() {
+    check(|| broadcast_lossless_and_lossy(2));
+}
+
+#[test]
+fn broadcast_join_races_a_publishing_producer() {
+    check(|| broadcast_join_races_publish(3, real_lossless_join));
+}
+
+#[test]
+fn broadcast_join_and_leave_race_a_publishing_producer() {
+    check(|| broadcast_join_leave_churn(3));
+}
+
+#[test]
+fn broadcast_eviction_races_a_read() {
+    check(|| broadcast_eviction_races_read(3));
+}
+
+// Canaries: loom must find each seeded bug.
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_relaxed_publish_is_caught() {
+    check(|| {
+        register_writer_and_readers(
+            1,
+            1,
+            1,
+            canaries::relaxed_publish_writer,
+            real_register_reader,
+        )
+    });
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_missing_reader_fence_is_caught() {
+    check(|| register_writer_and_readers(3, 1, 1, real_register_writer, canaries::unfenced_reader));
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_tail_published_before_slot_write_is_caught() {
+    check(|| queue_producer_and_consumer(1, canaries::early_tail_producer));
+}
+
+#[test]
+#[should_panic(expected = "lost item")]
+fn canary_join_without_epoch_is_caught() {
+    check(|| broadcast_join_races_publish(3, canaries::epochless_lossless_join));
+}

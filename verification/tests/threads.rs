@@ -1,0 +1,88 @@
+//! The scenarios on real threads, at sizes that also suit Miri
+//! (`cargo +nightly miri test -p tensorlane-verification --test threads`).
+#![cfg(not(any(feature = "loom", feature = "shuttle")))]
+
+use std::thread;
+
+include!("../scenarios/mod.rs");
+
+use tensorlane_verification::canaries;
+
+/// Repetitions: fewer under Miri, whose every step is interpreted.
+const REPEAT: usize = if cfg!(miri) { 2 } else { 200 };
+const ITEMS: u64 = if cfg!(miri) { 6 } else { 200 };
+
+#[test]
+fn register() {
+    for _ in 0..REPEAT {
+        register_writer_and_readers(ITEMS, 2, ITEMS as usize, real_register_writer, real_register_reader);
+    }
+}
+
+#[test]
+fn queue() {
+    for _ in 0..REPEAT {
+        queue_producer_and_consumer(ITEMS, real_queue_producer);
+    }
+}
+
+#[test]
+fn broadcast() {
+    for _ in 0..REPEAT {
+        broadcast_lossless_and_lossy(ITEMS);
+        broadcast_join_races_publish(ITEMS, real_lossless_join);
+        broadcast_join_leave_churn(ITEMS);
+        broadcast_eviction_races_read(ITEMS);
+    }
+}
+
+#[test]
+fn broadcast_many() {
+    broadcast_many_subscribers(ITEMS, if cfg!(miri) { 4 } else { 16 });
+}
+
+/// Zero-copy loans as byte slices across threads (Miri checks the exclusion).
+#[test]
+fn queue_byte_loans() {
+    let fixture = QueueFixture::new(2, 8);
+    let ring = fixture.ring();
+    let consumer = {
+        let ring = ring.clone();
+        thread::spawn(move || {
+            let mut c = ring.consumer(2).unwrap();
+            let mut next = 0u64;
+            while next < ITEMS {
+                match c.peek() {
+                    Ok(peek) => {
+                        assert_eq!(peek.bytes(), next.to_le_bytes());
+                        peek.release();
+                        next += 1;
+                    }
+                    Err(_) => thread::yield_now(),
+                }
+            }
+        })
+    };
+    let mut p = ring.producer(1).unwrap();
+    let mut next = 0u64;
+    while next < ITEMS {
+        match p.loan() {
+            Ok(mut loan) => {
+                loan.bytes_mut().copy_from_slice(&next.to_le_bytes());
+                loan.commit(8).unwrap();
+                next += 1;
+            }
+            Err(_) => thread::yield_now(),
+        }
+    }
+    consumer.join().unwrap();
+}
+
+/// Miri canary: a reader copying the payload with plain loads races the writer.
+/// Ignored in ordinary runs (on hardware the race is silent); `.ci/miri-canary` runs
+/// it under Miri and requires Miri to report a data race.
+#[test]
+#[ignore = "canary: must fail under Miri (run by .ci/miri-canary)"]
+fn miri_canary_plain_payload_read() {
+    register_writer_and_readers(4, 1, 8, real_register_writer, canaries::plain_payload_reader);
+}
