@@ -411,8 +411,9 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
     /// Copies the item at `position` into `buf`, if it is still in the ring. Writes
     /// nothing to shared memory.
     pub fn read_at(&self, position: u64, buf: &mut [u8]) -> Result<usize, ReadAtError> {
-        let tail = self.tail();
-        if !is_after(tail, position) {
+        // Positions are plain counters from 0 (a tail cannot wrap in 2^64 publishes),
+        // so a position at or beyond the tail was never published.
+        if position >= self.tail() {
             return Err(ReadAtError::NotPublished);
         }
         let slot = self.geometry.slot(self.region.body(), position);
@@ -627,7 +628,10 @@ impl core::fmt::Display for PublishError {
                 write!(f, "ring is full: lossless subscriber {subscriber} lags")
             }
             PublishError::TooLarge { len, max } => {
-                write!(f, "item of {len} bytes exceeds the slot size of {max} bytes")
+                write!(
+                    f,
+                    "item of {len} bytes exceeds the slot size of {max} bytes"
+                )
             }
             PublishError::Corrupt(c) => c.fmt(f),
         }
@@ -676,7 +680,8 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         // Release: the table scan above (which may have seen an eviction) happens-before
         // any read that sees this stamp. Partner: a lossless subscriber's Acquire fence
         // after finding its slot overwritten; it then sees why (its eviction).
-        slot.stamp().store(writing_stamp(position), Ordering::Release);
+        slot.stamp()
+            .store(writing_stamp(position), Ordering::Release);
         // Release fence: the odd stamp is visible no later than the payload stores.
         // Partner: a reader's Acquire fence before its second stamp load.
         fence(Ordering::Release);
@@ -817,7 +822,12 @@ enum SlotRead {
 
 /// One validated copy of the item at `position`, which is below the tail loaded (with
 /// Acquire) by the caller.
-fn read_slot(geometry: &BroadcastGeometry, slot: Slot<'_>, position: u64, buf: &mut [u8]) -> SlotRead {
+fn read_slot(
+    geometry: &BroadcastGeometry,
+    slot: Slot<'_>,
+    position: u64,
+    buf: &mut [u8],
+) -> SlotRead {
     let expected = done_stamp(position);
     // Acquire pairs with the producer's Release store of the done stamp.
     let before = slot.stamp().load(Ordering::Acquire);
@@ -902,7 +912,9 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
     }
 
     fn entry(&self) -> &[AtomicU64] {
-        self.ring.geometry.entry(self.ring.region.body(), self.index)
+        self.ring
+            .geometry
+            .entry(self.ring.region.body(), self.index)
     }
 
     fn evicted(&self) -> bool {

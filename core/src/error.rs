@@ -126,7 +126,11 @@ impl fmt::Display for Corruption {
     }
 }
 
-pub(crate) fn check_count(what: &'static str, found: usize, max: usize) -> Result<(), GeometryError> {
+pub(crate) fn check_count(
+    what: &'static str,
+    found: usize,
+    max: usize,
+) -> Result<(), GeometryError> {
     if found == 0 || found > max {
         return Err(GeometryError::Count {
             what,

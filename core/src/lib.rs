@@ -60,17 +60,17 @@ pub use error::{Corruption, GeometryError};
 pub use line::{Line, LINE_BYTES, LINE_WORDS};
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
 pub use region::attach;
-pub use region::{AttachError, ControlBlock, Parts, Region};
 #[cfg(feature = "alloc")]
 pub use region::HeapRegion;
+pub use region::{AttachError, ControlBlock, Parts, Region};
 pub use seqlock::{
     ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
     WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
 };
 pub use slot::{LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
 pub use spsc::{
-    PopError, Popped, PushError, Spsc, SpscConsumer, SpscGeometry, SpscHeader, SpscLoan,
-    SpscPeek, SpscProducer, MAX_RING_CAPACITY,
+    PopError, Popped, PushError, Spsc, SpscConsumer, SpscGeometry, SpscHeader, SpscLoan, SpscPeek,
+    SpscProducer, MAX_RING_CAPACITY,
 };
 
 /// The atomic word of every control block and body: `core`'s `AtomicU64`, or the

@@ -217,8 +217,6 @@ pub unsafe fn attach<'a, H: ControlBlock>(
     // `H`'s alignment (128) is a multiple of 8 and its size a multiple of its
     // alignment; `words * 8 <= len - needed` bytes lie inside the mapping. Any bit
     // pattern is a valid `AtomicU64`, and the caller guarantees atomic-only access.
-    let body = unsafe {
-        core::slice::from_raw_parts(ptr.add(needed) as *const AtomicU64, words)
-    };
+    let body = unsafe { core::slice::from_raw_parts(ptr.add(needed) as *const AtomicU64, words) };
     Ok(Parts::new(header, body))
 }

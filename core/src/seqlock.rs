@@ -214,7 +214,10 @@ impl core::fmt::Display for WriteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             WriteError::TooLarge { len, max } => {
-                write!(f, "value of {len} bytes exceeds the slot size of {max} bytes")
+                write!(
+                    f,
+                    "value of {len} bytes exceeds the slot size of {max} bytes"
+                )
             }
         }
     }
@@ -242,7 +245,8 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockWriter<R> {
         let seq = self.next;
         let header = self.lane.region.header();
         let slot = self.lane.geometry.slot(self.lane.region.body(), seq);
-        slot.stamp().store(seq.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
+        slot.stamp()
+            .store(seq.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
         // Release fence: the odd stamp above becomes visible no later than any payload
         // store below. Partner: the reader's Acquire fence before its second stamp load;
         // a reader that saw any of these payload stores then sees the odd (or a later)

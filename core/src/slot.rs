@@ -122,6 +122,7 @@ pub(crate) mod bytes_view {
     /// # Safety
     /// No other thread or process may access `words` while the returned slice lives.
     #[inline]
+    #[allow(clippy::mut_from_ref)] // the words are interior-mutable (atomics)
     pub(crate) unsafe fn as_bytes_mut(words: &[AtomicU64], len: usize) -> &mut [u8] {
         debug_assert!(len <= words.len() * 8);
         // SAFETY: `AtomicU64` has interior mutability, so writing through the pointer

@@ -105,7 +105,9 @@ impl SpscGeometry {
         let stride = slot_stride(slot_bytes).ok_or(GeometryError::SlotTooLarge {
             found: slot_bytes as u64,
         })?;
-        let body_words = stride.checked_mul(capacity).ok_or(GeometryError::Overflow)?;
+        let body_words = stride
+            .checked_mul(capacity)
+            .ok_or(GeometryError::Overflow)?;
         body_words.checked_mul(8).ok_or(GeometryError::Overflow)?;
         Ok(SpscGeometry {
             capacity,
@@ -198,7 +200,11 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
 
     /// Takes the producer role over from `previous`, which the caller knows is gone.
     /// An item it was writing but had not pushed is discarded.
-    pub fn producer_takeover(&self, previous: u64, token: u64) -> Result<SpscProducer<R>, ClaimError>
+    pub fn producer_takeover(
+        &self,
+        previous: u64,
+        token: u64,
+    ) -> Result<SpscProducer<R>, ClaimError>
     where
         R: Clone,
     {
@@ -226,7 +232,11 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
 
     /// Takes the consumer role over from `previous`, which the caller knows is gone.
     /// An item it had peeked but not released is delivered again.
-    pub fn consumer_takeover(&self, previous: u64, token: u64) -> Result<SpscConsumer<R>, ClaimError>
+    pub fn consumer_takeover(
+        &self,
+        previous: u64,
+        token: u64,
+    ) -> Result<SpscConsumer<R>, ClaimError>
     where
         R: Clone,
     {
@@ -264,7 +274,10 @@ impl core::fmt::Display for PushError {
         match self {
             PushError::Full => f.write_str("ring is full"),
             PushError::TooLarge { len, max } => {
-                write!(f, "item of {len} bytes exceeds the slot size of {max} bytes")
+                write!(
+                    f,
+                    "item of {len} bytes exceeds the slot size of {max} bytes"
+                )
             }
             PushError::Corrupt(c) => c.fmt(f),
         }
@@ -343,7 +356,11 @@ impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
         self.tail = position.wrapping_add(1);
         // Release: the slot's length and payload are visible to whoever sees the new
         // tail. Partner: the consumer's Acquire load of `tail`.
-        self.ring.region.header().tail.store(self.tail, Ordering::Release);
+        self.ring
+            .region
+            .header()
+            .tail
+            .store(self.tail, Ordering::Release);
         position
     }
 }
@@ -367,15 +384,15 @@ impl<R: Region<Header = SpscHeader>> SpscLoan<'_, R> {
         ring.geometry.slot(ring.region.body(), self.producer.tail)
     }
 
-    /// Slot size in bytes.
-    pub fn capacity(&self) -> usize {
+    /// Slot size in bytes: the most the loan can hold.
+    pub fn slot_bytes(&self) -> usize {
         self.producer.ring.geometry.slot_bytes
     }
 
     /// The slot as bytes, to fill in place.
     #[cfg(not(any(feature = "loom", feature = "shuttle")))]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.capacity();
+        let len = self.slot_bytes();
         // SAFETY: the slot at `tail` is free (the consumer released it: `head` was
         // loaded with Acquire and `tail - head < C`) and is not visible to the consumer
         // until `commit` stores the new tail, so this loan is its only accessor; `len`
@@ -390,7 +407,7 @@ impl<R: Region<Header = SpscHeader>> SpscLoan<'_, R> {
 
     /// Pushes the first `len` bytes of the slot and returns their position.
     pub fn commit(self, len: usize) -> Result<u64, PushError> {
-        let max = self.capacity();
+        let max = self.slot_bytes();
         if len > max {
             return Err(PushError::TooLarge { len, max });
         }
@@ -511,7 +528,11 @@ impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
         self.head = self.head.wrapping_add(1);
         // Release: our reads of the slot happen-before the producer's next write to it.
         // Partner: the producer's Acquire load of `head`.
-        self.ring.region.header().head.store(self.head, Ordering::Release);
+        self.ring
+            .region
+            .header()
+            .head
+            .store(self.head, Ordering::Release);
     }
 }
 
@@ -532,7 +553,9 @@ pub struct SpscPeek<'a, R: Region<Header = SpscHeader>> {
 impl<R: Region<Header = SpscHeader>> SpscPeek<'_, R> {
     fn payload(&self) -> &[AtomicU64] {
         let ring = &self.consumer.ring;
-        ring.geometry.slot(ring.region.body(), self.consumer.head).payload()
+        ring.geometry
+            .slot(ring.region.body(), self.consumer.head)
+            .payload()
     }
 
     /// The item's position.

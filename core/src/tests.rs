@@ -236,7 +236,10 @@ mod spsc {
         region.header().tail.store(100, RELAXED);
         assert!(matches!(
             consumer.pop(&mut [0u8; 8]),
-            Err(PopError::Corrupt(Corruption::Indices { head: 0, tail: 100 }))
+            Err(PopError::Corrupt(Corruption::Indices {
+                head: 0,
+                tail: 100
+            }))
         ));
         region.header().tail.store(1, RELAXED);
         word(&region, LENGTH_WORD).store(u64::MAX, RELAXED);
@@ -280,7 +283,10 @@ mod spsc {
 mod broadcast {
     use super::*;
 
-    fn ring(capacity: usize, subscribers: usize) -> (HeapRegion<BroadcastHeader>, BroadcastGeometry) {
+    fn ring(
+        capacity: usize,
+        subscribers: usize,
+    ) -> (HeapRegion<BroadcastHeader>, BroadcastGeometry) {
         let geometry = BroadcastGeometry::new(capacity, 8, subscribers).unwrap();
         (HeapRegion::new(geometry.body_words()), geometry)
     }
@@ -309,7 +315,10 @@ mod broadcast {
                 }
             }
             let got = sub.recv(&mut buf).unwrap();
-            assert_eq!((got.position, u64::from_le_bytes(buf)), (expected, expected));
+            assert_eq!(
+                (got.position, u64::from_le_bytes(buf)),
+                (expected, expected)
+            );
             expected += 1;
         }
     }

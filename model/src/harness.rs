@@ -363,7 +363,7 @@ pub fn run_spsc_ops_against<S: SpscSpec>(
                     Err(e) => step.check("loan", Err(e), want)?,
                     Ok(mut loan) => {
                         step.check("loan", Ok(position), want)?;
-                        step.check("loan capacity", loan.capacity(), slot_bytes)?;
+                        step.check("loan slot bytes", loan.slot_bytes(), slot_bytes)?;
                         let len = resolve_len(len, slot_bytes);
                         let value = payload(item, len.max(slot_bytes));
                         item += 1;

@@ -532,16 +532,13 @@ fn canary_pop_ignoring_the_buffer_is_caught() {
 }
 
 // ---------------------------------------------------------------------------------
-// Known core deviation from the model, kept as an executable reproduction.
+// Regressions.
 
-/// `Broadcast::read_at` compares positions with the tail in wrapping order and
-/// validates the slot by its stamp. For `u64::MAX` ("position -1") on a ring whose
-/// last slot was never written, `is_after(tail, u64::MAX)` holds for any small tail
-/// and `done_stamp(u64::MAX)` wraps to 0, the stamp of a never-written slot, so the
-/// core returns `Ok(0)`: an empty item that was never published. The model answers
-/// `NotPublished` (positions are absolute; nothing exists before position 0).
+/// `Broadcast::read_at(u64::MAX)` once compared the position with the tail in
+/// wrapping order, so "position -1" counted as published, and `done_stamp(u64::MAX)`
+/// wraps to 0, the stamp of a never-written slot: it returned `Ok(0)` for an item
+/// that never existed. Positions are absolute: it must be `NotPublished`.
 #[test]
-#[ignore = "core bug: read_at(u64::MAX) returns Ok(0) on a ring whose last slot was never written"]
 fn read_at_before_position_zero_is_not_published() {
     use tensorlane_core::{Broadcast, BroadcastHeader, HeapRegion, ReadAtError};
     use tensorlane_model::BroadcastModel;

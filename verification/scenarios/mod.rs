@@ -150,58 +150,111 @@ fn publish_all(ring: BroadcastRing, items: u64) {
     }
 }
 
-/// Receives until the subscriber's head reaches `items`, checking that positions are
-/// contiguous from its head at join (lossless) or increasing with exact drop counts
-/// (lossy). Returns `false` if the subscriber was evicted.
-fn receive_all(mut sub: Subscriber, items: u64, lossless: bool) -> bool {
-    let mut expected = sub.head();
-    // History lost at join is reported with the first item, but lies before the head.
-    let mut unreported_loss = sub.lost_at_join();
-    let mut delivered_and_dropped = sub.head();
-    // Checkers explore every retry; a stalled receive yields and tries again anyway.
-    sub.set_max_attempts(2);
-    let mut buf = [0u8; 16];
-    while sub.head() < items {
-        match sub.recv(&mut buf) {
+/// A subscriber whose every delivery is checked: positions contiguous from its head
+/// at join (lossless) or increasing with drop counts equal to the gaps (lossy), and
+/// every value untorn.
+struct CheckedSubscriber {
+    sub: Subscriber,
+    lossless: bool,
+    expected: u64,
+    unreported_loss: u64,
+    delivered_and_dropped: u64,
+}
+
+enum Step {
+    Item,
+    Nothing,
+    Evicted,
+}
+
+impl CheckedSubscriber {
+    fn new(mut sub: Subscriber, lossless: bool) -> Self {
+        // Checkers explore every retry; a stalled receive yields and tries again anyway.
+        sub.set_max_attempts(2);
+        CheckedSubscriber {
+            lossless,
+            expected: sub.head(),
+            // History lost at join is reported with the first item, before the head.
+            unreported_loss: sub.lost_at_join(),
+            delivered_and_dropped: sub.head(),
+            sub,
+        }
+    }
+
+    fn finished(&self, items: u64) -> bool {
+        self.sub.head() >= items
+    }
+
+    fn step(&mut self) -> Step {
+        let mut buf = [0u8; 16];
+        match self.sub.recv(&mut buf) {
             Ok(got) => {
                 check_words(&buf, got.position, "position");
-                let gap = got.dropped - core::mem::take(&mut unreported_loss);
-                if lossless && (got.position != expected || gap != 0) {
+                let gap = got.dropped - core::mem::take(&mut self.unreported_loss);
+                if self.lossless && (got.position != self.expected || gap != 0) {
                     panic!(
-                        "lost item: lossless subscriber expected {expected}, got {} ({gap} dropped)",
-                        got.position
+                        "lost item: lossless subscriber expected {}, got {} ({gap} dropped)",
+                        self.expected, got.position
                     );
                 }
-                assert!(got.position >= expected, "lossy subscriber went backwards");
-                delivered_and_dropped += 1 + gap;
-                expected = got.position + 1;
+                assert!(got.position >= self.expected, "lossy subscriber went backwards");
+                self.delivered_and_dropped += 1 + gap;
+                self.expected = got.position + 1;
                 assert_eq!(
-                    delivered_and_dropped,
-                    sub.head(),
+                    self.delivered_and_dropped,
+                    self.sub.head(),
                     "drop counter does not match the gaps"
                 );
+                Step::Item
             }
-            Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => thread::yield_now(),
-            Err(RecvError::Evicted) => return false,
+            Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => Step::Nothing,
+            Err(RecvError::Evicted) => Step::Evicted,
             Err(e) => panic!("unexpected receive error: {e}"),
         }
     }
-    true
+
+    /// Receives until the head reaches `items`, yielding when there is nothing.
+    /// Returns `false` if the subscriber was evicted.
+    fn drain(&mut self, items: u64) -> bool {
+        while !self.finished(items) {
+            match self.step() {
+                Step::Item => {}
+                Step::Nothing => thread::yield_now(),
+                Step::Evicted => return false,
+            }
+        }
+        true
+    }
+}
+
+fn receive_all(sub: Subscriber, items: u64, lossless: bool) -> bool {
+    CheckedSubscriber::new(sub, lossless).drain(items)
 }
 
 /// One producer, one lossless and one lossy subscriber (both joined before the first
-/// publish), capacity 2.
+/// publish), capacity 2. With `budget`, the lossy subscriber's thread makes at most
+/// that many receive calls and the rest is drained after the producer finishes
+/// (fewer spinning threads for loom).
 #[allow(dead_code)]
-pub fn broadcast_lossless_and_lossy(items: u64) {
+pub fn broadcast_lossless_and_lossy(items: u64, budget: Option<usize>) {
     let fixture = BroadcastFixture::new(2, 16, 2);
     let ring = fixture.ring();
     let lossless = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
     let lossy = ring.subscribe(SubscribeOptions::lossy(2), 3).unwrap();
     let producer = thread::spawn(move || publish_all(ring, items));
-    let lossy = thread::spawn(move || assert!(receive_all(lossy, items, false)));
-    assert!(receive_all(lossless, items, true));
-    lossy.join().unwrap();
+    let lossy = thread::spawn(move || {
+        let mut sub = CheckedSubscriber::new(lossy, false);
+        match budget {
+            Some(calls) => (0..calls).for_each(|_| {
+                sub.step();
+            }),
+            None => assert!(sub.drain(items)),
+        }
+        sub
+    });
+    assert!(CheckedSubscriber::new(lossless, true).drain(items));
     producer.join().unwrap();
+    assert!(lossy.join().unwrap().drain(items));
 }
 
 /// A lossless subscriber joins (with one item of history) while the producer

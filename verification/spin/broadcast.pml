@@ -7,7 +7,7 @@
  *   shared   tail                 next position to publish (positions 0, 1, 2, ...)
  *            epoch                join counter
  *            stamp[CAP]           2p+1 while position p is written, 2p+2 when done
- *            pay0[CAP], pay1[CAP] payload, two words, both = p
+ *            pay[CAP]             payload word = p
  *   entry i  st[i]                FREE, JOINING, ACTIVE, EVICTED
  *            md[i]                LOSSLESS or LOSSY
  *            hd[i]                subscriber head (next position it reads)
@@ -17,7 +17,7 @@
  *         if e != last_epoch || (cached_min != NONE && P - cached_min >= CAP):
  *             last_epoch = e; cached_min = min hd[i] over ACTIVE LOSSLESS entries
  *         if cached_min != NONE && P - cached_min >= CAP: Full, retry later
- *     [2] stamp[P%CAP] = 2P+1; pay0 = P; pay1 = P; stamp[P%CAP] = 2P+2; tail = P+1
+ *     [2] stamp[P%CAP] = 2P+1; pay[P%CAP] = P; stamp[P%CAP] = 2P+2; tail = P+1
  *
  *   join (subscriber, entry i): CAS st[i] FREE -> JOINING;
  *         h0 = max(tail - history, 0); hd[i] = h0; md[i] = m; st[i] = ACTIVE;
@@ -86,14 +86,24 @@
 #ifndef NPUB
 #define NPUB 4
 #endif
-#ifndef JOINS
-#define JOINS 2
+#ifndef JOINS0
+#define JOINS0 1
+#endif
+#ifndef JOINS1
+#define JOINS1 1
 #endif
 #ifndef EVICTIONS
 #define EVICTIONS 1
 #endif
 #ifndef MAXLAG
 #define MAXLAG CAP
+#endif
+/* mode of subscriber i: LOSSLESS, LOSSY, or ANYMODE (chosen at each join) */
+#ifndef MODE0
+#define MODE0 ANYMODE
+#endif
+#ifndef MODE1
+#define MODE1 ANYMODE
 #endif
 #define NSUB 2
 
@@ -103,12 +113,12 @@
 #define EVICTED  3
 #define LOSSLESS 0
 #define LOSSY    1
+#define ANYMODE  2
 #define NONE     255
 
 byte tail, epoch;
 byte stamp[CAP];
-byte pay0[CAP];
-byte pay1[CAP];
+byte pay[CAP];
 byte st[NSUB];
 byte md[NSUB];
 byte hd[NSUB];
@@ -120,22 +130,28 @@ bool evicted[NSUB];      /* entry i was evicted during its current join session 
 
 /* ---------------------------------------------------------------- producer */
 
-/* scan one entry, recording what was read for the Full wait */
-inline scan_entry(i, s, m, h)
-{
-	s = st[i];
-	if
-	:: s == ACTIVE ->
-		m = md[i];
-		if
-		:: m == LOSSLESS ->
-			h = hd[i];
-			if :: mn == NONE || h < mn -> mn = h :: else fi
-		:: else -> h = 0
-		fi
-	:: else -> m = 0; h = 0
-	fi
-}
+/* scan one entry, recording what was read (s, m, h) for the Full wait;
+ * mn is the running minimum over ACTIVE LOSSLESS heads */
+#define SCAN(i, s, m, h, done) \
+	atomic { \
+		s = st[i]; \
+		if \
+		:: s == ACTIVE \
+		:: else -> m = 0; h = 0; goto done \
+		fi \
+	}; \
+	atomic { \
+		m = md[i]; \
+		if \
+		:: m == LOSSLESS \
+		:: else -> h = 0; goto done \
+		fi \
+	}; \
+	d_step { \
+		h = hd[i]; \
+		if :: mn == NONE || h < mn -> mn = h :: else fi \
+	}; \
+done:
 
 /* something the scan read has changed (or the epoch has) */
 #define CHANGED(i, s, m, h) \
@@ -162,15 +178,14 @@ again:
 #endif
 			last_e = e;
 			mn = NONE;
-			scan_entry(0, s0, m0, h0);
-			scan_entry(1, s1, m1, h1);
+			SCAN(0, s0, m0, h0, scanned0)
+			SCAN(1, s1, m1, h1, scanned1)
 			atomic { cmin = mn; mn = 0 }
 		:: else
 		fi;
 		if
-		:: cmin != NONE && P - cmin >= CAP ->
+		:: atomic { cmin != NONE && P - cmin >= CAP -> pfull = true } ->
 			/* Full: retry once something the scan read has changed */
-			pfull = true;
 end_full:
 			atomic {
 				epoch != e || CHANGED(0, s0, m0, h0) || CHANGED(1, s1, m1, h1) ->
@@ -181,8 +196,7 @@ end_full:
 		fi;
 		/* [2] */
 		stamp[P % CAP] = 2*P + 1;
-		pay0[P % CAP] = P;
-		pay1[P % CAP] = P;
+		pay[P % CAP] = P;
 		stamp[P % CAP] = 2*P + 2;
 		atomic { tail = P + 1; P++; s0 = 0; m0 = 0; h0 = 0; s1 = 0; m1 = 0; h1 = 0 }
 	od;
@@ -191,21 +205,33 @@ end_full:
 
 /* -------------------------------------------------------------- subscriber */
 
-/* after each delivery a subscriber goes on, dies (stops forever, entry left
- * ACTIVE) or leaves */
-#define AFTER_DELIVERY if :: true :: goto dead :: goto leave fi
+/* After each delivery a lossless subscriber goes on, dies (stops forever with
+ * its entry left ACTIVE: the slow or crashed subscriber) or leaves; a lossy one
+ * goes on or leaves (a dead lossy subscriber constrains nobody). */
+#ifdef STEADY
+#define AFTER_LOSSLESS  skip
+#define AFTER_LOSSY     skip
+#else
+#define AFTER_LOSSLESS  if :: true :: goto out :: goto leave fi
+#define AFTER_LOSSY     if :: true :: goto leave fi
+#endif
+
+#define MAY_LOSSLESS  (i == 0 && MODE0 != LOSSY || i == 1 && MODE1 != LOSSY)
+#define MAY_LOSSY     (i == 0 && MODE0 != LOSSLESS || i == 1 && MODE1 != LOSSLESS)
 
 proctype Sub(byte i)
 {
-	byte joins, t, h, jh, m, s1, v0, v1, lastp, delivered, dropped;
+	byte joins, t, h, jh, m, s1, v, lastp, delivered, dropped;
 
 join:
-	/* CAS FREE -> JOINING; a fresh join session */
-	atomic { st[i] == FREE -> st[i] = JOINING; evicted[i] = false; joins++ };
-	if
-	:: m = LOSSLESS
-	:: m = LOSSY
-	fi;
+	/* CAS FREE -> JOINING, a fresh join session; choose the mode */
+	atomic {
+		st[i] == FREE -> st[i] = JOINING; evicted[i] = false; joins++;
+		if
+		:: MAY_LOSSLESS -> m = LOSSLESS
+		:: MAY_LOSSY -> m = LOSSY
+		fi
+	};
 	/* h0 = tail - history, clamped at 0 (history 0 or 1) */
 	atomic {
 		h = tail;
@@ -221,27 +247,29 @@ join:
 	epoch++;
 #endif
 #ifndef CANARY_NO_RECHECK
-	/* fence; lost history: the producer may already be writing over h0 */
+	/* (fence) t = tail: the producer may already be writing over h0 */
 	atomic {
 		t = tail;
 		if
-		:: t - h >= CAP -> h = t - CAP + 1; hd[i] = h
-		:: else
+		:: t - h >= CAP -> h = t - CAP + 1; jh = 1   /* jh: "store hd" */
+		:: else -> jh = 0
 		fi
 	};
+	if
+	:: atomic { jh == 1 -> hd[i] = h }   /* lost history */
+	:: else
+	fi;
 #endif
-	d_step {
-		jh = h; lastp = NONE; delivered = 0; dropped = 0;
+	atomic {
 #ifndef CANARY_NO_RECHECK
 		assert(h <= t && t - h < CAP);   /* join head inside the ring */
 #endif
-		t = 0
+		jh = h; lastp = NONE; delivered = 0; dropped = 0; t = 0;
+		if
+		:: m == LOSSLESS -> goto lossless
+		:: else -> goto lossy
+		fi
 	};
-
-	if
-	:: m == LOSSLESS -> goto lossless
-	:: else -> goto lossy
-	fi;
 
 	/* ------------------------------------------------------------ lossless */
 lossless:
@@ -256,29 +284,31 @@ lossless:
 		:: h == tail && !pdone ->                 /* empty: retry later */
 end_empty_ll:
 			(h != tail || pdone || st[i] != ACTIVE)
-		:: atomic { h != tail -> s1 = stamp[h % CAP] };
-			if
-			:: s1 != 2*h + 2 ->
-				assert(evicted[i]);               /* (a) overwritten */
-				goto gone
-			:: else
-			fi;
-			v0 = pay0[h % CAP];
-			v1 = pay1[h % CAP];
-			if
-			:: stamp[h % CAP] != s1 ->
-				assert(evicted[i]);               /* (a) overwritten while read */
-				goto gone
-			:: else
-			fi;
-			d_step {
-				assert(v0 == h && v1 == h);       /* (a) not torn, right position */
+		:: h != tail ->
+			atomic {
+				s1 = stamp[h % CAP];
+				if
+				:: s1 != 2*h + 2 ->
+					assert(evicted[i]);           /* (a) not overwritten */
+					goto gone
+				:: else
+				fi
+			};
+			v = pay[h % CAP];
+			atomic {
+				if
+				:: stamp[h % CAP] != s1 ->
+					assert(evicted[i]);           /* (a) not overwritten while read */
+					goto gone
+				:: else
+				fi;
+				assert(v == h);                   /* (a) the value of this position */
 				delivered++;
 				h++;
-				s1 = 0; v0 = 0; v1 = 0
+				s1 = 0; v = 0
 			};
 			hd[i] = h;
-			AFTER_DELIVERY
+			AFTER_LOSSLESS
 		fi
 	od;
 
@@ -292,59 +322,63 @@ lossy:
 			if
 			:: h == t && pdone -> t = 0; goto lossy_end
 			:: h == t && !pdone -> t = 0; goto lossy_empty
-			:: else
+			:: t - h > MAXLAG ->
+				dropped = dropped + t - MAXLAG - h;
+				h = t - MAXLAG;
+				t = 1     /* t: "store hd" */
+			:: else -> t = 0
 			fi
 		};
 		if
-		:: true ->
-			if
-			:: t - h > MAXLAG ->
-				d_step { dropped = dropped + t - MAXLAG - h; h = t - MAXLAG; t = 0 };
-				hd[i] = h
-			:: else -> t = 0
-			fi;
+		:: atomic { t == 1 -> hd[i] = h; t = 0 }
+		:: else
+		fi;
+		atomic {
 			s1 = stamp[h % CAP];
 			if
-			:: s1 == 2*h + 2 ->
-				v0 = pay0[h % CAP];
-				v1 = pay1[h % CAP];
-				atomic { if :: stamp[h % CAP] != s1 -> s1 = stamp[h % CAP]; v0 = 0; v1 = 0 :: else fi };
+			:: s1 != 2*h + 2 -> goto lossy_miss
+			:: else
+			fi
+		};
+		v = pay[h % CAP];
+		atomic {
+			if
+			:: stamp[h % CAP] != s1 -> s1 = stamp[h % CAP]; v = 0; goto lossy_miss
 			:: else
 			fi;
-			if
-			:: s1 == 2*h + 2 ->
-				/* deliver */
-				d_step {
-					assert(v0 == h && v1 == h);       /* (b) not torn */
-					assert(lastp == NONE || h > lastp); /* (b) strictly increasing */
-					lastp = h;
-					delivered++;
-					h++;
-					assert(delivered + dropped == h - jh);   /* (b) accounting */
-					s1 = 0; v0 = 0; v1 = 0
-				};
-				hd[i] = h;
-				AFTER_DELIVERY
-			:: s1 % 2 == 1 ->
-				/* a newer position is being written there: retry when it lands */
-				assert(s1 > 2*h + 2);
-				stamp[h % CAP] != s1;
-				s1 = 0
-			:: else ->
-				/* overwritten by a newer position: jump to the newest */
-				assert(s1 > 2*h + 2);
-				d_step {
-					t = tail;
-					assert(t - 1 > h);
-					dropped = dropped + (t - 1 - h);
-					h = t - 1;
-					assert(delivered + dropped == h - jh);   /* (b) accounting */
-					t = 0; s1 = 0
-				};
-				hd[i] = h
-			fi
-		fi
+			/* deliver */
+			assert(v == h);                       /* (b) the value of this position */
+			assert(lastp == NONE || h > lastp);   /* (b) strictly increasing */
+			lastp = h;
+			delivered++;
+			h++;
+			assert(delivered + dropped == h - jh);   /* (b) accounting */
+			s1 = 0; v = 0
+		};
+		hd[i] = h;
+		AFTER_LOSSY
 	od;
+lossy_miss:
+	/* the slot no longer holds position h (SC: its stamp can only be newer) */
+	assert(s1 > 2*h + 2);
+	if
+	:: s1 % 2 == 1 ->
+		/* a newer position is being written there: retry when it lands */
+		stamp[h % CAP] != s1;
+		s1 = 0
+	:: else ->
+		/* overwritten by a newer position: jump to the newest */
+		atomic {
+			t = tail;
+			assert(t - 1 > h);
+			dropped = dropped + (t - 1 - h);
+			h = t - 1;
+			assert(delivered + dropped == h - jh);   /* (b) accounting */
+			t = 0; s1 = 0
+		};
+		hd[i] = h
+	fi;
+	goto lossy;
 lossy_empty:
 	/* empty: retry later */
 end_empty_ly:
@@ -359,15 +393,14 @@ gone:
 	/* evicted (or overwritten): only legal if the supervisor evicted us */
 	assert(evicted[i]);
 leave:
-	st[i] = FREE;
-	d_step { h = 0; jh = 0; m = 0; t = 0; lastp = 0; delivered = 0; dropped = 0 };
-	if
-	:: joins < JOINS -> goto join
-	:: else
-	fi;
-	goto out;
-dead:
-	/* stop forever without leaving: the entry stays ACTIVE */
+	atomic {
+		st[i] = FREE;
+		h = 0; jh = 0; m = 0; t = 0; s1 = 0; v = 0; lastp = 0; delivered = 0; dropped = 0;
+		if
+		:: i == 0 && joins < JOINS0 || i == 1 && joins < JOINS1 -> goto join
+		:: else
+		fi
+	};
 out:
 	skip
 }

@@ -4,12 +4,14 @@
 //! ordinary scenarios with one of these in place of a real role and require the
 //! checker to report the scenario as failing. Nothing in core refers to them.
 
-use crate::roles::{BroadcastFixture, QueueFixture, QueueProducerRole, RegisterFixture, Subscriber};
+use crate::roles::{
+    BroadcastFixture, QueueFixture, QueueProducerRole, RegisterFixture, Subscriber,
+};
 use crate::roles::{RegisterReaderRole, RegisterWriterRole};
 use crate::sync::{fence, Ordering};
 use tensorlane_core::{
-    entry, AtomicU64, PushError, ReadError, ReadInfo, Region, SubscribeOptions,
-    LENGTH_WORD, PAYLOAD_WORD, STAMP_WORD,
+    entry, AtomicU64, PushError, ReadError, ReadInfo, Region, SubscribeOptions, LENGTH_WORD,
+    PAYLOAD_WORD, STAMP_WORD,
 };
 
 fn store_words(words: &[AtomicU64], value: &[u8]) {
@@ -80,7 +82,12 @@ pub fn unfenced_reader(fixture: &RegisterFixture) -> UnfencedReader {
 impl RegisterReaderRole for UnfencedReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
         let geometry = self.fixture.geometry;
-        let seq = self.fixture.region.header().published.load(Ordering::Acquire);
+        let seq = self
+            .fixture
+            .region
+            .header()
+            .published
+            .load(Ordering::Acquire);
         if seq == 0 {
             return Err(ReadError::Empty);
         }
@@ -168,7 +175,12 @@ pub fn plain_payload_reader(fixture: &RegisterFixture) -> PlainPayloadReader {
 impl RegisterReaderRole for PlainPayloadReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
         let geometry = self.fixture.geometry;
-        let seq = self.fixture.region.header().published.load(Ordering::Acquire);
+        let seq = self
+            .fixture
+            .region
+            .header()
+            .published
+            .load(Ordering::Acquire);
         if seq == 0 {
             return Err(ReadError::Empty);
         }

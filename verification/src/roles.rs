@@ -145,7 +145,10 @@ impl QueueProducerRole for RealQueueProducer {
             for (word, chunk) in loan.words().iter().zip(item.chunks(8)) {
                 let mut bytes = [0u8; 8];
                 bytes[..chunk.len()].copy_from_slice(chunk);
-                word.store(u64::from_le_bytes(bytes), std::sync::atomic::Ordering::Relaxed);
+                word.store(
+                    u64::from_le_bytes(bytes),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             loan.commit(item.len())?;
         }

@@ -15,7 +15,16 @@ use tensorlane_verification::canaries;
 /// Preemption bound used unless `LOOM_MAX_PREEMPTIONS` is set.
 const PREEMPTION_BOUND: usize = 3;
 
+/// Runs `body` under loom and prints how many executions were explored.
 fn check(body: impl Fn() + Sync + Send + 'static) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let executions = Arc::new(AtomicUsize::new(0));
+    let counter = executions.clone();
+    let body = move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        body()
+    };
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(PREEMPTION_BOUND);
@@ -23,6 +32,11 @@ fn check(body: impl Fn() + Sync + Send + 'static) {
     // Retry loops (full, empty) yield to loom; allow the long executions they make.
     builder.max_branches = 100_000;
     builder.check(body);
+    println!(
+        "loom explored {} executions (preemption bound {:?})",
+        executions.load(Ordering::Relaxed),
+        builder.preemption_bound
+    );
 }
 
 #[test]
@@ -37,7 +51,7 @@ fn queue_wraps_around() {
 
 #[test]
 fn broadcast_lossless_and_lossy_subscribers() {
-    check(|| broadcast_lossless_and_lossy(2));
+    check(|| broadcast_lossless_and_lossy(3, Some(2)));
 }
 
 #[test]

@@ -15,7 +15,13 @@ const ITEMS: u64 = if cfg!(miri) { 6 } else { 200 };
 #[test]
 fn register() {
     for _ in 0..REPEAT {
-        register_writer_and_readers(ITEMS, 2, ITEMS as usize, real_register_writer, real_register_reader);
+        register_writer_and_readers(
+            ITEMS,
+            2,
+            ITEMS as usize,
+            real_register_writer,
+            real_register_reader,
+        );
     }
 }
 
@@ -29,7 +35,7 @@ fn queue() {
 #[test]
 fn broadcast() {
     for _ in 0..REPEAT {
-        broadcast_lossless_and_lossy(ITEMS);
+        broadcast_lossless_and_lossy(ITEMS, None);
         broadcast_join_races_publish(ITEMS, real_lossless_join);
         broadcast_join_leave_churn(ITEMS);
         broadcast_eviction_races_read(ITEMS);
@@ -84,5 +90,11 @@ fn queue_byte_loans() {
 #[test]
 #[ignore = "canary: must fail under Miri (run by .ci/miri-canary)"]
 fn miri_canary_plain_payload_read() {
-    register_writer_and_readers(4, 1, 8, real_register_writer, canaries::plain_payload_reader);
+    register_writer_and_readers(
+        4,
+        1,
+        8,
+        real_register_writer,
+        canaries::plain_payload_reader,
+    );
 }
