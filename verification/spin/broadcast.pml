@@ -243,8 +243,14 @@ join:
 	hd[i] = h;
 	md[i] = m;
 	st[i] = ACTIVE;
-#ifndef CANARY_NO_EPOCH_BUMP
-	epoch++;
+#if defined(CANARY_NO_EPOCH_BUMP)
+	skip;
+#elif defined(EPOCH_LOAD_STORE)
+	/* epoch bumped with a plain load and store instead of fetch_add */
+	t = epoch;
+	atomic { epoch = t + 1; t = 0 };
+#else
+	epoch++;     /* fetch_add */
 #endif
 #ifndef CANARY_NO_RECHECK
 	/* (fence) t = tail: the producer may already be writing over h0 */
