@@ -182,7 +182,7 @@ mod spsc {
             loan.bytes_mut()[..3].copy_from_slice(b"abc");
             assert_eq!(loan.commit(3).unwrap(), 0);
         }
-        drop(producer.loan().unwrap()); // an abandoned loan pushes nothing
+        let _abandoned = producer.loan().unwrap(); // an abandoned loan pushes nothing
         let loan = producer.loan().unwrap();
         assert_eq!(
             loan.commit(17),
@@ -302,8 +302,7 @@ mod broadcast {
         let mut producer = ring.producer(1).unwrap();
         let mut sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
         let mut buf = [0u8; 8];
-        let mut expected = 0u64;
-        for _ in 0..10 {
+        for expected in 0..10u64 {
             loop {
                 match producer.publish(&producer.tail().to_le_bytes()) {
                     Ok(_) => {}
@@ -319,7 +318,6 @@ mod broadcast {
                 (got.position, u64::from_le_bytes(buf)),
                 (expected, expected)
             );
-            expected += 1;
         }
     }
 

@@ -9,8 +9,8 @@ include!("../scenarios/mod.rs");
 use tensorlane_verification::canaries;
 
 /// Repetitions: fewer under Miri, whose every step is interpreted.
-const REPEAT: usize = if cfg!(miri) { 2 } else { 200 };
-const ITEMS: u64 = if cfg!(miri) { 6 } else { 200 };
+const REPEAT: usize = if cfg!(miri) { 4 } else { 200 };
+const ITEMS: u64 = if cfg!(miri) { 10 } else { 200 };
 
 #[test]
 fn register() {
