@@ -88,7 +88,7 @@ use crate::claim::{self, ClaimError};
 use crate::error::{check_body, check_count, Corruption, GeometryError};
 use crate::line::{Line, LINE_WORDS};
 use crate::region::{sealed, ControlBlock, Region};
-use crate::slot::{load_bytes, slot_stride, store_bytes, Slot};
+use crate::slot::{load_parts, parts_len, slot_stride, store_parts, Slot};
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 use core::ops::Range;
 
@@ -417,7 +417,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             return Err(ReadAtError::NotPublished);
         }
         let slot = self.geometry.slot(self.region.body(), position);
-        match read_slot(&self.geometry, slot, position, buf) {
+        match read_slot(&self.geometry, slot, position, &mut [buf]) {
             SlotRead::Ok(len) => Ok(len),
             SlotRead::Overwritten => Err(ReadAtError::Overwritten),
             SlotRead::TooSmall(needed) => Err(ReadAtError::BufferTooSmall { needed }),
@@ -653,10 +653,19 @@ pub struct BroadcastProducer<R: Region<Header = BroadcastHeader>> {
 impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
     /// Copies `item` into the ring and returns its position.
     pub fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
+        self.publish_parts(&[item])
+    }
+
+    /// Publishes the concatenation of `parts` as one item.
+    ///
+    /// # Panics
+    /// If a part other than the last is not a multiple of 8 bytes long.
+    pub fn publish_parts(&mut self, parts: &[&[u8]]) -> Result<u64, PublishError> {
         let geometry = self.ring.geometry;
-        if item.len() > geometry.slot_bytes {
+        let len = parts_len(parts);
+        if len > geometry.slot_bytes {
             return Err(PublishError::TooLarge {
-                len: item.len(),
+                len,
                 max: geometry.slot_bytes,
             });
         }
@@ -685,8 +694,8 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         // Release fence: the odd stamp is visible no later than the payload stores.
         // Partner: a reader's Acquire fence before its second stamp load.
         fence(Ordering::Release);
-        slot.length().store(item.len() as u64, Ordering::Relaxed);
-        store_bytes(slot.payload(), item);
+        slot.length().store(len as u64, Ordering::Relaxed);
+        store_parts(slot.payload(), parts);
         // Release: the payload is visible to whoever sees the done stamp.
         // Partner: a reader's Acquire load of the stamp (first check).
         slot.stamp().store(done_stamp(position), Ordering::Release);
@@ -826,8 +835,9 @@ fn read_slot(
     geometry: &BroadcastGeometry,
     slot: Slot<'_>,
     position: u64,
-    buf: &mut [u8],
+    parts: &mut [&mut [u8]],
 ) -> SlotRead {
+    let capacity = parts_len(parts);
     let expected = done_stamp(position);
     // Acquire pairs with the producer's Release store of the done stamp.
     let before = slot.stamp().load(Ordering::Acquire);
@@ -844,9 +854,9 @@ fn read_slot(
     }
     let len = slot.length().load(Ordering::Relaxed);
     let max = geometry.slot_bytes as u64;
-    let fits = len <= max && len <= buf.len() as u64;
+    let fits = len <= max && len <= capacity as u64;
     if fits {
-        load_bytes(slot.payload(), &mut buf[..len as usize]);
+        load_parts(slot.payload(), parts, len as usize);
     }
     // Acquire fence: the payload loads are ordered before the stamp reload. Partner:
     // the producer's Release fence after the odd stamp of a later position.
@@ -923,17 +933,25 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
 
     /// Copies the next item into `buf`.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
+        self.recv_parts(&mut [buf])
+    }
+
+    /// Copies the next item into `parts`, filling each before the next.
+    ///
+    /// # Panics
+    /// If a part other than the last is not a multiple of 8 bytes long.
+    pub fn recv_parts(&mut self, parts: &mut [&mut [u8]]) -> Result<Received, RecvError> {
         if self.evicted() {
             return Err(RecvError::Evicted);
         }
         if self.lossless {
-            self.recv_lossless(buf)
+            self.recv_lossless(parts)
         } else {
-            self.recv_lossy(buf)
+            self.recv_lossy(parts)
         }
     }
 
-    fn recv_lossless(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
+    fn recv_lossless(&mut self, buf: &mut [&mut [u8]]) -> Result<Received, RecvError> {
         let geometry = self.ring.geometry;
         if self.head == self.cached_tail {
             // Acquire pairs with the producer's Release store of `tail`.
@@ -977,7 +995,7 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         }
     }
 
-    fn recv_lossy(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
+    fn recv_lossy(&mut self, buf: &mut [&mut [u8]]) -> Result<Received, RecvError> {
         let geometry = self.ring.geometry;
         for attempt in 0..self.max_attempts {
             if attempt > 0 {

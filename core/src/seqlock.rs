@@ -47,7 +47,7 @@ use crate::claim::{self, ClaimError};
 use crate::error::{check_body, check_count, Corruption, GeometryError};
 use crate::line::Line;
 use crate::region::{sealed, ControlBlock, Region};
-use crate::slot::{load_bytes, slot_stride, store_bytes, Slot};
+use crate::slot::{load_parts, parts_len, slot_stride, store_parts, Slot};
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 
 /// Most slots a register may have.
@@ -235,12 +235,19 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockWriter<R> {
     /// Publishes `value` as the register's latest value and returns its sequence.
     /// Wait-free: a fixed number of stores, whatever readers do.
     pub fn write(&mut self, value: &[u8]) -> Result<u64, WriteError> {
+        self.write_parts(&[value])
+    }
+
+    /// Publishes the concatenation of `parts` (for example a frame header and a
+    /// tensor) without first copying them together.
+    ///
+    /// # Panics
+    /// If a part other than the last is not a multiple of 8 bytes long.
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<u64, WriteError> {
         let max = self.lane.geometry.slot_bytes;
-        if value.len() > max {
-            return Err(WriteError::TooLarge {
-                len: value.len(),
-                max,
-            });
+        let len = parts_len(parts);
+        if len > max {
+            return Err(WriteError::TooLarge { len, max });
         }
         let seq = self.next;
         let header = self.lane.region.header();
@@ -252,8 +259,8 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockWriter<R> {
         // a reader that saw any of these payload stores then sees the odd (or a later)
         // stamp and discards its copy.
         fence(Ordering::Release);
-        slot.length().store(value.len() as u64, Ordering::Relaxed);
-        store_bytes(slot.payload(), value);
+        slot.length().store(len as u64, Ordering::Relaxed);
+        store_parts(slot.payload(), parts);
         // Release: the payload above is visible to whoever sees the even stamp.
         // Partner: the reader's Acquire load of the stamp (first check).
         slot.stamp().store(seq.wrapping_mul(2), Ordering::Release);
@@ -359,21 +366,32 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
     /// Copies the latest value into `buf`. On error the contents of `buf` are
     /// unspecified.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
-        self.read_inner(buf, false)
+        self.read_parts(&mut [buf], false)
     }
 
     /// Like [`read`](Self::read), but returns [`ReadError::NotNew`] instead of the value
     /// this reader returned last.
     pub fn read_new(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
-        self.read_inner(buf, true)
+        self.read_parts(&mut [buf], true)
     }
 
-    fn read_inner(&mut self, buf: &mut [u8], only_new: bool) -> Result<ReadInfo, ReadError> {
+    /// Copies the latest value into `parts`, filling each before the next (for
+    /// example a frame header and a tensor buffer); with `only_new`, as
+    /// [`read_new`](Self::read_new).
+    ///
+    /// # Panics
+    /// If a part other than the last is not a multiple of 8 bytes long.
+    pub fn read_parts(
+        &mut self,
+        parts: &mut [&mut [u8]],
+        only_new: bool,
+    ) -> Result<ReadInfo, ReadError> {
+        let capacity = parts_len(parts);
         for attempt in 0..self.max_attempts {
             if attempt > 0 {
                 spin_hint();
             }
-            match self.attempt(buf, only_new) {
+            match self.attempt(parts, capacity, only_new) {
                 Attempt::Done(info) => {
                     self.last = info.seq;
                     return Ok(info);
@@ -387,7 +405,7 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
         })
     }
 
-    fn attempt(&self, buf: &mut [u8], only_new: bool) -> Attempt {
+    fn attempt(&self, parts: &mut [&mut [u8]], capacity: usize, only_new: bool) -> Attempt {
         let lane = &self.lane;
         // Acquire pairs with the writer's Release store of `published`.
         let seq = lane.region.header().published.load(Ordering::Acquire);
@@ -413,9 +431,9 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
             return Attempt::Retry;
         }
         let len = slot.length().load(Ordering::Relaxed);
-        let fits = len <= lane.geometry.slot_bytes as u64 && len <= buf.len() as u64;
+        let fits = len <= lane.geometry.slot_bytes as u64 && len <= capacity as u64;
         if fits {
-            load_bytes(slot.payload(), &mut buf[..len as usize]);
+            load_parts(slot.payload(), parts, len as usize);
         }
         // Acquire fence: the payload loads above are ordered before the stamp load
         // below. Partner: the writer's Release fence after its odd stamp; if any load

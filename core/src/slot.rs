@@ -112,6 +112,51 @@ pub(crate) fn load_bytes(words: &[AtomicU64], dst: &mut [u8]) {
     }
 }
 
+/// Total length of `parts`, checking that every part but the last is a whole number
+/// of words, so that each starts on a word boundary.
+///
+/// # Panics
+/// If a part other than the last has a length that is not a multiple of 8 (a caller
+/// error, never caused by shared data).
+#[inline]
+pub(crate) fn parts_len<T: AsRef<[u8]>>(parts: &[T]) -> usize {
+    let mut total = 0usize;
+    for (i, part) in parts.iter().enumerate() {
+        let len = part.as_ref().len();
+        assert!(
+            i + 1 == parts.len() || len % 8 == 0,
+            "every part but the last must be a multiple of 8 bytes long"
+        );
+        total = total.saturating_add(len);
+    }
+    total
+}
+
+/// Stores `parts` one after the other, each from a word boundary. The caller checked
+/// [`parts_len`] against the payload size.
+#[inline]
+pub(crate) fn store_parts(words: &[AtomicU64], parts: &[&[u8]]) {
+    let mut word = 0;
+    for part in parts {
+        store_bytes(&words[word..], part);
+        word += part.len() / 8;
+    }
+}
+
+/// Loads `len` bytes into `parts`, filling each before the next. The caller checked
+/// that `len` fits the parts and the payload.
+#[inline]
+pub(crate) fn load_parts(words: &[AtomicU64], parts: &mut [&mut [u8]], len: usize) {
+    let mut word = 0;
+    let mut left = len;
+    for part in parts.iter_mut() {
+        let n = part.len().min(left);
+        load_bytes(&words[word..], &mut part[..n]);
+        word += n / 8;
+        left -= n;
+    }
+}
+
 /// Exclusive byte views of payload words, for loans of lossless rings, where the
 /// protocol excludes every concurrent access. Not available under the checkers,
 /// whose atomics cannot be viewed as bytes; there the loans offer only word access.

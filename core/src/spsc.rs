@@ -50,7 +50,7 @@ use crate::claim::{self, ClaimError};
 use crate::error::{check_body, check_count, Corruption, GeometryError};
 use crate::line::Line;
 use crate::region::{sealed, ControlBlock, Region};
-use crate::slot::{load_bytes, slot_stride, store_bytes, Slot};
+use crate::slot::{load_bytes, load_parts, parts_len, slot_stride, store_parts, Slot};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Largest ring capacity.
@@ -296,16 +296,22 @@ pub struct SpscProducer<R: Region<Header = SpscHeader>> {
 impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
     /// Copies `item` into the ring and returns its position.
     pub fn push(&mut self, item: &[u8]) -> Result<u64, PushError> {
+        self.push_parts(&[item])
+    }
+
+    /// Pushes the concatenation of `parts` as one item.
+    ///
+    /// # Panics
+    /// If a part other than the last is not a multiple of 8 bytes long.
+    pub fn push_parts(&mut self, parts: &[&[u8]]) -> Result<u64, PushError> {
         let max = self.ring.geometry.slot_bytes;
-        if item.len() > max {
-            return Err(PushError::TooLarge {
-                len: item.len(),
-                max,
-            });
+        let len = parts_len(parts);
+        if len > max {
+            return Err(PushError::TooLarge { len, max });
         }
         let slot = self.free_slot()?;
-        slot.length().store(item.len() as u64, Ordering::Relaxed);
-        store_bytes(slot.payload(), item);
+        slot.length().store(len as u64, Ordering::Relaxed);
+        store_parts(slot.payload(), parts);
         Ok(self.publish())
     }
 
@@ -463,11 +469,20 @@ pub struct SpscConsumer<R: Region<Header = SpscHeader>> {
 impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
     /// Copies the next item into `buf` and removes it.
     pub fn pop(&mut self, buf: &mut [u8]) -> Result<Popped, PopError> {
+        self.pop_parts(&mut [buf])
+    }
+
+    /// Copies the next item into `parts`, filling each before the next, and removes it.
+    ///
+    /// # Panics
+    /// If a part other than the last is not a multiple of 8 bytes long.
+    pub fn pop_parts(&mut self, parts: &mut [&mut [u8]]) -> Result<Popped, PopError> {
+        let capacity = parts_len(parts);
         let (slot, len) = self.next_item()?;
-        if len > buf.len() {
+        if len > capacity {
             return Err(PopError::BufferTooSmall { needed: len });
         }
-        load_bytes(slot.payload(), &mut buf[..len]);
+        load_parts(slot.payload(), parts, len);
         let position = self.head;
         self.release_one();
         Ok(Popped { position, len })

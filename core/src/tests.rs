@@ -479,3 +479,36 @@ fn attach_checks_alignment_and_size() {
         assert_eq!(parts.body().len(), 2);
     }
 }
+
+#[test]
+fn parts_are_gathered_and_scattered_on_word_boundaries() {
+    let geometry = SeqlockGeometry::new(2, 24).unwrap();
+    let region = HeapRegion::<SeqlockHeader>::new(geometry.body_words());
+    let lane = Seqlock::new(&region, geometry).unwrap();
+    let mut writer = lane.writer(1).unwrap();
+    writer
+        .write_parts(&[&7u64.to_le_bytes(), b"tensor"])
+        .unwrap();
+    let (mut head, mut tail) = ([0u8; 8], [0u8; 16]);
+    let got = lane
+        .reader()
+        .read_parts(&mut [&mut head, &mut tail], false)
+        .unwrap();
+    assert_eq!(
+        (got.len, u64::from_le_bytes(head), &tail[..6]),
+        (14, 7, &b"tensor"[..])
+    );
+    assert_eq!(
+        writer.write_parts(&[&[0; 16], &[0; 9]]),
+        Err(WriteError::TooLarge { len: 25, max: 24 })
+    );
+}
+
+#[test]
+#[should_panic(expected = "multiple of 8")]
+fn unaligned_leading_part_is_a_caller_error() {
+    let geometry = SpscGeometry::new(2, 24).unwrap();
+    let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let _ = ring.producer(1).unwrap().push_parts(&[b"abc", b"def"]);
+}
