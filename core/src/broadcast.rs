@@ -333,6 +333,16 @@ pub enum SubscribeError {
     ZeroToken,
     /// Every table entry is taken.
     TableFull,
+    /// `subscribe_at`: no such entry.
+    OutOfRange {
+        /// The index given.
+        index: usize,
+    },
+    /// `subscribe_at`: the entry is not free.
+    EntryTaken {
+        /// The index given.
+        index: usize,
+    },
 }
 
 /// Why a supervisor operation on a table entry was refused.
@@ -355,6 +365,8 @@ impl core::fmt::Display for SubscribeError {
         match self {
             SubscribeError::ZeroToken => f.write_str("owner token must be non-zero"),
             SubscribeError::TableFull => f.write_str("subscriber table is full"),
+            SubscribeError::OutOfRange { index } => write!(f, "no subscriber entry {index}"),
+            SubscribeError::EntryTaken { index } => write!(f, "subscriber entry {index} is taken"),
         }
     }
 }
@@ -524,30 +536,70 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         if token == 0 {
             return Err(SubscribeError::ZeroToken);
         }
+        let (index, generation) = (0..self.geometry.max_subscribers)
+            .find_map(|i| self.claim_entry(i).map(|generation| (i, generation)))
+            .ok_or(SubscribeError::TableFull)?;
+        Ok(self.join(index, generation, options, token))
+    }
+
+    /// Joins through table entry `index`, which must be FREE. The shm layer uses this
+    /// to join through the entry whose ownership lock it already holds.
+    pub fn subscribe_at(
+        &self,
+        index: usize,
+        options: SubscribeOptions,
+        token: u64,
+    ) -> Result<BroadcastSubscriber<R>, SubscribeError>
+    where
+        R: Clone,
+    {
+        if token == 0 {
+            return Err(SubscribeError::ZeroToken);
+        }
+        if index >= self.geometry.max_subscribers {
+            return Err(SubscribeError::OutOfRange { index });
+        }
+        let generation = self
+            .claim_entry(index)
+            .ok_or(SubscribeError::EntryTaken { index })?;
+        Ok(self.join(index, generation, options, token))
+    }
+
+    /// Moves entry `index` from FREE to JOINING with the next generation.
+    fn claim_entry(&self, index: usize) -> Option<u64> {
+        let state = &self.geometry.entry(self.region.body(), index)[entry::STATE];
+        let seen = state.load(Ordering::Relaxed);
+        if seen & entry::STATE_MASK != entry::FREE {
+            return None;
+        }
+        let generation = (seen >> 2).wrapping_add(1);
+        // Acquire pairs with the Release of the previous occupant's leave (or of
+        // `reclaim`): its writes to the entry happen-before ours.
+        state
+            .compare_exchange(
+                seen,
+                (generation << 2) | entry::JOINING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()
+            .map(|_| generation)
+    }
+
+    /// Completes a join through the JOINING entry `index` (see *Joining* above).
+    fn join(
+        &self,
+        index: usize,
+        generation: u64,
+        options: SubscribeOptions,
+        token: u64,
+    ) -> BroadcastSubscriber<R>
+    where
+        R: Clone,
+    {
         let geometry = &self.geometry;
         let body = self.region.body();
         let capacity = geometry.capacity as u64;
-        let (index, generation) = (0..geometry.max_subscribers)
-            .find_map(|i| {
-                let state = &geometry.entry(body, i)[entry::STATE];
-                let seen = state.load(Ordering::Relaxed);
-                if seen & entry::STATE_MASK != entry::FREE {
-                    return None;
-                }
-                let generation = (seen >> 2).wrapping_add(1);
-                // Acquire pairs with the Release of the previous occupant's leave (or of
-                // `reclaim`): its writes to the entry happen-before ours.
-                state
-                    .compare_exchange(
-                        seen,
-                        (generation << 2) | entry::JOINING,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .ok()
-                    .map(|_| (i, generation))
-            })
-            .ok_or(SubscribeError::TableFull)?;
         let e = geometry.entry(body, index);
         let (mode_code, max_lag) = match options.mode {
             Mode::Lossless => (entry::MODE_LOSSLESS, capacity),
@@ -586,7 +638,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
                 e[entry::HEAD].store(head, Ordering::Release);
             }
         }
-        Ok(BroadcastSubscriber {
+        BroadcastSubscriber {
             ring: self.clone(),
             index,
             active,
@@ -598,7 +650,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             reported: 0,
             lost_at_join: lost,
             max_attempts: DEFAULT_RECV_ATTEMPTS,
-        })
+        }
     }
 }
 
