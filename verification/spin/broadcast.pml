@@ -41,13 +41,18 @@
  *     answer.  Full: wait until epoch or an entry's (st, md, hd) differs from
  *     what the scan read.  Empty: wait until tail changes (or the entry is no
  *     longer ACTIVE).  Lossy odd stamp: wait until the stamp changes.
- *   - Subscriber i always uses entry i; it joins up to JOINS times (rejoining
- *     after a leave or after being evicted), choosing mode and history (0 or 1)
- *     nondeterministically at each join.  After each delivery it may die
- *     (stop forever, entry left ACTIVE: a slow or crashed subscriber), leave,
- *     or go on.
- *   - The supervisor evicts any ACTIVE entry, at most EVICTIONS times in all.
+ *   - Subscriber i always uses entry i; it joins up to JOINSi times (rejoining
+ *     after a leave, after the end of the stream or after being evicted),
+ *     choosing the mode (unless MODEi fixes it) and the history (0 or 1)
+ *     nondeterministically at each join.  After each delivery a lossless
+ *     subscriber may die (stop forever with its entry left ACTIVE: the slow or
+ *     crashed subscriber), leave, or go on; a lossy one may leave or go on.
+ *   - The supervisor evicts any ACTIVE entry at any time, at most EVICTIONS
+ *     times in all.
+ *   - epoch++ is an atomic read-modify-write (fetch_add).
  *   - Positions do not wrap (NPUB is small); stamps are plain bytes.
+ *   - The end-of-stream checks read the ghost `pdone` together with tail; the
+ *     real code has no such flag.
  *
  * Properties:
  *   (a) lossless, not evicted: every stamp/payload check passes (no
@@ -70,14 +75,21 @@
  *       an error.  Every other blocked state is an invalid end state (pan's
  *       default check): only the labelled waits below may end a run.
  *
- * Build-time knobs: CAP (2), NPUB (positions published, 4), JOINS (joins per
- * subscriber, 2), EVICTIONS (1), MAXLAG (lossy lag bound, CAP).
+ * Build-time knobs: CAP (2), NPUB (positions published, 4), JOINS0/JOINS1
+ * (joins per subscriber, 1), MODE0/MODE1 (LOSSLESS, LOSSY or ANYMODE),
+ * EVICTIONS (1), MAXLAG (lossy lag bound, CAP), STEADY (no die/leave).
  * Canaries (each must make the check FAIL):
- *   CANARY_NO_EPOCH_BUMP   join does not increment epoch
- *   CANARY_NO_EPOCH_CHECK  producer does not compare epoch (rescans only on lag)
- *   CANARY_NO_RECHECK      join skips the post-epoch tail re-check
- *   CANARY_STALE_MIN       producer rescans only on epoch change, so an evicted
- *                          or caught-up subscriber keeps it Full forever
+ *   CANARY_NO_EPOCH_BUMP     join does not increment epoch
+ *   CANARY_NO_EPOCH_CHECK    producer does not compare epoch (rescans only on lag)
+ *   CANARY_NO_RECHECK        join skips the post-epoch tail re-check
+ *   CANARY_STALE_MIN         producer rescans only on epoch change, so an evicted
+ *                            or departed subscriber keeps it Full forever
+ *   CANARY_EPOCH_LOAD_STORE  epoch bumped with a plain load + store instead of
+ *                            fetch_add (needs rejoins: JOINS0=JOINS1=2)
+ * Witness (must FAIL, shows the case is reachable):
+ *   WITNESS_BACKPRESSURE     the watchdog asserts the producer is never stuck on
+ *                            Full: fails, because a dead lossless subscriber
+ *                            that is not evicted does hold it back
  */
 
 #ifndef CAP
@@ -245,7 +257,7 @@ join:
 	st[i] = ACTIVE;
 #if defined(CANARY_NO_EPOCH_BUMP)
 	skip;
-#elif defined(EPOCH_LOAD_STORE)
+#elif defined(CANARY_EPOCH_LOAD_STORE)
 	/* epoch bumped with a plain load and store instead of fetch_add */
 	t = epoch;
 	atomic { epoch = t + 1; t = 0 };
@@ -433,7 +445,11 @@ active proctype Watchdog()
 {
 end_watch:
 	timeout ->
+#ifdef WITNESS_BACKPRESSURE
+	assert(!pfull)
+#else
 	assert(!pfull ||
 	       (st[0] == ACTIVE && md[0] == LOSSLESS && tail - hd[0] >= CAP) ||
 	       (st[1] == ACTIVE && md[1] == LOSSLESS && tail - hd[1] >= CAP))
+#endif
 }

@@ -42,8 +42,8 @@
  *   Without a kill the consumer receives generation-1 items 1..K1 in order,
  *   exactly once.
  *
- * Build-time knobs: CAP (2), POSMOD (2*CAP), GENS (producer generations, 3),
- * K (items each producer means to push, 5), NO_KILL (producer 1 never dies).
+ * Build-time knobs: CAP (2), POSMOD (2*CAP), GENS (producer generations, 4),
+ * K (items each producer means to push, 8; at most 15), NO_KILL (producer 1 never dies).
  * Canaries (each must make the check FAIL):
  *   CANARY_TAIL_FIRST     producer stores tail before writing the slot
  *   CANARY_HEAD_FIRST     consumer stores head before reading the slot
@@ -57,10 +57,10 @@
 #define POSMOD (2*CAP)
 #endif
 #ifndef GENS
-#define GENS 3
+#define GENS 4
 #endif
 #ifndef K
-#define K 5
+#define K 8
 #endif
 
 #define USED(t, h)  (((t) + POSMOD - (h)) % POSMOD)

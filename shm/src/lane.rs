@@ -1,0 +1,178 @@
+//! What the three lane kinds share: the mapped core region, framing, open/create.
+
+use crate::dtype::TensorSpec;
+use crate::error::LaneError;
+use crate::header::{Geometry, HeaderInfo, Kind, FRAME_BYTES};
+use crate::name::LaneName;
+use crate::segment::{self, CreateOptions, Segment};
+use std::sync::Arc;
+use tensorlane_core::{ControlBlock, Parts, Region};
+
+/// The core structure of a mapped segment, usable as a core [`Region`]. Clones share
+/// the mapping, which lives until the last clone is dropped.
+#[derive(Debug)]
+pub struct ShmRegion<H: 'static> {
+    parts: Parts<'static, H>,
+    // Declared after `parts`: the mapping outlives every use of the borrowed parts.
+    segment: Arc<Segment>,
+}
+
+impl<H> Clone for ShmRegion<H> {
+    fn clone(&self) -> Self {
+        ShmRegion {
+            parts: self.parts,
+            segment: self.segment.clone(),
+        }
+    }
+}
+
+impl<H: ControlBlock> ShmRegion<H> {
+    /// # Safety
+    /// `H` must be the core header type of the segment's kind.
+    pub(crate) unsafe fn new(segment: Arc<Segment>) -> Self {
+        // SAFETY: the caller guarantees `H` matches the kind.
+        let parts: Parts<'_, H> = unsafe { segment.core_parts::<H>() };
+        // SAFETY: the parts borrow the mapping owned by `*segment`; the mapping's address
+        // does not change while the Segment lives, and this region keeps the Segment
+        // alive (through the Arc) for as long as the extended borrow is used.
+        let parts: Parts<'static, H> = unsafe { std::mem::transmute(parts) };
+        ShmRegion { parts, segment }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+}
+
+impl<H> Region for ShmRegion<H> {
+    type Header = H;
+    fn header(&self) -> &H {
+        self.parts.header()
+    }
+    fn body(&self) -> &[tensorlane_core::AtomicU64] {
+        self.parts.body()
+    }
+}
+
+/// Metadata of one item: sequence, frame id and timestamp written with it, and how
+/// many items this reader skipped before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Sequence (streams, from 1) or position (queues and topics, from 0).
+    pub seq: u64,
+    /// Frame id given by the writer (by default, counting from 1).
+    pub frame_id: u64,
+    /// Write time, nanoseconds since the Unix epoch (`CLOCK_REALTIME`).
+    pub timestamp_ns: u64,
+    /// Items this reader skipped since the previous one it returned.
+    pub skipped: u64,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The 16-byte frame prefix of a slot.
+pub(crate) fn frame_prefix(frame_id: u64, timestamp_ns: u64) -> [u8; FRAME_BYTES] {
+    let mut prefix = [0u8; FRAME_BYTES];
+    prefix[..8].copy_from_slice(&frame_id.to_le_bytes());
+    prefix[8..].copy_from_slice(&timestamp_ns.to_le_bytes());
+    prefix
+}
+
+/// Splits a frame prefix into frame id and timestamp.
+pub(crate) fn parse_prefix(prefix: &[u8; FRAME_BYTES]) -> (u64, u64) {
+    let id = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
+    let ts = u64::from_le_bytes(prefix[8..].try_into().expect("8 bytes"));
+    (id, ts)
+}
+
+/// Checks that `data` is exactly one tensor of the lane.
+pub(crate) fn check_size(spec: &TensorSpec, len: usize) -> Result<(), LaneError> {
+    if len != spec.byte_len() {
+        return Err(LaneError::WrongSize {
+            expected: spec.byte_len(),
+            found: len,
+        });
+    }
+    Ok(())
+}
+
+/// Creates a segment of `kind`.
+pub(crate) fn create_segment(
+    name: &str,
+    kind: Kind,
+    spec: &TensorSpec,
+    count: usize,
+    subscribers: usize,
+    options: CreateOptions,
+) -> Result<Arc<Segment>, LaneError> {
+    let name = LaneName::new(name)?;
+    let slot_bytes = spec
+        .byte_len()
+        .checked_add(FRAME_BYTES)
+        .ok_or(LaneError::TooLarge)?;
+    let geometry = Geometry::new(kind, count, slot_bytes, subscribers)?;
+    let segment_bytes = geometry.segment_bytes().ok_or(LaneError::TooLarge)?;
+    let (pid, uid, created_ns) = segment::identity();
+    let info = HeaderInfo {
+        kind,
+        spec: spec.clone(),
+        geometry,
+        count,
+        subscribers,
+        segment_bytes,
+        creator_pid: pid,
+        creator_uid: uid,
+        created_ns,
+    };
+    Ok(Arc::new(Segment::create(&name, &info, options)?))
+}
+
+/// Opens a segment and checks its kind (and its tensor, if `expected` is given).
+pub(crate) fn open_segment(
+    name: &str,
+    kind: Kind,
+    expected: Option<&TensorSpec>,
+) -> Result<Arc<Segment>, LaneError> {
+    let name = LaneName::new(name)?;
+    let segment = Segment::open(&name)?;
+    let info = segment.info();
+    if info.kind != kind {
+        return Err(LaneError::WrongKind {
+            name: name.to_string(),
+            expected: kind,
+            found: info.kind,
+        });
+    }
+    if let Some(expected) = expected {
+        if *expected != info.spec {
+            return Err(LaneError::WrongSpec {
+                name: name.to_string(),
+                expected: expected.to_string(),
+                found: info.spec.to_string(),
+            });
+        }
+    }
+    Ok(Arc::new(segment))
+}
+
+/// Takes role byte `role` of `segment`, or says it has a live owner.
+pub(crate) fn lock_role(
+    segment: &Segment,
+    role: u64,
+    role_name: &'static str,
+) -> Result<(), LaneError> {
+    if segment.lock_role(role)? {
+        Ok(())
+    } else {
+        Err(LaneError::RoleTaken {
+            name: segment.name().to_string(),
+            role: role_name,
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! Lossless queues: one producer, one consumer, over the core's SPSC ring.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tensorlane_shm::{QueueConsumer, QueueProducer, TensorSpec};
+//! let spec = TensorSpec::bytes(1 << 20).unwrap();
+//! let mut producer = QueueProducer::create("jobs", &spec, 8).unwrap();
+//! producer.push(&vec![7u8; 1 << 20], Some(Duration::from_secs(1))).unwrap();
+//!
+//! // In another process:
+//! let mut consumer = QueueConsumer::open("jobs").unwrap();
+//! let frame = consumer
+//!     .pop_with(Some(Duration::from_secs(1)), |frame, tensor| (frame.seq, tensor[0]))
+//!     .unwrap();
+//! assert_eq!(frame, (0, 7));
+//! ```
+
+use crate::dtype::TensorSpec;
+use crate::error::LaneError;
+use crate::header::{Geometry, Kind, FRAME_BYTES};
+use crate::lane::{self, Frame, ShmRegion};
+use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
+use std::sync::Arc;
+use std::time::Duration;
+use tensorlane_core::{PopError, PushError, Spsc, SpscConsumer, SpscHeader, SpscProducer};
+
+type Region = ShmRegion<SpscHeader>;
+
+fn ring(segment: &Arc<Segment>) -> Spsc<Region> {
+    let Geometry::Queue(geometry) = segment.info().geometry else {
+        unreachable!("kind checked when the segment was opened")
+    };
+    // SAFETY: the segment's kind is Queue, whose core header is SpscHeader.
+    let region = unsafe { ShmRegion::new(segment.clone()) };
+    Spsc::new(region, geometry).expect("segment size validated")
+}
+
+fn role_taken(segment: &Segment, role: &'static str) -> LaneError {
+    LaneError::RoleTaken {
+        name: segment.name().to_string(),
+        role,
+    }
+}
+
+/// The producer of a queue.
+#[derive(Debug)]
+pub struct QueueProducer {
+    producer: SpscProducer<Region>,
+    segment: Arc<Segment>,
+    next_frame: u64,
+}
+
+impl QueueProducer {
+    /// Creates queue `name` of `capacity` tensors `spec` (a power of two).
+    pub fn create(name: &str, spec: &TensorSpec, capacity: usize) -> Result<Self, LaneError> {
+        Self::create_with(name, spec, capacity, CreateOptions::default())
+    }
+
+    /// [`create`](Self::create) with options.
+    pub fn create_with(
+        name: &str,
+        spec: &TensorSpec,
+        capacity: usize,
+        options: CreateOptions,
+    ) -> Result<Self, LaneError> {
+        let segment = lane::create_segment(name, Kind::Queue, spec, capacity, 0, options)?;
+        Self::claim(segment)
+    }
+
+    /// Becomes the producer of existing queue `name`, whose previous producer is gone.
+    pub fn take_over(name: &str) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, None)?)
+    }
+
+    fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
+        lane::lock_role(&segment, WRITER_ROLE, "producer")?;
+        let ring = ring(&segment);
+        // We hold the producer lock: whoever the claim word names is gone.
+        let previous = ring.owners().0;
+        let producer = ring
+            .producer_takeover(previous, owner_token())
+            .map_err(|_| role_taken(&segment, "producer"))?;
+        Ok(QueueProducer {
+            producer,
+            segment,
+            next_frame: 1,
+        })
+    }
+
+    /// The tensor each item carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.segment.info().spec
+    }
+
+    /// Whether a live process holds the consumer role.
+    pub fn consumer_alive(&self) -> bool {
+        self.segment.role_alive(CONSUMER_ROLE).unwrap_or(false)
+    }
+
+    /// Pushes `tensor`; waits up to `timeout` for space (`None`: forever; zero: not at
+    /// all). Returns the item's position.
+    pub fn push(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, LaneError> {
+        lane::check_size(self.spec(), tensor.len())?;
+        let frame_id = self.next_frame;
+        let prefix = lane::frame_prefix(frame_id, lane::now_ns());
+        let segment = self.segment.clone();
+        let producer = &mut self.producer;
+        let position = wait(&segment.header().space, timeout, || {
+            match producer.push_parts(&[&prefix, tensor]) {
+                Ok(position) => Some(Ok(position)),
+                Err(PushError::Full) => None,
+                Err(PushError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
+                Err(PushError::TooLarge { len, .. }) => Some(Err(LaneError::WrongSize {
+                    expected: len,
+                    found: len,
+                })),
+            }
+        })?;
+        self.next_frame += 1;
+        segment.header().data.notify();
+        Ok(position)
+    }
+
+    /// Pushes a tensor written in place by `fill` (zero-copy): `fill` gets the slot's
+    /// tensor bytes, exclusively, and the item is pushed when it returns.
+    pub fn push_with<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]) -> T,
+    ) -> Result<(u64, T), LaneError> {
+        let tensor_bytes = self.spec().byte_len();
+        let segment = self.segment.clone();
+        let producer = &mut self.producer;
+        wait(&segment.header().space, timeout, || match producer.free() {
+            Ok(0) => None,
+            Ok(_) => Some(Ok(())),
+            Err(PushError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
+            Err(_) => None,
+        })?;
+        let frame_id = self.next_frame;
+        let mut loan = self.producer.loan().map_err(|e| match e {
+            PushError::Corrupt(c) => LaneError::Corrupt(c),
+            _ => LaneError::Timeout,
+        })?;
+        let bytes = loan.bytes_mut();
+        bytes[..FRAME_BYTES].copy_from_slice(&lane::frame_prefix(frame_id, lane::now_ns()));
+        let out = fill(&mut bytes[FRAME_BYTES..FRAME_BYTES + tensor_bytes]);
+        let position = loan
+            .commit(FRAME_BYTES + tensor_bytes)
+            .expect("the frame fits the slot by construction");
+        self.next_frame += 1;
+        segment.header().data.notify();
+        Ok((position, out))
+    }
+}
+
+/// Runs `attempt` until it gives a result, sleeping on `futex` up to `timeout`.
+pub(crate) fn wait<T>(
+    futex: &crate::header::Futex,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut() -> Option<Result<T, LaneError>>,
+) -> Result<T, LaneError> {
+    if timeout == Some(Duration::ZERO) {
+        return attempt().unwrap_or(Err(LaneError::Timeout));
+    }
+    futex
+        .wait_until(timeout, attempt)
+        .unwrap_or(Err(LaneError::Timeout))
+}
+
+/// The consumer of a queue.
+#[derive(Debug)]
+pub struct QueueConsumer {
+    consumer: SpscConsumer<Region>,
+    segment: Arc<Segment>,
+}
+
+impl QueueConsumer {
+    /// Opens queue `name` as its consumer. Fails with `RoleTaken` if a live process
+    /// consumes it; takes over from a dead one (an item it had peeked but not
+    /// released is delivered again).
+    pub fn open(name: &str) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, None)?)
+    }
+
+    /// Like [`open`](Self::open), checking the tensor.
+    pub fn open_expect(name: &str, spec: &TensorSpec) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, Some(spec))?)
+    }
+
+    fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
+        lane::lock_role(&segment, CONSUMER_ROLE, "consumer")?;
+        let ring = ring(&segment);
+        let previous = ring.owners().1;
+        let consumer = ring
+            .consumer_takeover(previous, owner_token())
+            .map_err(|_| role_taken(&segment, "consumer"))?;
+        Ok(QueueConsumer { consumer, segment })
+    }
+
+    /// The tensor each item carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.segment.info().spec
+    }
+
+    /// Whether a live process holds the producer role.
+    pub fn producer_alive(&self) -> bool {
+        self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
+    }
+
+    /// Pops the next item into `out`, waiting up to `timeout` (`None`: forever).
+    pub fn pop(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
+        lane::check_size(self.spec(), out.len())?;
+        let mut prefix = [0u8; FRAME_BYTES];
+        let segment = self.segment.clone();
+        let consumer = &mut self.consumer;
+        let expected = FRAME_BYTES + out.len();
+        let popped = wait(&segment.header().data, timeout, || {
+            match consumer.pop_parts(&mut [&mut prefix, out]) {
+                Ok(popped) => Some(Ok(popped)),
+                Err(PopError::Empty) => None,
+                Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
+                Err(PopError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(
+                    tensorlane_core::Corruption::Length {
+                        found: needed as u64,
+                        max: expected as u64,
+                    },
+                ))),
+            }
+        })?;
+        segment.header().space.notify();
+        let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
+        Ok(Frame {
+            seq: popped.position,
+            frame_id,
+            timestamp_ns,
+            skipped: 0,
+        })
+    }
+
+    /// Hands the next item to `read` in place (zero-copy), then removes it.
+    pub fn pop_with<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        read: impl FnOnce(&Frame, &[u8]) -> T,
+    ) -> Result<T, LaneError> {
+        let tensor_bytes = self.spec().byte_len();
+        let segment = self.segment.clone();
+        let consumer = &mut self.consumer;
+        wait(&segment.header().data, timeout, || {
+            match consumer.available() {
+                Ok(0) => None,
+                Ok(_) => Some(Ok(())),
+                Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
+                Err(_) => None,
+            }
+        })?;
+        let peek = self.consumer.peek().map_err(|e| match e {
+            PopError::Corrupt(c) => LaneError::Corrupt(c),
+            _ => LaneError::Timeout,
+        })?;
+        if peek.len() != FRAME_BYTES + tensor_bytes {
+            return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
+                found: peek.len() as u64,
+                max: (FRAME_BYTES + tensor_bytes) as u64,
+            }));
+        }
+        let bytes = peek.bytes();
+        let prefix: [u8; FRAME_BYTES] = bytes[..FRAME_BYTES].try_into().expect("16 bytes");
+        let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
+        let frame = Frame {
+            seq: peek.position(),
+            frame_id,
+            timestamp_ns,
+            skipped: 0,
+        };
+        let out = read(&frame, &bytes[FRAME_BYTES..]);
+        peek.release();
+        segment.header().space.notify();
+        Ok(out)
+    }
+}

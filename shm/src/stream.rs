@@ -1,0 +1,263 @@
+//! Latest-value streams: one writer, any number of readers, over the core's N-slot
+//! seqlock register.
+//!
+//! ```no_run
+//! use tensorlane_shm::{DType, StreamReader, StreamWriter, TensorSpec};
+//! let spec = TensorSpec::new(DType::F32, &[100, 100]).unwrap();
+//! let mut writer = StreamWriter::create("camera", &spec, 3).unwrap();
+//! writer.write_pod(&vec![1.0f32; 10_000]).unwrap();
+//!
+//! // In another process:
+//! let mut reader = StreamReader::open("camera").unwrap();
+//! let mut image = vec![0f32; 10_000];
+//! let frame = reader.read_pod(&mut image).unwrap();
+//! println!("frame {} written at {} ns", frame.frame_id, frame.timestamp_ns);
+//! ```
+
+use crate::dtype::TensorSpec;
+use crate::error::LaneError;
+use crate::header::{Kind, FRAME_BYTES};
+use crate::lane::{self, Frame, ShmRegion};
+use crate::segment::{CreateOptions, Segment, WRITER_ROLE};
+use bytemuck::Pod;
+use std::sync::Arc;
+use std::time::Duration;
+use tensorlane_core::{ReadError, Seqlock, SeqlockHeader, SeqlockReader, SeqlockWriter};
+
+type Region = ShmRegion<SeqlockHeader>;
+
+/// Rounds of the core's bounded read before a reader gives up with `Stalled`.
+const STALL_RETRIES: u32 = 10_000;
+
+fn register(segment: &Arc<Segment>) -> Seqlock<Region> {
+    let tensorlane_core_geometry = match segment.info().geometry {
+        crate::header::Geometry::Stream(g) => g,
+        _ => unreachable!("kind checked when the segment was opened"),
+    };
+    // SAFETY: the segment's kind is Stream, whose core header is SeqlockHeader.
+    let region = unsafe { ShmRegion::new(segment.clone()) };
+    Seqlock::new(region, tensorlane_core_geometry).expect("segment size validated")
+}
+
+/// The writer of a stream. Dropping it leaves the last value readable.
+#[derive(Debug)]
+pub struct StreamWriter {
+    writer: SeqlockWriter<Region>,
+    segment: Arc<Segment>,
+    next_frame: u64,
+}
+
+impl StreamWriter {
+    /// Creates stream `name` of tensors `spec` with `slots` slots (2 or 3 is usual:
+    /// with 2 or more, a writer dying mid-write leaves the previous value readable).
+    pub fn create(name: &str, spec: &TensorSpec, slots: usize) -> Result<Self, LaneError> {
+        Self::create_with(name, spec, slots, CreateOptions::default())
+    }
+
+    /// [`create`](Self::create) with options (group access).
+    pub fn create_with(
+        name: &str,
+        spec: &TensorSpec,
+        slots: usize,
+        options: CreateOptions,
+    ) -> Result<Self, LaneError> {
+        let segment = lane::create_segment(name, Kind::Stream, spec, slots, 0, options)?;
+        lane::lock_role(&segment, WRITER_ROLE, "writer")?;
+        let writer = register(&segment)
+            .writer(crate::segment::owner_token())
+            .map_err(|_| LaneError::RoleTaken {
+                name: name.to_string(),
+                role: "writer",
+            })?;
+        Ok(StreamWriter {
+            writer,
+            segment,
+            next_frame: 1,
+        })
+    }
+
+    /// Becomes the writer of existing stream `name`, whose previous writer is gone
+    /// (its process exited or died). Fails with `RoleTaken` if it is alive.
+    pub fn take_over(name: &str) -> Result<Self, LaneError> {
+        let segment = lane::open_segment(name, Kind::Stream, None)?;
+        lane::lock_role(&segment, WRITER_ROLE, "writer")?;
+        // We hold the writer lock, so whoever the claim word names is gone.
+        let register = register(&segment);
+        let previous = register.writer_owner();
+        let writer = register
+            .takeover(previous, crate::segment::owner_token())
+            .map_err(|_| LaneError::RoleTaken {
+                name: name.to_string(),
+                role: "writer",
+            })?;
+        // Continue the frame ids of the last complete write.
+        let mut last = vec![0u8; segment.info().spec.byte_len()];
+        let mut prefix = [0u8; FRAME_BYTES];
+        let next_frame = match register
+            .reader()
+            .read_parts(&mut [&mut prefix, &mut last], false)
+        {
+            Ok(_) => lane::parse_prefix(&prefix).0.wrapping_add(1),
+            Err(_) => 1,
+        };
+        Ok(StreamWriter {
+            writer,
+            segment,
+            next_frame,
+        })
+    }
+
+    /// The tensor each write carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.segment.info().spec
+    }
+
+    /// Publishes `tensor` (exactly one tensor's bytes) with the next frame id; returns
+    /// the write's sequence number. Wait-free; wakes blocked readers only if there
+    /// are any.
+    pub fn write(&mut self, tensor: &[u8]) -> Result<u64, LaneError> {
+        self.write_frame(tensor, self.next_frame)
+    }
+
+    /// Publishes `tensor` with a frame id of the caller's choice; later writes count
+    /// on from it.
+    pub fn write_frame(&mut self, tensor: &[u8], frame_id: u64) -> Result<u64, LaneError> {
+        lane::check_size(self.spec(), tensor.len())?;
+        let prefix = lane::frame_prefix(frame_id, lane::now_ns());
+        let seq =
+            self.writer
+                .write_parts(&[&prefix, tensor])
+                .map_err(|_| LaneError::WrongSize {
+                    expected: self.spec().byte_len(),
+                    found: tensor.len(),
+                })?;
+        self.next_frame = frame_id.wrapping_add(1);
+        self.segment.header().data.notify();
+        Ok(seq)
+    }
+
+    /// [`write`](Self::write) from a slice of plain values (`f32`, `u16`, ...).
+    pub fn write_pod<T: Pod>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
+        self.write(bytemuck::cast_slice(tensor))
+    }
+}
+
+/// A reader of a stream. It writes nothing to shared memory.
+#[derive(Debug)]
+pub struct StreamReader {
+    reader: SeqlockReader<Region>,
+    segment: Arc<Segment>,
+}
+
+impl StreamReader {
+    /// Opens stream `name`, whatever tensor it carries.
+    pub fn open(name: &str) -> Result<Self, LaneError> {
+        Self::open_inner(name, None)
+    }
+
+    /// Opens stream `name`, checking that it carries `spec`.
+    pub fn open_expect(name: &str, spec: &TensorSpec) -> Result<Self, LaneError> {
+        Self::open_inner(name, Some(spec))
+    }
+
+    fn open_inner(name: &str, spec: Option<&TensorSpec>) -> Result<Self, LaneError> {
+        let segment = lane::open_segment(name, Kind::Stream, spec)?;
+        Ok(StreamReader {
+            reader: register(&segment).reader(),
+            segment,
+        })
+    }
+
+    /// The tensor each write carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.segment.info().spec
+    }
+
+    /// Whether a live process holds the writer role.
+    pub fn writer_alive(&self) -> bool {
+        self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
+    }
+
+    /// Copies the latest value into `out` (exactly one tensor's bytes). `Ok(None)` if
+    /// nothing was written yet.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<Option<Frame>, LaneError> {
+        self.read_inner(out, false)
+    }
+
+    /// Like [`read`](Self::read), but `Ok(None)` unless there is a value newer than
+    /// the last one this reader returned.
+    pub fn read_new(&mut self, out: &mut [u8]) -> Result<Option<Frame>, LaneError> {
+        self.read_inner(out, true)
+    }
+
+    /// Waits up to `timeout` for a value newer than the last one returned. Returns
+    /// `WriterGone` if the writer dies meanwhile (the last value stays readable with
+    /// [`read`](Self::read)), `Timeout` when time runs out.
+    pub fn wait_new(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, LaneError> {
+        let segment = self.segment.clone();
+        let mut polls = 0u32;
+        segment
+            .header()
+            .data
+            .wait_until(Some(timeout), || {
+                match self.read_inner(out, true) {
+                    Ok(Some(frame)) => return Some(Ok(frame)),
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                }
+                // Liveness costs a system call: check it only after the spin phase.
+                polls += 1;
+                if polls > 200 && !segment.role_alive(WRITER_ROLE).unwrap_or(true) {
+                    return Some(Err(LaneError::WriterGone));
+                }
+                None
+            })
+            .unwrap_or(Err(LaneError::Timeout))
+    }
+
+    /// [`read`](Self::read) into a slice of plain values.
+    pub fn read_pod<T: Pod>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        self.read(bytemuck::cast_slice_mut(out))?
+            .ok_or(LaneError::Timeout)
+    }
+
+    fn read_inner(&mut self, out: &mut [u8], only_new: bool) -> Result<Option<Frame>, LaneError> {
+        lane::check_size(self.spec(), out.len())?;
+        let mut prefix = [0u8; FRAME_BYTES];
+        for _ in 0..STALL_RETRIES {
+            match self.reader.read_parts(&mut [&mut prefix, out], only_new) {
+                Ok(info) => {
+                    if info.len != FRAME_BYTES + out.len() {
+                        return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
+                            found: info.len as u64,
+                            max: (FRAME_BYTES + out.len()) as u64,
+                        }));
+                    }
+                    let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
+                    return Ok(Some(Frame {
+                        seq: info.seq,
+                        frame_id,
+                        timestamp_ns,
+                        skipped: info.missed,
+                    }));
+                }
+                Err(ReadError::Empty) | Err(ReadError::NotNew) => return Ok(None),
+                // A writer lapping us (or, with one slot, stopped mid-write).
+                Err(ReadError::Stalled { .. }) => {
+                    if !self.writer_alive() {
+                        return Err(LaneError::WriterGone);
+                    }
+                    std::thread::yield_now();
+                }
+                Err(ReadError::BufferTooSmall { needed }) => {
+                    return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
+                        found: needed as u64,
+                        max: (FRAME_BYTES + out.len()) as u64,
+                    }))
+                }
+                Err(ReadError::Corrupt(c)) => return Err(LaneError::Corrupt(c)),
+            }
+        }
+        Err(LaneError::Stalled)
+    }
+}

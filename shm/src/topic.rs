@@ -1,0 +1,323 @@
+//! Broadcast topics: one publisher, up to M subscribers, each lossless (holding the
+//! publisher back) or lossy (skipping to stay within its lag bound).
+//!
+//! A subscriber owns its table entry through the role lock of that entry, taken
+//! before it joins. When a lossless subscriber blocks the publisher, the publisher
+//! checks that lock: if no live process holds it, the subscriber is dead, and the
+//! publisher evicts it and frees its entry, then carries on.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tensorlane_shm::{DType, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber};
+//! let spec = TensorSpec::new(DType::F64, &[6]).unwrap();
+//! let mut publisher = TopicPublisher::create("pose", &spec, 64, 16).unwrap();
+//!
+//! // In other processes:
+//! let mut logger = TopicSubscriber::open("pose", SubscribeOptions::lossless()).unwrap();
+//! let mut display = TopicSubscriber::open("pose", SubscribeOptions::lossy(1)).unwrap();
+//!
+//! publisher.publish_pod(&[0.0f64; 6], Some(Duration::from_millis(10))).unwrap();
+//! let mut pose = [0f64; 6];
+//! let frame = display.recv_pod(&mut pose, Some(Duration::from_secs(1))).unwrap();
+//! println!("pose {} ({} skipped)", frame.seq, frame.skipped);
+//! ```
+
+use crate::dtype::TensorSpec;
+use crate::error::LaneError;
+use crate::header::{Geometry, Kind, FRAME_BYTES};
+use crate::lane::{self, Frame, ShmRegion};
+use crate::queue::wait;
+use crate::segment::{owner_token, CreateOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
+use bytemuck::Pod;
+use std::sync::Arc;
+use std::time::Duration;
+use tensorlane_core::{
+    Broadcast, BroadcastHeader, BroadcastProducer, BroadcastSubscriber, PublishError, RecvError,
+    SubscribeError, SubscribeOptions, SubscriberInfo,
+};
+
+type Region = ShmRegion<BroadcastHeader>;
+
+fn ring(segment: &Arc<Segment>) -> Broadcast<Region> {
+    let Geometry::Topic(geometry) = segment.info().geometry else {
+        unreachable!("kind checked when the segment was opened")
+    };
+    // SAFETY: the segment's kind is Topic, whose core header is BroadcastHeader.
+    let region = unsafe { ShmRegion::new(segment.clone()) };
+    Broadcast::new(region, geometry).expect("segment size validated")
+}
+
+/// The publisher of a topic.
+#[derive(Debug)]
+pub struct TopicPublisher {
+    producer: BroadcastProducer<Region>,
+    ring: Broadcast<Region>,
+    segment: Arc<Segment>,
+    next_frame: u64,
+    evicted: u64,
+}
+
+impl TopicPublisher {
+    /// Creates topic `name` of `capacity` tensors `spec` (a power of two) and a
+    /// table of `max_subscribers` entries.
+    pub fn create(
+        name: &str,
+        spec: &TensorSpec,
+        capacity: usize,
+        max_subscribers: usize,
+    ) -> Result<Self, LaneError> {
+        Self::create_with(
+            name,
+            spec,
+            capacity,
+            max_subscribers,
+            CreateOptions::default(),
+        )
+    }
+
+    /// [`create`](Self::create) with options.
+    pub fn create_with(
+        name: &str,
+        spec: &TensorSpec,
+        capacity: usize,
+        max_subscribers: usize,
+        options: CreateOptions,
+    ) -> Result<Self, LaneError> {
+        let segment =
+            lane::create_segment(name, Kind::Topic, spec, capacity, max_subscribers, options)?;
+        Self::claim(segment)
+    }
+
+    /// Becomes the publisher of existing topic `name`, whose previous publisher is gone.
+    pub fn take_over(name: &str) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Topic, None)?)
+    }
+
+    fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
+        lane::lock_role(&segment, WRITER_ROLE, "publisher")?;
+        let ring = ring(&segment);
+        let previous = ring.producer_owner();
+        let producer = ring
+            .producer_takeover(previous, owner_token())
+            .map_err(|_| LaneError::RoleTaken {
+                name: segment.name().to_string(),
+                role: "publisher",
+            })?;
+        Ok(TopicPublisher {
+            producer,
+            ring,
+            segment,
+            next_frame: 1,
+            evicted: 0,
+        })
+    }
+
+    /// The tensor each item carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.segment.info().spec
+    }
+
+    /// Dead subscribers this publisher evicted so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Publishes `tensor`; waits up to `timeout` (`None`: forever; zero: not at all)
+    /// while a live lossless subscriber holds the slot to overwrite. Dead subscribers
+    /// in the way are evicted. Returns the item's position.
+    pub fn publish(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, LaneError> {
+        lane::check_size(self.spec(), tensor.len())?;
+        let frame_id = self.next_frame;
+        let prefix = lane::frame_prefix(frame_id, lane::now_ns());
+        let segment = self.segment.clone();
+        let (producer, ring, evicted) = (&mut self.producer, &self.ring, &mut self.evicted);
+        let position = wait(&segment.header().space, timeout, || loop {
+            match producer.publish_parts(&[&prefix, tensor]) {
+                Ok(position) => return Some(Ok(position)),
+                Err(PublishError::Full { subscriber }) => {
+                    let role = SUBSCRIBER_ROLE_BASE + subscriber as u64;
+                    match segment.role_alive(role) {
+                        // Dead: evict and free its entry, then try again at once.
+                        Ok(false) => {
+                            let _ = ring.evict(subscriber);
+                            let _ = ring.reclaim(subscriber);
+                            *evicted += 1;
+                        }
+                        Ok(true) => return None,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                Err(PublishError::Corrupt(c)) => return Some(Err(LaneError::Corrupt(c))),
+                Err(PublishError::TooLarge { len, max }) => {
+                    return Some(Err(LaneError::WrongSize {
+                        expected: max,
+                        found: len,
+                    }))
+                }
+            }
+        })?;
+        self.next_frame += 1;
+        segment.header().data.notify();
+        Ok(position)
+    }
+
+    /// [`publish`](Self::publish) from a slice of plain values.
+    pub fn publish_pod<T: Pod>(
+        &mut self,
+        tensor: &[T],
+        timeout: Option<Duration>,
+    ) -> Result<u64, LaneError> {
+        self.publish(bytemuck::cast_slice(tensor), timeout)
+    }
+}
+
+/// A subscriber of a topic. Dropping it leaves the topic.
+#[derive(Debug)]
+pub struct TopicSubscriber {
+    subscriber: BroadcastSubscriber<Region>,
+    ring: Broadcast<Region>,
+    segment: Arc<Segment>,
+}
+
+impl TopicSubscriber {
+    /// Joins topic `name`.
+    pub fn open(name: &str, options: SubscribeOptions) -> Result<Self, LaneError> {
+        Self::join(lane::open_segment(name, Kind::Topic, None)?, options)
+    }
+
+    /// Joins topic `name`, checking its tensor.
+    pub fn open_expect(
+        name: &str,
+        spec: &TensorSpec,
+        options: SubscribeOptions,
+    ) -> Result<Self, LaneError> {
+        Self::join(lane::open_segment(name, Kind::Topic, Some(spec))?, options)
+    }
+
+    fn join(segment: Arc<Segment>, options: SubscribeOptions) -> Result<Self, LaneError> {
+        let ring = ring(&segment);
+        for index in 0..ring.geometry().max_subscribers() {
+            // Own the entry first (the lock is what the publisher checks), then join.
+            if !segment.lock_role(SUBSCRIBER_ROLE_BASE + index as u64)? {
+                continue;
+            }
+            // Holding the lock, any occupant of the entry is a dead process's.
+            let _ = ring.reclaim(index);
+            match ring.subscribe_at(index, options, owner_token()) {
+                Ok(subscriber) => {
+                    return Ok(TopicSubscriber {
+                        subscriber,
+                        ring,
+                        segment,
+                    })
+                }
+                Err(SubscribeError::EntryTaken { .. }) => {
+                    segment.unlock_role(SUBSCRIBER_ROLE_BASE + index as u64);
+                }
+                Err(_) => unreachable!("index in range and token non-zero"),
+            }
+        }
+        Err(LaneError::TableFull(segment.name().to_string()))
+    }
+
+    /// The tensor each item carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.segment.info().spec
+    }
+
+    /// This subscriber's table entry.
+    pub fn index(&self) -> usize {
+        self.subscriber.index()
+    }
+
+    /// Items dropped so far (lossy skips, history lost at join).
+    pub fn dropped(&self) -> u64 {
+        self.subscriber.dropped()
+    }
+
+    /// Whether a live process holds the publisher role.
+    pub fn publisher_alive(&self) -> bool {
+        self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
+    }
+
+    /// Receives the next item into `out`, waiting up to `timeout` (`None`: forever).
+    pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
+        lane::check_size(self.spec(), out.len())?;
+        let mut prefix = [0u8; FRAME_BYTES];
+        let segment = self.segment.clone();
+        let subscriber = &mut self.subscriber;
+        let expected = FRAME_BYTES + out.len();
+        let received = wait(&segment.header().data, timeout, || {
+            match subscriber.recv_parts(&mut [&mut prefix, out]) {
+                Ok(received) if received.len == expected => Some(Ok(received)),
+                Ok(received) => Some(Err(LaneError::Corrupt(
+                    tensorlane_core::Corruption::Length {
+                        found: received.len as u64,
+                        max: expected as u64,
+                    },
+                ))),
+                Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => None,
+                Err(RecvError::Evicted) => Some(Err(LaneError::Evicted)),
+                Err(RecvError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
+                Err(RecvError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(
+                    tensorlane_core::Corruption::Length {
+                        found: needed as u64,
+                        max: expected as u64,
+                    },
+                ))),
+            }
+        })?;
+        if self.subscriber.is_lossless() {
+            segment.header().space.notify();
+        }
+        let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
+        Ok(Frame {
+            seq: received.position,
+            frame_id,
+            timestamp_ns,
+            skipped: received.dropped,
+        })
+    }
+
+    /// [`recv`](Self::recv) into a slice of plain values.
+    pub fn recv_pod<T: Pod>(
+        &mut self,
+        out: &mut [T],
+        timeout: Option<Duration>,
+    ) -> Result<Frame, LaneError> {
+        self.recv(bytemuck::cast_slice_mut(out), timeout)
+    }
+
+    /// Copies the last `k` items still in the ring (oldest first) into `out`, which
+    /// must hold `k` tensors; returns the frames read. Items overwritten meanwhile
+    /// are left out.
+    pub fn last_k(&self, k: usize, out: &mut [u8]) -> Result<Vec<Frame>, LaneError> {
+        let tensor = self.spec().byte_len();
+        lane::check_size(self.spec(), out.len() / k.max(1))?;
+        let mut frames = Vec::with_capacity(k);
+        let mut slot = vec![0u8; FRAME_BYTES + tensor];
+        for position in self.ring.history(k as u64) {
+            if let Ok(len) = self.ring.read_at(position, &mut slot) {
+                if len != slot.len() {
+                    continue;
+                }
+                let i = frames.len();
+                out[i * tensor..(i + 1) * tensor].copy_from_slice(&slot[FRAME_BYTES..]);
+                let prefix: [u8; FRAME_BYTES] = slot[..FRAME_BYTES].try_into().expect("16");
+                let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
+                frames.push(Frame {
+                    seq: position,
+                    frame_id,
+                    timestamp_ns,
+                    skipped: 0,
+                });
+            }
+        }
+        Ok(frames)
+    }
+
+    /// A snapshot of the subscriber table entry `index`.
+    pub fn entry(&self, index: usize) -> Option<SubscriberInfo> {
+        self.ring.subscriber(index)
+    }
+}

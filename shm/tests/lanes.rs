@@ -1,0 +1,141 @@
+//! Lanes within one process (each handle has its own descriptor, so role locks
+//! behave as between processes). Cross-process behaviour: tests/processes.rs.
+#![cfg(target_os = "linux")]
+
+use std::time::Duration;
+use tensorlane_shm::*;
+
+fn unique(name: &str) -> String {
+    format!("test-{name}-{}", std::process::id())
+}
+
+struct Unlink(String);
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = segment::unlink(&LaneName::new(&self.0).unwrap());
+    }
+}
+
+#[test]
+fn stream_round_trip_and_takeover() {
+    let name = unique("stream");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::new(DType::F32, &[4]).unwrap();
+    let mut writer = StreamWriter::create(&name, &spec, 2).unwrap();
+    assert!(matches!(
+        StreamWriter::create(&name, &spec, 2),
+        Err(LaneError::Exists(_))
+    ));
+    let mut reader = StreamReader::open_expect(&name, &spec).unwrap();
+    let mut out = [0f32; 4];
+    assert_eq!(
+        reader.read(bytemuck::cast_slice_mut(&mut out)).unwrap(),
+        None
+    );
+    writer.write_pod(&[1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let frame = reader.read_pod(&mut out).unwrap();
+    assert_eq!(
+        (frame.seq, frame.frame_id, out),
+        (1, 1, [1.0, 2.0, 3.0, 4.0])
+    );
+    assert!(reader.writer_alive());
+    assert!(matches!(
+        StreamWriter::take_over(&name),
+        Err(LaneError::RoleTaken { .. })
+    ));
+    drop(writer);
+    assert!(!reader.writer_alive());
+    assert!(matches!(
+        reader.wait_new(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(2)),
+        Err(LaneError::WriterGone)
+    ));
+    let mut writer = StreamWriter::take_over(&name).unwrap();
+    assert_eq!(writer.write_pod(&[5.0f32; 4]).unwrap(), 2);
+    let frame = reader
+        .wait_new(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(1))
+        .unwrap();
+    assert_eq!((frame.seq, frame.frame_id, out[0]), (2, 2, 5.0));
+    let wrong = TensorSpec::new(DType::F64, &[4]).unwrap();
+    assert!(matches!(
+        StreamReader::open_expect(&name, &wrong),
+        Err(LaneError::WrongSpec { .. })
+    ));
+    assert!(matches!(
+        QueueConsumer::open(&name),
+        Err(LaneError::WrongKind { .. })
+    ));
+}
+
+#[test]
+fn queue_blocking_and_zero_copy() {
+    let name = unique("queue");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::bytes(64).unwrap();
+    let mut producer = QueueProducer::create(&name, &spec, 2).unwrap();
+    let mut consumer = QueueConsumer::open(&name).unwrap();
+    assert!(matches!(
+        QueueConsumer::open(&name),
+        Err(LaneError::RoleTaken { .. })
+    ));
+    producer.push(&[1; 64], Some(Duration::ZERO)).unwrap();
+    producer
+        .push_with(Some(Duration::ZERO), |bytes| bytes.fill(2))
+        .unwrap();
+    assert!(matches!(
+        producer.push(&[3; 64], Some(Duration::from_millis(20))),
+        Err(LaneError::Timeout)
+    ));
+    let mut out = [0u8; 64];
+    let frame = consumer.pop(&mut out, Some(Duration::ZERO)).unwrap();
+    assert_eq!((frame.seq, frame.frame_id, out[0]), (0, 1, 1));
+    let (seq, first) = consumer
+        .pop_with(Some(Duration::ZERO), |frame, bytes| (frame.seq, bytes[0]))
+        .unwrap();
+    assert_eq!((seq, first), (1, 2));
+    let waiter = std::thread::spawn(move || {
+        let mut out = [0u8; 64];
+        consumer
+            .pop(&mut out, Some(Duration::from_secs(5)))
+            .map(|_| out[0])
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    producer.push(&[9; 64], None).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), 9);
+}
+
+#[test]
+fn topic_lossless_backpressure_and_lossy_skips() {
+    let name = unique("topic");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::new(DType::U64, &[1]).unwrap();
+    let mut publisher = TopicPublisher::create(&name, &spec, 2, 4).unwrap();
+    let mut slow = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
+    let mut lossy = TopicSubscriber::open(&name, SubscribeOptions::lossy(1)).unwrap();
+    publisher
+        .publish_pod(&[0u64], Some(Duration::ZERO))
+        .unwrap();
+    publisher
+        .publish_pod(&[1u64], Some(Duration::ZERO))
+        .unwrap();
+    // The live lossless subscriber holds the publisher back: no eviction.
+    assert!(matches!(
+        publisher.publish_pod(&[2u64], Some(Duration::from_millis(20))),
+        Err(LaneError::Timeout)
+    ));
+    assert_eq!(publisher.evicted(), 0);
+    let mut out = [0u64; 1];
+    let frame = lossy.recv_pod(&mut out, Some(Duration::ZERO)).unwrap();
+    assert_eq!((frame.seq, frame.skipped, out[0]), (1, 1, 1));
+    assert_eq!(
+        slow.recv_pod(&mut out, Some(Duration::ZERO)).unwrap().seq,
+        0
+    );
+    publisher
+        .publish_pod(&[2u64], Some(Duration::ZERO))
+        .unwrap();
+    let mut history = [0u64; 2];
+    let frames = lossy
+        .last_k(2, bytemuck::cast_slice_mut(&mut history))
+        .unwrap();
+    assert_eq!((frames.len(), history), (2, [1, 2]));
+}
