@@ -295,35 +295,26 @@ pub fn checksum(words: &[u64]) -> u64 {
     hash
 }
 
-/// The immutable words of a new segment, checksum included.
-pub fn encode(
-    kind: Kind,
-    spec: &TensorSpec,
-    geometry: &Geometry,
-    count: usize,
-    subscribers: usize,
-    pid: u64,
-    uid: u64,
-    created_ns: u64,
-) -> Option<[u64; field::COUNT_OF_FIELDS]> {
+/// The immutable words of a new segment described by `info`, checksum included.
+pub fn encode(info: &HeaderInfo) -> Option<[u64; field::COUNT_OF_FIELDS]> {
     let mut words = [0u64; field::COUNT_OF_FIELDS];
     words[field::MAGIC] = MAGIC;
     words[field::VERSION] = LAYOUT_VERSION;
-    words[field::KIND] = kind.code();
-    words[field::DTYPE] = u64::from(spec.dtype().code());
-    words[field::NDIM] = spec.shape().len() as u64;
-    for (i, &d) in spec.shape().iter().enumerate() {
+    words[field::KIND] = info.kind.code();
+    words[field::DTYPE] = u64::from(info.spec.dtype().code());
+    words[field::NDIM] = info.spec.shape().len() as u64;
+    for (i, &d) in info.spec.shape().iter().enumerate() {
         words[field::SHAPE + i] = d;
     }
-    words[field::TENSOR_BYTES] = spec.byte_len() as u64;
-    words[field::SLOT_BYTES] = (spec.byte_len() + FRAME_BYTES) as u64;
-    words[field::COUNT] = count as u64;
-    words[field::SUBSCRIBERS] = subscribers as u64;
+    words[field::TENSOR_BYTES] = info.spec.byte_len() as u64;
+    words[field::SLOT_BYTES] = (info.spec.byte_len() + FRAME_BYTES) as u64;
+    words[field::COUNT] = info.count as u64;
+    words[field::SUBSCRIBERS] = info.subscribers as u64;
     words[field::CORE_OFFSET] = HEADER_BYTES as u64;
-    words[field::SEGMENT_BYTES] = geometry.segment_bytes()? as u64;
-    words[field::CREATOR_PID] = pid;
-    words[field::CREATOR_UID] = uid;
-    words[field::CREATED_NS] = created_ns;
+    words[field::SEGMENT_BYTES] = info.geometry.segment_bytes()? as u64;
+    words[field::CREATOR_PID] = info.creator_pid;
+    words[field::CREATOR_UID] = info.creator_uid;
+    words[field::CREATED_NS] = info.created_ns;
     words[field::CHECKSUM] = checksum(&words[..field::CHECKSUM]);
     Some(words)
 }
@@ -456,7 +447,18 @@ mod tests {
     fn sample() -> [u64; field::COUNT_OF_FIELDS] {
         let spec = TensorSpec::new(DType::F32, &[2, 3]).unwrap();
         let geometry = Geometry::new(Kind::Topic, 4, 24 + FRAME_BYTES, 8).unwrap();
-        encode(Kind::Topic, &spec, &geometry, 4, 8, 1, 2, 3).unwrap()
+        encode(&HeaderInfo {
+            kind: Kind::Topic,
+            spec,
+            geometry,
+            count: 4,
+            subscribers: 8,
+            segment_bytes: geometry.segment_bytes().unwrap(),
+            creator_pid: 1,
+            creator_uid: 2,
+            created_ns: 3,
+        })
+        .unwrap()
     }
 
     #[test]

@@ -122,17 +122,7 @@ impl Segment {
             map,
             info: info.clone(),
         };
-        let words = header::encode(
-            info.kind,
-            &info.spec,
-            &info.geometry,
-            info.count,
-            info.subscribers,
-            info.creator_pid,
-            info.creator_uid,
-            info.created_ns,
-        )
-        .ok_or(LaneError::TooLarge)?;
+        let words = header::encode(info).ok_or(LaneError::TooLarge)?;
         let header = segment.header();
         for (i, word) in words.iter().enumerate() {
             header.field(i).store(*word, Ordering::Relaxed);
