@@ -152,11 +152,19 @@ impl Segment {
         }
         // SAFETY: `fd` was just returned by shm_open and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
-        let meta = file.metadata().map_err(|source| LaneError::Io {
-            name: name.to_string(),
-            what: "fstat".into(),
-            source,
-        })?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        // A creator sizes the object right after creating it: wait (bounded) for that.
+        let meta = loop {
+            let meta = file.metadata().map_err(|source| LaneError::Io {
+                name: name.to_string(),
+                what: "fstat".into(),
+                source,
+            })?;
+            if meta.len() >= HEADER_BYTES as u64 || Instant::now() >= deadline {
+                break meta;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
         use std::os::unix::fs::MetadataExt;
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
@@ -181,7 +189,6 @@ impl Segment {
         // SAFETY: the mapping is at least HEADER_BYTES long (checked above) and
         // page-aligned, and SegmentHeader is made of atomics only, valid for any bytes.
         let header = unsafe { &*(map.as_ptr() as *const SegmentHeader) };
-        let deadline = Instant::now() + READY_TIMEOUT;
         // Acquire pairs with the creator's Release store of READY.
         while header.ready.load(Ordering::Acquire) != READY {
             if Instant::now() >= deadline {

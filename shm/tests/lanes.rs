@@ -1,6 +1,6 @@
 //! Lanes within one process (each handle has its own descriptor, so role locks
 //! behave as between processes). Cross-process behaviour: tests/processes.rs.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 use std::time::Duration;
 use tensorlane_shm::*;
