@@ -173,6 +173,11 @@ impl StreamReader {
         &self.segment.info().spec
     }
 
+    /// Sequence of the last complete write (0 if none).
+    pub fn published(&self) -> u64 {
+        register(&self.segment).published()
+    }
+
     /// Whether a live process holds the writer role.
     pub fn writer_alive(&self) -> bool {
         self.segment.role_alive(WRITER_ROLE).unwrap_or(false)

@@ -235,6 +235,16 @@ impl TopicSubscriber {
         self.subscriber.dropped()
     }
 
+    /// Position of the next item this subscriber expects.
+    pub fn head(&self) -> u64 {
+        self.subscriber.head()
+    }
+
+    /// History positions asked for at join that were already overwritten.
+    pub fn lost_at_join(&self) -> u64 {
+        self.subscriber.lost_at_join()
+    }
+
     /// Whether a live process holds the publisher role.
     pub fn publisher_alive(&self) -> bool {
         self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
