@@ -38,7 +38,9 @@
 //! the producer's later overwrites. A supervisor may [`Broadcast::evict`] an ACTIVE
 //! subscriber (ACTIVE -> EVICTED): the producer stops waiting for it, and the evicted
 //! subscriber, if it still runs, gets [`RecvError::Evicted`]. [`Broadcast::reclaim`]
-//! frees an entry whose owner is known to be dead (JOINING or EVICTED -> FREE).
+//! frees an entry whose owner is known to be dead (JOINING, ACTIVE or EVICTED ->
+//! FREE); the `_generation` variants act only if no one joined through the entry
+//! since the caller looked at it.
 //! Generations in the state word stop a stale subscriber from freeing an entry that
 //! was reclaimed and reused.
 //!
@@ -459,7 +461,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
     /// it still runs, its next receive reports [`RecvError::Evicted`]. The entry stays
     /// taken until the subscriber drops its handle or [`reclaim`](Self::reclaim).
     pub fn evict(&self, index: usize) -> Result<(), EntryError> {
-        self.transition(index, &[entry::ACTIVE], entry::EVICTED)
+        self.transition(index, None, &[entry::ACTIVE], entry::EVICTED)
     }
 
     /// Frees entry `index` (JOINING, ACTIVE or EVICTED) whose owner the caller knows
@@ -467,18 +469,44 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
     pub fn reclaim(&self, index: usize) -> Result<(), EntryError> {
         self.transition(
             index,
+            None,
             &[entry::JOINING, entry::ACTIVE, entry::EVICTED],
             entry::FREE,
         )
     }
 
-    fn transition(&self, index: usize, from: &[u64], to: u64) -> Result<(), EntryError> {
+    /// [`evict`](Self::evict), only if the entry still holds `generation` (as seen in
+    /// [`subscriber`](Self::subscriber) before deciding its owner was dead): a
+    /// subscriber that joined through the entry since then is left alone.
+    pub fn evict_generation(&self, index: usize, generation: u64) -> Result<(), EntryError> {
+        self.transition(index, Some(generation), &[entry::ACTIVE], entry::EVICTED)
+    }
+
+    /// [`reclaim`](Self::reclaim), only if the entry still holds `generation`.
+    pub fn reclaim_generation(&self, index: usize, generation: u64) -> Result<(), EntryError> {
+        self.transition(
+            index,
+            Some(generation),
+            &[entry::JOINING, entry::ACTIVE, entry::EVICTED],
+            entry::FREE,
+        )
+    }
+
+    fn transition(
+        &self,
+        index: usize,
+        generation: Option<u64>,
+        from: &[u64],
+        to: u64,
+    ) -> Result<(), EntryError> {
         if index >= self.geometry.max_subscribers {
             return Err(EntryError::OutOfRange { index });
         }
         let word = &self.geometry.entry(self.region.body(), index)[entry::STATE];
         let state = word.load(Ordering::Acquire);
-        if !from.contains(&(state & entry::STATE_MASK)) {
+        if !from.contains(&(state & entry::STATE_MASK))
+            || generation.is_some_and(|g| g != state >> 2)
+        {
             return Err(EntryError::WrongState { state });
         }
         // AcqRel: Release orders the change after our reads of the entry; the producer

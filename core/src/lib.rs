@@ -32,6 +32,12 @@
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+// The shared layout is little-endian: counters and stamps are stored as native words.
+#[cfg(target_endian = "big")]
+compile_error!(
+    "tensorlane's shared-memory layout is little-endian; big-endian hosts are not supported"
+);
+
 #[cfg(feature = "alloc")]
 extern crate alloc;
 #[cfg(any(test, feature = "loom", feature = "shuttle"))]

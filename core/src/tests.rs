@@ -512,3 +512,20 @@ fn unaligned_leading_part_is_a_caller_error() {
     let ring = Spsc::new(&region, geometry).unwrap();
     let _ = ring.producer(1).unwrap().push_parts(&[b"abc", b"def"]);
 }
+
+#[test]
+fn generation_guarded_eviction_spares_a_new_occupant() {
+    let geometry = BroadcastGeometry::new(2, 8, 1).unwrap();
+    let region = HeapRegion::<BroadcastHeader>::new(geometry.body_words());
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let dead = ring.subscribe(SubscribeOptions::lossless(), 1).unwrap();
+    let seen = ring.subscriber(0).unwrap().generation;
+    core::mem::forget(dead);
+    // Before the supervisor acts, the entry is reclaimed and joined again.
+    ring.reclaim(0).unwrap();
+    let _live = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    assert!(ring.evict_generation(0, seen).is_err());
+    assert!(ring.reclaim_generation(0, seen).is_err());
+    assert_eq!(ring.subscriber(0).unwrap().state, entry::ACTIVE);
+    ring.evict_generation(0, seen + 1).unwrap();
+}

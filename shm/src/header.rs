@@ -5,8 +5,8 @@
 //! written with atomic loads and stores, because the header is memory another process
 //! can write at any time. The creator writes every field, then stores `READY` with
 //! release; an opener loads `ready` with acquire before reading any field, then
-//! validates all of them (magic, version, kind, dtype, shape, sizes, geometry,
-//! checksum) with checked arithmetic against the real size of the object.
+//! validates all of them (magic, version, checksum, kind, dtype, shape, sizes,
+//! geometry) with checked arithmetic against the real size of the object.
 
 use crate::dtype::{DType, TensorSpec, MAX_DIMS};
 use std::fmt;
@@ -87,7 +87,8 @@ pub struct SegmentHeader {
     pub ready: Line<AtomicU64>,
     /// Signalled when data arrives (stream writes, queue pushes, topic publishes).
     pub data: Line<Futex>,
-    /// Signalled when space frees (queue pops, topic receives).
+    /// Signalled when space frees (queue pops, lossless topic receives, subscribers
+    /// leaving).
     pub space: Line<Futex>,
     /// Reserved (0).
     pub reserved: [Line<[AtomicU64; 16]>; 3],
@@ -379,8 +380,10 @@ pub fn decode(
         return Err(bad("ndim", ndim, "at most 8"));
     }
     let shape = &words[field::SHAPE..field::SHAPE + ndim as usize];
-    let spec = TensorSpec::new(dtype, shape)
-        .map_err(|e| bad("shape", shape.iter().product(), e.to_string()))?;
+    let spec = TensorSpec::new(dtype, shape).map_err(|e| {
+        let elements = shape.iter().fold(1u64, |acc, &d| acc.saturating_mul(d));
+        bad("shape", elements, e.to_string())
+    })?;
     if words[field::TENSOR_BYTES] != spec.byte_len() as u64 {
         return Err(bad(
             "tensor_bytes",
@@ -470,6 +473,19 @@ mod tests {
             (Kind::Topic, 4, 8)
         );
         assert_eq!(info.spec.shape(), &[2, 3]);
+    }
+
+    #[test]
+    fn overflowing_shape_with_a_valid_checksum_is_an_error() {
+        let mut words = sample();
+        words[field::NDIM] = 2;
+        words[field::SHAPE] = u64::MAX;
+        words[field::SHAPE + 1] = 2;
+        words[field::CHECKSUM] = checksum(&words[..field::CHECKSUM]);
+        assert!(matches!(
+            decode(&words, u64::MAX),
+            Err(HeaderError::Field { field: "shape", .. })
+        ));
     }
 
     #[test]

@@ -217,7 +217,13 @@ impl QueueConsumer {
         let expected = FRAME_BYTES + out.len();
         let popped = wait(&segment.header().data, timeout, || {
             match consumer.pop_parts(&mut [&mut prefix, out]) {
-                Ok(popped) => Some(Ok(popped)),
+                Ok(popped) if popped.len == expected => Some(Ok(popped)),
+                Ok(popped) => Some(Err(LaneError::Corrupt(
+                    tensorlane_core::Corruption::Length {
+                        found: popped.len as u64,
+                        max: expected as u64,
+                    },
+                ))),
                 Err(PopError::Empty) => None,
                 Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
                 Err(PopError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(

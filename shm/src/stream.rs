@@ -142,7 +142,8 @@ impl StreamWriter {
     }
 }
 
-/// A reader of a stream. It writes nothing to shared memory.
+/// A reader of a stream. It writes nothing to shared memory, except the futex
+/// waiter count while it sleeps in [`wait_new`](Self::wait_new).
 #[derive(Debug)]
 pub struct StreamReader {
     reader: SeqlockReader<Region>,

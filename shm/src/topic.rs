@@ -29,6 +29,7 @@ use crate::lane::{self, Frame, ShmRegion};
 use crate::queue::wait;
 use crate::segment::{owner_token, CreateOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
 use bytemuck::Pod;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Duration;
 use tensorlane_core::{
@@ -136,12 +137,17 @@ impl TopicPublisher {
                 Ok(position) => return Some(Ok(position)),
                 Err(PublishError::Full { subscriber }) => {
                     let role = SUBSCRIBER_ROLE_BASE + subscriber as u64;
+                    // The generation seen before the liveness check: a subscriber that
+                    // joins through this entry meanwhile has another one and is spared.
+                    // (The index comes from the core's scan of this table: in range.)
+                    let generation = ring.subscriber(subscriber).map_or(0, |e| e.generation);
                     match segment.role_alive(role) {
                         // Dead: evict and free its entry, then try again at once.
                         Ok(false) => {
-                            let _ = ring.evict(subscriber);
-                            let _ = ring.reclaim(subscriber);
-                            *evicted += 1;
+                            if ring.evict_generation(subscriber, generation).is_ok() {
+                                *evicted += 1;
+                            }
+                            let _ = ring.reclaim_generation(subscriber, generation);
                         }
                         Ok(true) => return None,
                         Err(e) => return Some(Err(e)),
@@ -171,10 +177,11 @@ impl TopicPublisher {
     }
 }
 
-/// A subscriber of a topic. Dropping it leaves the topic.
+/// A subscriber of a topic. Dropping it leaves the topic (and wakes a publisher it
+/// was holding back).
 #[derive(Debug)]
 pub struct TopicSubscriber {
-    subscriber: BroadcastSubscriber<Region>,
+    subscriber: ManuallyDrop<BroadcastSubscriber<Region>>,
     ring: Broadcast<Region>,
     segment: Arc<Segment>,
 }
@@ -206,7 +213,7 @@ impl TopicSubscriber {
             match ring.subscribe_at(index, options, owner_token()) {
                 Ok(subscriber) => {
                     return Ok(TopicSubscriber {
-                        subscriber,
+                        subscriber: ManuallyDrop::new(subscriber),
                         ring,
                         segment,
                     })
@@ -255,7 +262,7 @@ impl TopicSubscriber {
         lane::check_size(self.spec(), out.len())?;
         let mut prefix = [0u8; FRAME_BYTES];
         let segment = self.segment.clone();
-        let subscriber = &mut self.subscriber;
+        let subscriber = &mut *self.subscriber;
         let expected = FRAME_BYTES + out.len();
         let received = wait(&segment.header().data, timeout, || {
             match subscriber.recv_parts(&mut [&mut prefix, out]) {
@@ -329,5 +336,14 @@ impl TopicSubscriber {
     /// A snapshot of the subscriber table entry `index`.
     pub fn entry(&self, index: usize) -> Option<SubscriberInfo> {
         self.ring.subscriber(index)
+    }
+}
+
+impl Drop for TopicSubscriber {
+    fn drop(&mut self) {
+        // SAFETY: `subscriber` is dropped exactly once, here, and not used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.subscriber) };
+        // Leaving may release a publisher blocked on this subscriber.
+        self.segment.header().space.notify();
     }
 }

@@ -1,0 +1,274 @@
+//! Read-only views of lanes, for inspection.
+//!
+//! A [`Probe`] opens a lane with [`Segment::open`] (which validates the header, checks
+//! the owner and answers role-liveness questions) and maps the same object a second
+//! time to read the core structure's counters through the core's own inspection
+//! methods (`Seqlock::published`, `Spsc::positions`, `Broadcast::tail`,
+//! `Broadcast::subscriber`, `Broadcast::read_at`, `SeqlockReader::read`). None of
+//! these store to shared memory, and a probe takes no role: inspecting a lane never
+//! changes what its writers and readers see.
+//!
+//! The second mapping is checked to be the object `Segment::open` validated: its
+//! header must decode to the same fields (creator pid, creation time, geometry), so a
+//! lane unlinked and re-created in between is reported, not misread.
+
+use memmap2::MmapRaw;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering;
+use tensorlane_core::{
+    Broadcast, BroadcastHeader, ControlBlock, Parts, Seqlock, SeqlockHeader, Spsc, SpscHeader,
+};
+use tensorlane_shm::header::{self, field, Geometry, HeaderInfo, SegmentHeader, HEADER_BYTES};
+use tensorlane_shm::segment::{Segment, CONSUMER_ROLE, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
+use tensorlane_shm::{LaneError, LaneName};
+
+/// Who holds a role, as far as the lock and the claim word tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleState {
+    /// A live process holds the role's lock.
+    Alive,
+    /// Nobody holds the lock, but the claim word still names an owner: its process
+    /// exited without releasing the role (it crashed or was killed).
+    Dead,
+    /// Nobody holds the role.
+    None,
+}
+
+impl RoleState {
+    /// `"alive"`, `"dead"` or `"none"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoleState::Alive => "alive",
+            RoleState::Dead => "dead",
+            RoleState::None => "none",
+        }
+    }
+
+    fn of(alive: bool, token: u64) -> Self {
+        match (alive, token) {
+            (true, _) => RoleState::Alive,
+            (false, 0) => RoleState::None,
+            (false, _) => RoleState::Dead,
+        }
+    }
+}
+
+/// The core structure of a probed lane.
+pub enum Core<'a> {
+    /// A stream's register.
+    Stream(Seqlock<Parts<'a, SeqlockHeader>>),
+    /// A queue's ring.
+    Queue(Spsc<Parts<'a, SpscHeader>>),
+    /// A topic's ring.
+    Topic(Broadcast<Parts<'a, BroadcastHeader>>),
+}
+
+/// A validated lane, mapped for reading its counters.
+pub struct Probe {
+    segment: Segment,
+    file: File,
+    map: MmapRaw,
+}
+
+/// `/dev/shm/tensorlane.<name>`.
+pub fn object_path(name: &LaneName) -> String {
+    format!("/dev/shm{}", name.object_name().to_string_lossy())
+}
+
+/// Why a lane could not be probed.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The library refused the lane (missing, foreign, corrupt header, ...).
+    Lane(LaneError),
+    /// The name was unlinked and re-created while it was being opened.
+    Replaced(String),
+}
+
+impl ProbeError {
+    /// Whether the lane does not exist (any more).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ProbeError::Lane(LaneError::NotFound(_)))
+    }
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Lane(e) => e.fmt(f),
+            ProbeError::Replaced(name) => {
+                write!(f, "lane {name:?} was replaced while it was being opened")
+            }
+        }
+    }
+}
+
+impl From<LaneError> for ProbeError {
+    fn from(e: LaneError) -> Self {
+        ProbeError::Lane(e)
+    }
+}
+
+fn io_error(name: &LaneName, what: &str, source: io::Error) -> ProbeError {
+    if source.kind() == io::ErrorKind::NotFound {
+        return LaneError::NotFound(name.to_string()).into();
+    }
+    LaneError::Io {
+        name: name.to_string(),
+        what: what.to_string(),
+        source,
+    }
+    .into()
+}
+
+impl Probe {
+    /// Opens and validates lane `name`.
+    pub fn open(name: &LaneName) -> Result<Probe, ProbeError> {
+        let segment = Segment::open(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(object_path(name))
+            .map_err(|e| io_error(name, "open", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io_error(name, "fstat", e))?
+            .len();
+        let replaced = || ProbeError::Replaced(name.to_string());
+        if size < segment.info().segment_bytes as u64 {
+            return Err(replaced());
+        }
+        let map = MmapRaw::map_raw(&file).map_err(|e| io_error(name, "mmap", e))?;
+        let probe = Probe { segment, file, map };
+        // The object behind the name may have been replaced since `Segment::open`:
+        // trust this mapping only if it holds the very header that was validated.
+        let words = header::read_words(probe.mapped_header());
+        match header::decode(&words, size) {
+            Ok(info) if info == *probe.segment.info() => Ok(probe),
+            _ => Err(replaced()),
+        }
+    }
+
+    fn mapped_header(&self) -> &SegmentHeader {
+        // SAFETY: the mapping is at least `segment_bytes >= HEADER_BYTES` long (checked
+        // in `open`), page-aligned and alive as long as `self`; `SegmentHeader` is made
+        // of atomics only, valid for any bytes, and every process accesses it atomically.
+        unsafe { &*(self.map.as_ptr() as *const SegmentHeader) }
+    }
+
+    /// The validated header.
+    pub fn info(&self) -> &HeaderInfo {
+        self.segment.info()
+    }
+
+    /// The lane name.
+    pub fn name(&self) -> &LaneName {
+        self.segment.name()
+    }
+
+    /// The layout version word of the header.
+    pub fn layout_version(&self) -> u64 {
+        self.segment
+            .header()
+            .field(field::VERSION)
+            .load(Ordering::Relaxed)
+    }
+
+    fn parts<H: ControlBlock>(&self) -> Result<Parts<'_, H>, String> {
+        let len = self.info().segment_bytes - HEADER_BYTES;
+        // SAFETY: `HEADER_BYTES..segment_bytes` lies inside the mapping (its length was
+        // checked against the validated `segment_bytes` in `open`), which lives as long
+        // as the returned borrow of `self`. Every process accesses the core structure
+        // atomically (docs/LAYOUT.md); this process creates no other reference into it
+        // and only loads from it. `H` matches the lane's kind (callers match on it).
+        let parts =
+            unsafe { tensorlane_core::attach::<H>(self.map.as_mut_ptr().add(HEADER_BYTES), len) };
+        parts.map_err(|e| format!("cannot view the core structure: {e}"))
+    }
+
+    /// The core structure, for reading its counters.
+    pub fn core(&self) -> Result<Core<'_>, String> {
+        let mismatch = |e: tensorlane_core::GeometryError| format!("core structure: {e}");
+        Ok(match self.info().geometry {
+            Geometry::Stream(g) => Core::Stream(Seqlock::new(self.parts()?, g).map_err(mismatch)?),
+            Geometry::Queue(g) => Core::Queue(Spsc::new(self.parts()?, g).map_err(mismatch)?),
+            Geometry::Topic(g) => Core::Topic(Broadcast::new(self.parts()?, g).map_err(mismatch)?),
+        })
+    }
+
+    /// Whether a live process holds role byte `role`.
+    pub fn role_alive(&self, role: u64) -> Result<bool, LaneError> {
+        self.segment.role_alive(role)
+    }
+
+    /// The writer (stream), producer (queue) or publisher (topic).
+    pub fn writer(&self) -> Result<RoleState, String> {
+        let token = match self.core()? {
+            Core::Stream(s) => s.writer_owner(),
+            Core::Queue(q) => q.owners().0,
+            Core::Topic(t) => t.producer_owner(),
+        };
+        let alive = self.role_alive(WRITER_ROLE).map_err(|e| e.to_string())?;
+        Ok(RoleState::of(alive, token))
+    }
+
+    /// The consumer of a queue (`None` for other kinds).
+    pub fn consumer(&self) -> Result<Option<RoleState>, String> {
+        let Core::Queue(q) = self.core()? else {
+            return Ok(None);
+        };
+        let alive = self.role_alive(CONSUMER_ROLE).map_err(|e| e.to_string())?;
+        Ok(Some(RoleState::of(alive, q.owners().1)))
+    }
+
+    /// The role bytes this lane uses: writer, consumer, one per subscriber entry.
+    pub fn role_count(&self) -> u64 {
+        SUBSCRIBER_ROLE_BASE + self.info().subscribers as u64
+    }
+
+    /// Whether any role of the lane has a live owner.
+    pub fn any_role_alive(&self) -> Result<bool, LaneError> {
+        for role in 0..self.role_count() {
+            if self.role_alive(role)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Takes the lock of every role byte at once, so that no process can claim a role
+    /// while the caller removes the lane; `false` if some role has a live owner. The
+    /// locks are released when the probe is dropped.
+    pub fn lock_all_roles(&self) -> io::Result<bool> {
+        // SAFETY: flock is a plain C struct for which all-zero is a valid value.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        lock.l_start = 0;
+        lock.l_len = self.role_count() as libc::off_t;
+        // SAFETY: `lock` is a valid flock for the duration of the call and the
+        // descriptor is open; F_OFD_SETLK does not block.
+        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+            _ => Err(err),
+        }
+    }
+
+    /// Whether the lane's name still refers to the object this probe mapped.
+    pub fn name_refers_here(&self) -> bool {
+        let (Ok(ours), Ok(named)) = (
+            self.file.metadata(),
+            std::fs::metadata(object_path(self.name())),
+        ) else {
+            return false;
+        };
+        (ours.dev(), ours.ino()) == (named.dev(), named.ino())
+    }
+}
