@@ -52,6 +52,12 @@ enum Command {
         /// Only print what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Leave alone lanes created less than this many seconds ago: their creator
+        /// may not have claimed its role yet.
+        #[arg(long, default_value = "1", value_parser = parse_age)]
+        min_age: Duration,
+        /// Consider only these lanes (default: every lane).
+        names: Vec<String>,
     },
     /// Publish a topic to subscriber processes and check what each one received.
     Demo(demo::DemoArgs),
@@ -71,6 +77,13 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         return Err("the interval must be between 0.001 and 86400 seconds".into());
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_age(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.0..=1e9).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{text:?} is not a number of seconds")),
+    }
 }
 
 /// Why a command failed.
@@ -103,7 +116,11 @@ pub fn main() -> ExitCode {
             count,
         } => commands::watch(&name, interval, count),
         Command::Unlink { names } => commands::unlink(&names),
-        Command::Purge { dry_run } => commands::purge(dry_run),
+        Command::Purge {
+            dry_run,
+            min_age,
+            names,
+        } => commands::purge(dry_run, min_age, &names),
         Command::Demo(args) => demo::run(&args),
         Command::DemoRole { role } => demo::run_role(role),
     };

@@ -581,10 +581,20 @@ pub fn unlink(names: &[String]) -> Outcome {
 }
 
 /// `tensorlane purge [--dry-run]`.
-pub fn purge(dry_run: bool) -> Outcome {
-    let names =
+pub fn purge(dry_run: bool, min_age: Duration, only: &[String]) -> Outcome {
+    let mut names =
         segment::list().map_err(|e| Failure::Message(format!("cannot read /dev/shm: {e}")))?;
-    let (mut lanes, mut bytes, mut failed) = (0usize, 0usize, false);
+    let mut failed = false;
+    if !only.is_empty() {
+        for name in only {
+            if !names.iter().any(|n| n.as_str() == name) {
+                eprintln!("tensorlane: cannot purge '{name}': no such lane");
+                failed = true;
+            }
+        }
+        names.retain(|name| only.iter().any(|o| o == name.as_str()));
+    }
+    let (mut lanes, mut bytes) = (0usize, 0usize);
     for name in names {
         let probe = match Probe::open(&name) {
             Ok(probe) => probe,
@@ -597,6 +607,9 @@ pub fn purge(dry_run: bool) -> Outcome {
                 continue;
             }
         };
+        if text::age(probe.info().created_ns) < min_age.as_nanos() as i128 {
+            continue;
+        }
         match probe.any_role_alive() {
             Ok(false) => {}
             Ok(true) => continue,

@@ -608,7 +608,7 @@ fn problems(kid: &Kid, items: u64) -> Vec<String> {
             s.misordered
         ));
     }
-    if s.mode == "lossless" {
+    if kid.mode == "lossless" {
         let complete = s.received == items
             && s.dropped == 0
             && (items == 0 || (s.first == Some(0) && s.last == Some(items - 1)));
@@ -618,7 +618,7 @@ fn problems(kid: &Kid, items: u64) -> Vec<String> {
                 s.received, s.missing, s.dropped
             ));
         }
-    } else if s.role == "subscriber" && s.received + s.dropped != items {
+    } else if kid.role == "subscriber" && s.received + s.dropped != items {
         out.push(format!(
             "{who} accounts for {} received + {} dropped items, not {items}",
             s.received, s.dropped
@@ -635,28 +635,47 @@ fn opt(value: Option<impl ToString>) -> String {
     value.map_or("-".into(), |v| v.to_string())
 }
 
+fn exit_text(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => "killed (timeout)".into(),
+        Some(s) if s.success() => "ok".into(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            _ => s.to_string(),
+        },
+    }
+}
+
 fn print_results(kids: &Kids) {
     let rows: Vec<Vec<String>> = kids
         .0
         .iter()
         .map(|kid| {
-            let s = kid.summary.clone().unwrap_or_default();
-            vec![
+            let mut row = vec![
                 kid.role.to_string(),
                 kid.child.id().to_string(),
                 kid.mode.clone(),
-                opt(s.entry),
-                s.received.to_string(),
-                opt(s.first),
-                opt(s.last),
-                s.missing.to_string(),
-                s.dropped.to_string(),
-                s.torn.to_string(),
-                s.misordered.to_string(),
-                latency(s.p50_us),
-                latency(s.p99_us),
-                latency(s.max_us),
-            ]
+            ];
+            match &kid.summary {
+                None => row.extend((0..11).map(|_| "-".to_string())),
+                Some(s) => row.extend([
+                    opt(s.entry),
+                    s.received.to_string(),
+                    opt(s.first),
+                    opt(s.last),
+                    s.missing.to_string(),
+                    s.dropped.to_string(),
+                    s.torn.to_string(),
+                    s.misordered.to_string(),
+                    latency(s.p50_us),
+                    latency(s.p99_us),
+                    latency(s.max_us),
+                ]),
+            }
+            row.push(exit_text(kid.status));
+            row
         })
         .collect();
     text::print_table(
@@ -675,6 +694,7 @@ fn print_results(kids: &Kids) {
             "P50",
             "P99",
             "MAX",
+            "EXIT",
         ],
         &rows,
     );
