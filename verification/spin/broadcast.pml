@@ -86,10 +86,19 @@
  *                            or departed subscriber keeps it Full forever
  *   CANARY_EPOCH_LOAD_STORE  epoch bumped with a plain load + store instead of
  *                            fetch_add (needs rejoins: JOINS0=JOINS1=2)
- * Witness (must FAIL, shows the case is reachable):
+ * Witnesses (must FAIL, they show that a case is reachable):
  *   WITNESS_BACKPRESSURE     the watchdog asserts the producer is never stuck on
  *                            Full: fails, because a dead lossless subscriber
  *                            that is not evicted does hold it back
+ *   PRODUCER_CRASH           the producer may stop forever before any step of
+ *                            [2].  Fails with an invalid end state: a lossy
+ *                            subscriber whose slot holds an odd stamp (a newer
+ *                            position, half written) waits for that stamp to
+ *                            change, forever, although tail-1 is complete
+ * Variant:
+ *   LOSSY_ODD_JUMP           lossy receive treats an odd stamp newer than
+ *                            2head+2 like an overwrite (jump to tail-1) instead
+ *                            of waiting; with PRODUCER_CRASH this passes
  */
 
 #ifndef CAP
@@ -169,6 +178,13 @@ done:
 #define CHANGED(i, s, m, h) \
 	(st[i] != s || (s == ACTIVE && (md[i] != m || (m == LOSSLESS && hd[i] != h))))
 
+/* PRODUCER_CRASH: the producer may stop forever before any step of [2] */
+#ifdef PRODUCER_CRASH
+#define PSTEP(stmt) if :: goto crashed :: stmt fi
+#else
+#define PSTEP(stmt) stmt
+#endif
+
 active proctype Producer()
 {
 	byte P, e, last_e = NONE, cmin = NONE, mn;
@@ -207,12 +223,17 @@ end_full:
 		:: else
 		fi;
 		/* [2] */
-		stamp[P % CAP] = 2*P + 1;
-		pay[P % CAP] = P;
-		stamp[P % CAP] = 2*P + 2;
-		atomic { tail = P + 1; P++; s0 = 0; m0 = 0; h0 = 0; s1 = 0; m1 = 0; h1 = 0 }
+		PSTEP(stamp[P % CAP] = 2*P + 1);
+		PSTEP(pay[P % CAP] = P);
+		PSTEP(stamp[P % CAP] = 2*P + 2);
+		PSTEP(atomic { tail = P + 1; P++; s0 = 0; m0 = 0; h0 = 0; s1 = 0; m1 = 0; h1 = 0 })
 	od;
 	pdone = true
+#ifdef PRODUCER_CRASH
+	;
+crashed:
+	skip
+#endif
 }
 
 /* -------------------------------------------------------------- subscriber */
@@ -380,12 +401,15 @@ lossy_miss:
 	/* the slot no longer holds position h (SC: its stamp can only be newer) */
 	assert(s1 > 2*h + 2);
 	if
+#ifndef LOSSY_ODD_JUMP
 	:: s1 % 2 == 1 ->
 		/* a newer position is being written there: retry when it lands */
 		stamp[h % CAP] != s1;
 		s1 = 0
+#endif
 	:: else ->
-		/* overwritten by a newer position: jump to the newest */
+		/* overwritten by a newer position (LOSSY_ODD_JUMP: or being
+		 * overwritten): jump to the newest */
 		atomic {
 			t = tail;
 			assert(t - 1 > h);

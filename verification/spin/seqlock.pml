@@ -18,18 +18,22 @@
  *       v0 = w0[slot]; v1 = w1[slot]; s2 = stamp[slot]; if s2 != s1 -> retry
  *       return (p, v0, v1)
  *
- *   takeover: once the owner is dead, CAS owner: 1 -> 2, then continue writing from
- *   s = published + 1.
+ *   takeover: once the owner is dead, CAS owner: 1 -> 2, then continue writing
+ *   from s = published + 1.  Both writers may stop forever (crash) before any
+ *   of their steps.
  *
- * Properties (assertions):
+ * Properties (assertions; pan also checks that every run ends in a valid end
+ * state: readers finish, writers finish or crash, the takeover may wait):
  *   (a) no torn read: a returned read has v0 == v1 == p;
  *   (b) per reader, results never go backwards (p non-decreasing; no "empty"
  *       after a value);
- *   (c) N >= 2 only: a read that runs entirely while no writer is live (the owner
- *       has crashed or finished and no takeover writer is running) and finds
- *       published > 0 succeeds on its first attempt.  With N == 1 such a read can
- *       stall; the reader then gives up after ATTEMPTS attempts (no torn value,
- *       no endless loop).  check.sh proves the stall reachable with -DN=1
+ *   (c) N >= 2: a "quiet" read -- it started while no writer was live (the
+ *       owner has crashed or finished and no takeover writer runs), no writer
+ *       became live since, and published > 0 -- never needs a retry: asserted at
+ *       every failed attempt.  With N == 1 a quiet read can fail every attempt
+ *       (the crash left the only slot odd); the reader then gives up after
+ *       ATTEMPTS attempts and reports "stalled" (no torn value, no endless
+ *       loop).  check.sh shows the stall is reachable with -DN=1
  *       -DCHECK_QUIET_READS, which must FAIL.
  *
  * Build-time knobs (spin -DNAME=value -a seqlock.pml):
@@ -38,7 +42,8 @@
  *   READS     reads per reader (default 2)
  *   ATTEMPTS  attempts per read before "stalled" (default 3)
  *   NO_TAKEOVER          leave out the takeover writer
- *   CHECK_QUIET_READS    assert (c) even when N < 2 (used to show N == 1 stalls)
+ *   CHECK_QUIET_READS    assert that a quiet read never ends "stalled" (with
+ *                        N == 1 this FAILS: the stall is reachable)
  *   ZOMBIE               the takeover writer claims the register while the first
  *                        owner is only suspended, not dead (shows that takeover
  *                        needs a real death; expected to FAIL)
@@ -129,7 +134,9 @@ end_wait:
 #else
 		dead1 && owner == 1 ->
 #endif
-		owner = 2; live2 = true; wgen++;
+		owner = 2; live2 = true; wgen++
+	};
+	atomic {
 #ifdef CANARY_TAKEOVER_REWRITE
 		s = published;
 		if :: s == 0 -> s = 1 :: else fi

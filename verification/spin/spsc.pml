@@ -43,7 +43,13 @@
  *   exactly once.
  *
  * Build-time knobs: CAP (2), POSMOD (2*CAP), GENS (producer generations, 4),
- * K (items each producer means to push, 8; at most 15), NO_KILL (producer 1 never dies).
+ * K (items each producer means to push, 8; at most 15), NO_KILL (producer 1
+ * never dies).
+ * Witnesses (must FAIL, they show a requirement):
+ *   ZOMBIE            the next producer takes over while the owner is only
+ *                     suspended (it goes on pushing): takeover needs a real death
+ *   -DCAP=3 -DPOSMOD=4  the position modulus is not a multiple of CAP: slot
+ *                     = position % CAP jumps at the wrap
  * Canaries (each must make the check FAIL):
  *   CANARY_TAIL_FIRST     producer stores tail before writing the slot
  *   CANARY_HEAD_FIRST     consumer stores head before reading the slot
@@ -77,7 +83,7 @@ bool done;           /* the producer that owns the ring has pushed all its items
 byte pushed[GENS+1]; /* completed pushes per generation (index 1..GENS) */
 byte reading;        /* 1 + slot the consumer is reading, 0 when none */
 
-#ifdef NO_KILL
+#if defined(NO_KILL) || defined(ZOMBIE)
 #define KILL skip
 #else
 #define KILL if :: gen < GENS -> goto killed :: true fi
@@ -125,7 +131,12 @@ init {
 	/* takeover: the claim is attempted once the owner is known dead */
 end_wait:
 	do
+#ifdef ZOMBIE
+	/* the owner is only suspected dead: it goes on pushing */
+	:: atomic { g < GENS && owner == g -> owner = g + 1; g++; run Producer(g) }
+#else
 	:: atomic { dead == g && owner == g -> owner = g + 1; g++; run Producer(g) }
+#endif
 	od
 }
 
@@ -168,7 +179,9 @@ active proctype Consumer()
 			v0 = 0; v1 = 0; g = 0; q = 0
 		}
 	od;
-	/* (c) everything pushed was received, nothing else */
+	/* (c) everything pushed was received, nothing else (with ZOMBIE, `done`
+	 * no longer means the ring is quiescent, so only (a), (b), (d) apply) */
+#ifndef ZOMBIE
 	atomic {
 		g = 1;
 		do
@@ -176,4 +189,5 @@ active proctype Consumer()
 		:: else -> break
 		od
 	}
+#endif
 }
