@@ -97,6 +97,9 @@ use core::ops::Range;
 /// Largest subscriber table.
 pub const MAX_SUBSCRIBERS: usize = 4096;
 
+/// States `reclaim` frees.
+const RECLAIMABLE: [u64; 3] = [entry::JOINING, entry::ACTIVE, entry::EVICTED];
+
 /// Copies a lossy subscriber attempts per receive before [`RecvError::Stalled`].
 pub const DEFAULT_RECV_ATTEMPTS: u32 = 64;
 
@@ -467,12 +470,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
     /// Frees entry `index` (JOINING, ACTIVE or EVICTED) whose owner the caller knows
     /// is dead. Freeing the entry of a live subscriber breaks its guarantees.
     pub fn reclaim(&self, index: usize) -> Result<(), EntryError> {
-        self.transition(
-            index,
-            None,
-            &[entry::JOINING, entry::ACTIVE, entry::EVICTED],
-            entry::FREE,
-        )
+        self.transition(index, None, &RECLAIMABLE, entry::FREE)
     }
 
     /// [`evict`](Self::evict), only if the entry still holds `generation` (as seen in
@@ -484,12 +482,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
 
     /// [`reclaim`](Self::reclaim), only if the entry still holds `generation`.
     pub fn reclaim_generation(&self, index: usize, generation: u64) -> Result<(), EntryError> {
-        self.transition(
-            index,
-            Some(generation),
-            &[entry::JOINING, entry::ACTIVE, entry::EVICTED],
-            entry::FREE,
-        )
+        self.transition(index, Some(generation), &RECLAIMABLE, entry::FREE)
     }
 
     fn transition(

@@ -249,36 +249,27 @@ impl Segment {
 
     /// Tries to take the lock of role byte `role`; `false` if another holder has it.
     pub(crate) fn lock_role(&self, role: u64) -> Result<bool, LaneError> {
-        let mut lock = role_lock(role, libc::F_WRLCK);
-        // SAFETY: `lock` is a valid flock for the duration of the call; F_OFD_SETLK
-        // does not block.
-        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
-            _ => Err(LaneError::Io {
-                name: self.name.to_string(),
-                what: "fcntl(F_OFD_SETLK)".into(),
-                source: err,
-            }),
-        }
+        try_lock_roles(&self.file, role, 1).map_err(|source| LaneError::Io {
+            name: self.name.to_string(),
+            what: "fcntl(F_OFD_SETLK)".into(),
+            source,
+        })
     }
 
     /// Releases this descriptor's lock of role byte `role`.
     pub(crate) fn unlock_role(&self, role: u64) {
-        let mut lock = role_lock(role, libc::F_UNLCK);
-        // SAFETY: as in `lock_role`.
+        let mut lock = role_lock(role, 1, libc::F_UNLCK);
+        // SAFETY: `lock` is a valid flock for the duration of the call; F_OFD_SETLK
+        // does not block.
         unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
     }
 
     /// Whether some other open file description holds role byte `role`, that is,
     /// whether the role has a live owner (other than this handle).
     pub fn role_alive(&self, role: u64) -> Result<bool, LaneError> {
-        let mut lock = role_lock(role, libc::F_WRLCK);
-        // SAFETY: as in `lock_role`; F_OFD_GETLK only fills `lock`.
+        let mut lock = role_lock(role, 1, libc::F_WRLCK);
+        // SAFETY: `lock` is a valid flock for the duration of the call; F_OFD_GETLK
+        // only fills it.
         let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
         if rc != 0 {
             return Err(errno_error("fcntl(F_OFD_GETLK)", &self.name));
@@ -287,14 +278,32 @@ impl Segment {
     }
 }
 
-fn role_lock(role: u64, kind: libc::c_int) -> libc::flock {
+fn role_lock(first_role: u64, roles: u64, kind: libc::c_int) -> libc::flock {
     // SAFETY: flock is a plain C struct for which all-zero is a valid value.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = kind as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock.l_start = role as libc::off_t;
-    lock.l_len = 1;
+    lock.l_start = first_role as libc::off_t;
+    lock.l_len = roles as libc::off_t;
     lock
+}
+
+/// Tries to take, for `file`'s open file description, the role locks of bytes
+/// `first_role .. first_role + roles` at once; `Ok(false)` if another open file
+/// description holds any of them. Released when the description is closed.
+pub fn try_lock_roles(file: &File, first_role: u64, roles: u64) -> io::Result<bool> {
+    let mut lock = role_lock(first_role, roles, libc::F_WRLCK);
+    // SAFETY: `lock` is a valid flock for the duration of the call and `file` is an
+    // open descriptor; F_OFD_SETLK does not block.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
 }
 
 /// Removes a lane's name. Processes that have it open keep their mapping.

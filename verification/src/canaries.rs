@@ -30,6 +30,20 @@ fn load_words(words: &[AtomicU64], buf: &mut [u8]) {
     }
 }
 
+/// The published sequence and the words of its slot, read the way a reader starts.
+fn published_slot(fixture: &RegisterFixture) -> Option<(u64, &[AtomicU64])> {
+    let geometry = fixture.geometry;
+    let seq = fixture.region.header().published.load(Ordering::Acquire);
+    if seq == 0 {
+        return None;
+    }
+    let start = (seq % geometry.slots() as u64) as usize * geometry.slot_stride();
+    Some((
+        seq,
+        &fixture.region.body()[start..start + geometry.slot_stride()],
+    ))
+}
+
 /// A register writer whose completing stores are Relaxed instead of Release: a
 /// reader can see the new sequence and stamp without the payload behind them.
 pub struct RelaxedPublishWriter {
@@ -81,18 +95,9 @@ pub fn unfenced_reader(fixture: &RegisterFixture) -> UnfencedReader {
 
 impl RegisterReaderRole for UnfencedReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
-        let geometry = self.fixture.geometry;
-        let seq = self
-            .fixture
-            .region
-            .header()
-            .published
-            .load(Ordering::Acquire);
-        if seq == 0 {
+        let Some((seq, slot)) = published_slot(&self.fixture) else {
             return Err(ReadError::Empty);
-        }
-        let start = (seq % geometry.slots() as u64) as usize * geometry.slot_stride();
-        let slot = &self.fixture.region.body()[start..start + geometry.slot_stride()];
+        };
         let before = slot[STAMP_WORD].load(Ordering::Acquire);
         if before != 2 * seq {
             return Err(ReadError::Stalled { attempts: 1 });
@@ -174,18 +179,9 @@ pub fn plain_payload_reader(fixture: &RegisterFixture) -> PlainPayloadReader {
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
 impl RegisterReaderRole for PlainPayloadReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<ReadInfo, ReadError> {
-        let geometry = self.fixture.geometry;
-        let seq = self
-            .fixture
-            .region
-            .header()
-            .published
-            .load(Ordering::Acquire);
-        if seq == 0 {
+        let Some((seq, slot)) = published_slot(&self.fixture) else {
             return Err(ReadError::Empty);
-        }
-        let start = (seq % geometry.slots() as u64) as usize * geometry.slot_stride();
-        let slot = &self.fixture.region.body()[start..start + geometry.slot_stride()];
+        };
         let before = slot[STAMP_WORD].load(Ordering::Acquire);
         let len = (slot[LENGTH_WORD].load(Ordering::Relaxed) as usize).min(buf.len());
         for (i, chunk) in buf[..len].chunks_mut(8).enumerate() {

@@ -15,14 +15,13 @@
 use memmap2::MmapRaw;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use tensorlane_core::{
     Broadcast, BroadcastHeader, ControlBlock, Parts, Seqlock, SeqlockHeader, Spsc, SpscHeader,
 };
 use tensorlane_shm::header::{self, field, Geometry, HeaderInfo, SegmentHeader, HEADER_BYTES};
-use tensorlane_shm::segment::{Segment, CONSUMER_ROLE, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
+use tensorlane_shm::segment::{self, Segment, CONSUMER_ROLE, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
 use tensorlane_shm::{LaneError, LaneName};
 
 /// Who holds a role, as far as the lock and the claim word tell.
@@ -242,23 +241,7 @@ impl Probe {
     /// while the caller removes the lane; `false` if some role has a live owner. The
     /// locks are released when the probe is dropped.
     pub fn lock_all_roles(&self) -> io::Result<bool> {
-        // SAFETY: flock is a plain C struct for which all-zero is a valid value.
-        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-        lock.l_type = libc::F_WRLCK as libc::c_short;
-        lock.l_whence = libc::SEEK_SET as libc::c_short;
-        lock.l_start = 0;
-        lock.l_len = self.role_count() as libc::off_t;
-        // SAFETY: `lock` is a valid flock for the duration of the call and the
-        // descriptor is open; F_OFD_SETLK does not block.
-        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
-            _ => Err(err),
-        }
+        segment::try_lock_roles(&self.file, 0, self.role_count())
     }
 
     /// Whether the lane's name still refers to the object this probe mapped.
