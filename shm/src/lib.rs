@@ -20,6 +20,8 @@
 //! waiting makes no system call.
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
+#[cfg(feature = "ndarray")]
+pub mod array;
 mod dtype;
 mod error;
 mod futex;

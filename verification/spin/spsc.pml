@@ -39,7 +39,7 @@
  *       job to push it again (under its own numbering);
  *   (d) the producer never writes a slot the consumer is still reading (between
  *       the consumer's empty check and its head store).
- *   Without a kill the consumer receives generation-1 items 1..K1 in order,
+ *   Without a kill the consumer receives generation-1 items 1..K in order,
  *   exactly once.
  *
  * Build-time knobs: CAP (2), POSMOD (2*CAP), GENS (producer generations, 4),
