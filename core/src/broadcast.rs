@@ -652,8 +652,9 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             // Position `now` may be written without regard to us: it overwrites
             // `now - C`. Everything from `now - C + 1` on is protected.
             if now.wrapping_sub(head) >= capacity && !is_after(head, now) {
-                let safe = now - capacity + 1;
-                lost = safe - head;
+                // Wrapping: `now` comes from shared memory and may be anything.
+                let safe = now.wrapping_sub(capacity).wrapping_add(1);
+                lost = safe.wrapping_sub(head);
                 head = safe;
                 // Release pairs with the producer's Acquire load of heads.
                 e[entry::HEAD].store(head, Ordering::Release);
@@ -754,8 +755,11 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
             .min_head
             .is_some_and(|m| position.wrapping_sub(m) >= geometry.capacity as u64);
         if self.epoch_seen != Some(epoch) || near_full {
-            self.epoch_seen = Some(epoch);
+            // Until a scan completes, the next publish must scan again: a scan cut
+            // short by a corrupt entry has not looked at the entries after it.
+            self.epoch_seen = None;
             self.scan(position)?;
+            self.epoch_seen = Some(epoch);
         }
         let header = self.ring.region.header();
         let slot = geometry.slot(self.ring.region.body(), position);
@@ -912,6 +916,14 @@ fn read_slot(
 ) -> SlotRead {
     let capacity = parts_len(parts);
     let expected = done_stamp(position);
+    if expected == 0 {
+        // Only positions 2^63 - 1 and 2^64 - 1 map to the stamp of a never-written
+        // slot; no producer gets there (2^63 publishes), so a tail there is corrupt.
+        return SlotRead::Corrupt(Corruption::Stamp {
+            expected: position,
+            found: 0,
+        });
+    }
     // Acquire pairs with the producer's Release store of the done stamp.
     let before = slot.stamp().load(Ordering::Acquire);
     if before != expected {
@@ -1116,7 +1128,7 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         // Partner: the producer's Acquire load of heads in its scan (lossless); for a
         // lossy subscriber the head is only shown to inspectors.
         e[entry::HEAD].store(self.head, Ordering::Release);
-        let dropped = self.dropped - self.reported;
+        let dropped = self.dropped.wrapping_sub(self.reported);
         self.reported = self.dropped;
         Received {
             position,

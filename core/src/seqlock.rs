@@ -423,6 +423,13 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
         }
         let slot = lane.geometry.slot(lane.region.body(), seq);
         let expected = seq.wrapping_mul(2);
+        if expected == 0 {
+            // Sequence 2^63 would match a never-written slot; no writer gets there.
+            return Attempt::Fail(ReadError::Corrupt(Corruption::Stamp {
+                expected: seq,
+                found: 0,
+            }));
+        }
         // Acquire pairs with the writer's Release store of the even stamp: the copy
         // below sees write `seq` or a later one.
         let before = slot.stamp().load(Ordering::Acquire);

@@ -195,12 +195,19 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
     where
         R: Clone,
     {
-        self.producer_takeover(0, token)
+        // SAFETY: `previous == 0` only claims a free role; no producer is displaced.
+        unsafe { self.producer_takeover(0, token) }
     }
 
-    /// Takes the producer role over from `previous`, which the caller knows is gone.
-    /// An item it was writing but had not pushed is discarded.
-    pub fn producer_takeover(
+    /// Takes the producer role over from `previous`. An item it was writing but had
+    /// not pushed is discarded.
+    ///
+    /// # Safety
+    /// The previous producer must be gone (its process exited, or its handle was
+    /// dropped or forgotten and will never be used again): a live one could still be
+    /// writing through a loan's byte slice while the new one writes the same slot,
+    /// which is a data race. The shm layer guarantees this with a kernel-released lock.
+    pub unsafe fn producer_takeover(
         &self,
         previous: u64,
         token: u64,
@@ -227,12 +234,18 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
     where
         R: Clone,
     {
-        self.consumer_takeover(0, token)
+        // SAFETY: `previous == 0` only claims a free role; no consumer is displaced.
+        unsafe { self.consumer_takeover(0, token) }
     }
 
-    /// Takes the consumer role over from `previous`, which the caller knows is gone.
-    /// An item it had peeked but not released is delivered again.
-    pub fn consumer_takeover(
+    /// Takes the consumer role over from `previous`. An item it had peeked but not
+    /// released is delivered again.
+    ///
+    /// # Safety
+    /// The previous consumer must be gone, as for
+    /// [`producer_takeover`](Self::producer_takeover): a live one could still be
+    /// reading a peeked slot's byte slice while the producer rewrites it.
+    pub unsafe fn consumer_takeover(
         &self,
         previous: u64,
         token: u64,

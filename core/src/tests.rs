@@ -266,7 +266,8 @@ mod spsc {
         // A loan filled but never committed, then the process died.
         producer.loan().unwrap().bytes_mut()[0] = b'X';
         core::mem::forget(producer);
-        let mut producer = ring.producer_takeover(1, 5).unwrap();
+        // SAFETY: the previous producer was forgotten and is never used again.
+        let mut producer = unsafe { ring.producer_takeover(1, 5) }.unwrap();
         producer.push(b"2").unwrap();
         let mut consumer = ring.consumer(2).unwrap();
         let mut buf = [0u8; 8];
@@ -528,4 +529,55 @@ fn generation_guarded_eviction_spares_a_new_occupant() {
     assert!(ring.reclaim_generation(0, seen).is_err());
     assert_eq!(ring.subscriber(0).unwrap().state, entry::ACTIVE);
     ring.evict_generation(0, seen + 1).unwrap();
+}
+
+#[test]
+fn a_corrupt_entry_does_not_switch_the_table_scan_off() {
+    let geometry = BroadcastGeometry::new(2, 8, 2).unwrap();
+    let region = HeapRegion::<BroadcastHeader>::new(geometry.body_words());
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    producer.publish(b"0").unwrap();
+    let _a = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let mut b = ring.subscribe(SubscribeOptions::lossless(), 3).unwrap();
+    word(&region, entry::HEAD).store(100, RELAXED); // entry 0 (a) is corrupt
+    for _ in 0..4 {
+        assert!(matches!(
+            producer.publish(b"x"),
+            Err(PublishError::Corrupt(Corruption::SubscriberHead {
+                subscriber: 0,
+                ..
+            }))
+        ));
+    }
+    // Once the supervisor evicts the corrupt entry, b still holds the producer back.
+    ring.evict(0).unwrap();
+    producer.publish(b"1").unwrap();
+    producer.publish(b"2").unwrap();
+    assert_eq!(
+        producer.publish(b"3"),
+        Err(PublishError::Full { subscriber: 1 })
+    );
+    assert_eq!(b.recv(&mut [0u8; 8]).unwrap().position, 1);
+}
+
+#[test]
+fn crafted_positions_never_panic() {
+    let geometry = BroadcastGeometry::new(2, 8, 1).unwrap();
+    let region = HeapRegion::<BroadcastHeader>::new(geometry.body_words());
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut lossy = ring.subscribe(SubscribeOptions::lossy(2), 1).unwrap();
+    for _ in 0..3 {
+        let head = lossy.head();
+        region
+            .header()
+            .tail
+            .store(head.wrapping_add(1 << 63), RELAXED);
+        let _ = lossy.recv(&mut [0u8; 8]);
+    }
+    for tail in [u64::MAX, u64::MAX - 1, 0, 1 << 63] {
+        region.header().tail.store(tail, RELAXED);
+        let _ = ring.subscribe(SubscribeOptions::lossless().with_history(2), 2);
+        let _ = ring.read_at(tail.wrapping_sub(1), &mut [0u8; 8]);
+    }
 }

@@ -77,8 +77,9 @@ impl QueueProducer {
         let ring = ring(&segment);
         // We hold the producer lock: whoever the claim word names is gone.
         let previous = ring.owners().0;
-        let producer = ring
-            .producer_takeover(previous, owner_token())
+        // SAFETY: we hold the producer's role lock, which the kernel releases only when
+        // its holder's descriptor is closed: whoever the claim word names is gone.
+        let producer = unsafe { ring.producer_takeover(previous, owner_token()) }
             .map_err(|_| role_taken(&segment, "producer"))?;
         Ok(QueueProducer {
             producer,
@@ -192,8 +193,8 @@ impl QueueConsumer {
         lane::lock_role(&segment, CONSUMER_ROLE, "consumer")?;
         let ring = ring(&segment);
         let previous = ring.owners().1;
-        let consumer = ring
-            .consumer_takeover(previous, owner_token())
+        // SAFETY: we hold the consumer's role lock: whoever the claim word names is gone.
+        let consumer = unsafe { ring.consumer_takeover(previous, owner_token()) }
             .map_err(|_| role_taken(&segment, "consumer"))?;
         Ok(QueueConsumer { consumer, segment })
     }

@@ -10,6 +10,12 @@
 //! locks (`F_OFD_SETLK`) on one byte per role of the segment's descriptor. The
 //! kernel releases them when the owner's process dies, however it dies, and they do
 //! not suffer from pid reuse; a role whose lock nobody holds has no live owner.
+//!
+//! Limits: a child created by `fork` (without `exec`) shares its parent's open file
+//! descriptions and so its role locks; it must not use the parent's handles, and the
+//! roles stay "alive" while it lives. A process that truncates a segment others have
+//! mapped makes their accesses beyond the new end fault (SIGBUS); only processes of
+//! the owning user can open segments (mode 0600 by default).
 
 use crate::error::LaneError;
 use crate::header::{self, HeaderInfo, SegmentHeader, HEADER_BYTES, READY};
@@ -116,6 +122,13 @@ impl Segment {
             what: "mmap".into(),
             source,
         })?;
+        if map.len() < info.segment_bytes {
+            return Err(LaneError::Io {
+                name: name.to_string(),
+                what: "mmap".into(),
+                source: io::Error::other("the object was resized while being created"),
+            });
+        }
         let segment = Segment {
             name: name.clone(),
             file,
@@ -186,7 +199,16 @@ impl Segment {
             what: "mmap".into(),
             source,
         })?;
-        // SAFETY: the mapping is at least HEADER_BYTES long (checked above) and
+        // The mapping's own length is what counts: the object may have been resized
+        // between the fstat above and the mmap (which sizes the mapping itself).
+        let mapped = map.len() as u64;
+        if mapped < HEADER_BYTES as u64 {
+            return Err(LaneError::Header {
+                name: name.to_string(),
+                source: header::HeaderError::TooShort { found: mapped },
+            });
+        }
+        // SAFETY: the mapping is at least HEADER_BYTES long (checked just above) and
         // page-aligned, and SegmentHeader is made of atomics only, valid for any bytes.
         let header = unsafe { &*(map.as_ptr() as *const SegmentHeader) };
         // Acquire pairs with the creator's Release store of READY.
@@ -200,7 +222,7 @@ impl Segment {
             std::thread::sleep(Duration::from_millis(1));
         }
         let words = header::read_words(header);
-        let info = header::decode(&words, size).map_err(|source| LaneError::Header {
+        let info = header::decode(&words, mapped).map_err(|source| LaneError::Header {
             name: name.to_string(),
             source,
         })?;

@@ -212,11 +212,14 @@ impl TopicSubscriber {
             let _ = ring.reclaim(index);
             match ring.subscribe_at(index, options, owner_token()) {
                 Ok(subscriber) => {
+                    // A join may have moved its head up past what a waiting publisher
+                    // saw (lost history): let it look again.
+                    segment.header().space.notify();
                     return Ok(TopicSubscriber {
                         subscriber: ManuallyDrop::new(subscriber),
                         ring,
                         segment,
-                    })
+                    });
                 }
                 Err(SubscribeError::EntryTaken { .. }) => {
                     segment.unlock_role(SUBSCRIBER_ROLE_BASE + index as u64);
