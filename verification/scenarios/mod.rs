@@ -134,9 +134,9 @@ pub fn queue_producer_and_consumer<P: QueueProducerRole>(
     consumer.join().unwrap();
 }
 
-/// Publishes `items` items (each the position, twice) into `ring`, yielding while full.
-fn publish_all(ring: BroadcastRing, items: u64) {
-    let mut producer = ring.producer(1).expect("producer role is free");
+/// Publishes `items` items (each the position, twice) with `producer`, yielding while
+/// full.
+fn publish_all(mut producer: impl BroadcastProducerRole, items: u64) {
     let mut position = 0;
     while position < items {
         match producer.publish(&stamped_value::<2>(position)) {
@@ -209,6 +209,11 @@ impl CheckedSubscriber {
             }
             Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => Step::Nothing,
             Err(RecvError::Evicted) => Step::Evicted,
+            Err(RecvError::Corrupt(tensorlane_core::Corruption::Stamp { expected, found }))
+                if self.lossless =>
+            {
+                panic!("lost item: position {expected} was overwritten (stamp {found:#x}) before this lossless subscriber read it")
+            }
             Err(e) => panic!("unexpected receive error: {e}"),
         }
     }
@@ -241,7 +246,8 @@ pub fn broadcast_lossless_and_lossy(items: u64, budget: Option<usize>) {
     let ring = fixture.ring();
     let lossless = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
     let lossy = ring.subscribe(SubscribeOptions::lossy(2), 3).unwrap();
-    let producer = thread::spawn(move || publish_all(ring, items));
+    let producer = real_broadcast_producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
     let lossy = thread::spawn(move || {
         let mut sub = CheckedSubscriber::new(lossy, false);
         match budget {
@@ -260,10 +266,14 @@ pub fn broadcast_lossless_and_lossy(items: u64, budget: Option<usize>) {
 /// A lossless subscriber joins (with one item of history) while the producer
 /// publishes. From its head at join on it must receive every item, in order.
 #[allow(dead_code)]
-pub fn broadcast_join_races_publish(items: u64, join: fn(&BroadcastFixture, u64) -> Subscriber) {
+pub fn broadcast_join_races_publish<P: BroadcastProducerRole>(
+    items: u64,
+    join: fn(&BroadcastFixture, u64) -> Subscriber,
+    producer: fn(&BroadcastFixture) -> P,
+) {
     let fixture = BroadcastFixture::new(2, 16, 2);
-    let ring = fixture.ring();
-    let producer = thread::spawn(move || publish_all(ring, items));
+    let producer = producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
     let sub = join(&fixture, 2);
     assert!(receive_all(sub, items, true));
     producer.join().unwrap();
@@ -275,8 +285,8 @@ pub fn broadcast_join_races_publish(items: u64, join: fn(&BroadcastFixture, u64)
 #[allow(dead_code)]
 pub fn broadcast_join_leave_churn(items: u64) {
     let fixture = BroadcastFixture::new(2, 16, 1);
-    let ring = fixture.ring();
-    let producer = thread::spawn(move || publish_all(ring, items));
+    let producer = real_broadcast_producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
     let first = real_lossless_join(&fixture, 2);
     drop(first);
     let second = real_lossless_join(&fixture, 3);
@@ -293,10 +303,8 @@ pub fn broadcast_eviction_races_read(items: u64) {
     let ring = fixture.ring();
     let sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
     let index = sub.index();
-    let producer = {
-        let ring = ring.clone();
-        thread::spawn(move || publish_all(ring, items))
-    };
+    let producer = real_broadcast_producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
     let reader = thread::spawn(move || receive_all(sub, items, true));
     // The subscriber may already have read everything and left.
     match ring.evict(index) {
@@ -314,10 +322,8 @@ pub fn broadcast_many_subscribers(items: u64, subscribers: usize) {
     assert!(subscribers <= MAX_SUBSCRIBERS);
     let fixture = BroadcastFixture::new(4, 16, subscribers);
     let ring = fixture.ring();
-    let producer = {
-        let ring = ring.clone();
-        thread::spawn(move || publish_all(ring, items))
-    };
+    let producer = real_broadcast_producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
     let handles: Vec<_> = (0..subscribers)
         .map(|i| {
             let ring = ring.clone();

@@ -7,11 +7,11 @@
 use crate::roles::{
     BroadcastFixture, QueueFixture, QueueProducerRole, RegisterFixture, Subscriber,
 };
-use crate::roles::{RegisterReaderRole, RegisterWriterRole};
+use crate::roles::{BroadcastProducerRole, RegisterReaderRole, RegisterWriterRole};
 use crate::sync::{fence, Ordering};
 use tensorlane_core::{
-    entry, AtomicU64, PushError, ReadError, ReadInfo, Region, SubscribeOptions, LENGTH_WORD,
-    PAYLOAD_WORD, STAMP_WORD,
+    entry, AtomicU64, PublishError, PushError, ReadError, ReadInfo, Region, SubscribeOptions,
+    LENGTH_WORD, PAYLOAD_WORD, STAMP_WORD,
 };
 
 fn store_words(words: &[AtomicU64], value: &[u8]) {
@@ -159,6 +159,86 @@ pub fn epochless_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscr
     let start = subscriber.index() * tensorlane_core::ENTRY_WORDS;
     fixture.region.body()[start + entry::MODE].store(entry::MODE_LOSSLESS, Ordering::Release);
     subscriber
+}
+
+/// A broadcast producer without the SeqCst fence between its store of `tail` and
+/// its load of `epoch` (otherwise the real protocol): a lossless joiner whose own
+/// fence is intact can then miss the producer's progress while the producer misses
+/// the join, and a slot the joiner has not read is overwritten.
+pub struct UnfencedProducer {
+    fixture: BroadcastFixture,
+    tail: u64,
+    epoch_seen: Option<u64>,
+    min_head: Option<u64>,
+}
+
+/// Makes an [`UnfencedProducer`].
+pub fn unfenced_producer(fixture: &BroadcastFixture) -> UnfencedProducer {
+    UnfencedProducer {
+        fixture: fixture.clone(),
+        tail: 0,
+        epoch_seen: None,
+        min_head: None,
+    }
+}
+
+impl UnfencedProducer {
+    /// The real scan: lowest head of the ACTIVE lossless entries; `Full` at lag C.
+    fn scan(&mut self, position: u64) -> Result<(), PublishError> {
+        let geometry = self.fixture.geometry;
+        let body = self.fixture.region.body();
+        let capacity = geometry.capacity() as u64;
+        let mut slowest: Option<(u64, usize, u64)> = None;
+        for index in 0..geometry.max_subscribers() {
+            let e = &body[index * tensorlane_core::ENTRY_WORDS..];
+            let state = e[entry::STATE].load(Ordering::Acquire);
+            if state & entry::STATE_MASK != entry::ACTIVE
+                || e[entry::MODE].load(Ordering::Relaxed) != entry::MODE_LOSSLESS
+            {
+                continue;
+            }
+            let head = e[entry::HEAD].load(Ordering::Acquire);
+            let lag = position.wrapping_sub(head);
+            if slowest.is_none_or(|(worst, _, _)| lag > worst) {
+                slowest = Some((lag, index, head));
+            }
+        }
+        self.min_head = slowest.map(|(_, _, head)| head);
+        match slowest {
+            Some((lag, subscriber, _)) if lag >= capacity => Err(PublishError::Full { subscriber }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl BroadcastProducerRole for UnfencedProducer {
+    fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
+        let geometry = self.fixture.geometry;
+        let position = self.tail;
+        // BUG: no `fence(SeqCst)` here.
+        let epoch = self.fixture.region.header().epoch.load(Ordering::Acquire);
+        let near_full = self
+            .min_head
+            .is_some_and(|m| position.wrapping_sub(m) >= geometry.capacity() as u64);
+        if self.epoch_seen != Some(epoch) || near_full {
+            self.epoch_seen = None;
+            self.scan(position)?;
+            self.epoch_seen = Some(epoch);
+        }
+        let stride = geometry.slot_stride();
+        let start =
+            geometry.slots_offset() + (position % geometry.capacity() as u64) as usize * stride;
+        let slot = &self.fixture.region.body()[start..start + stride];
+        slot[STAMP_WORD].store(2 * position + 1, Ordering::Release);
+        fence(Ordering::Release);
+        slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
+        store_words(&slot[PAYLOAD_WORD..], item);
+        slot[STAMP_WORD].store(2 * position + 2, Ordering::Release);
+        self.tail = position + 1;
+        let header = self.fixture.region.header();
+        header.tail.store(self.tail, Ordering::Release);
+        Ok(position)
+    }
 }
 
 /// A register reader that copies the payload with plain (non-atomic) loads: a data

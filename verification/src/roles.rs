@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 use tensorlane_core::{
-    Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastSubscriber, HeapRegion, PushError,
-    ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
-    Spsc, SpscGeometry, SpscHeader, SpscProducer, SubscribeOptions,
+    Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,
+    HeapRegion, PublishError, PushError, ReadError, ReadInfo, Seqlock, SeqlockGeometry,
+    SeqlockHeader, SeqlockReader, SeqlockWriter, Spsc, SpscGeometry, SpscHeader, SpscProducer,
+    SubscribeOptions,
 };
 
 /// A register on the heap, shared by the threads of a scenario.
@@ -115,6 +116,23 @@ pub trait RegisterReaderRole: Send + 'static {
 pub trait QueueProducerRole: Send + 'static {
     /// Pushes `item`, or says why not.
     fn push(&mut self, item: &[u8]) -> Result<(), PushError>;
+}
+
+/// Publishes items into a broadcast ring.
+pub trait BroadcastProducerRole: Send + 'static {
+    /// Publishes `item`, or says why not.
+    fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError>;
+}
+
+impl BroadcastProducerRole for BroadcastProducer<Arc<HeapRegion<BroadcastHeader>>> {
+    fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
+        BroadcastProducer::publish(self, item)
+    }
+}
+
+/// The real broadcast producer.
+pub fn real_broadcast_producer(fixture: &BroadcastFixture) -> impl BroadcastProducerRole {
+    fixture.ring().producer(1).expect("producer role is free")
 }
 
 impl RegisterWriterRole for SeqlockWriter<Arc<HeapRegion<SeqlockHeader>>> {

@@ -64,7 +64,7 @@ fn broadcast_lossless_and_lossy_subscribers() {
 
 #[test]
 fn broadcast_join_races_a_publishing_producer() {
-    check(|| broadcast_join_races_publish(3, real_lossless_join));
+    check(|| broadcast_join_races_publish(3, real_lossless_join, real_broadcast_producer));
 }
 
 #[test]
@@ -108,5 +108,17 @@ fn canary_tail_published_before_slot_write_is_caught() {
 #[test]
 #[should_panic(expected = "lost item")]
 fn canary_join_without_epoch_is_caught() {
-    check(|| broadcast_join_races_publish(3, canaries::epochless_lossless_join));
+    check(|| {
+        broadcast_join_races_publish(
+            3,
+            canaries::epochless_lossless_join,
+            real_broadcast_producer,
+        )
+    });
+}
+
+#[test]
+#[should_panic(expected = "lost item")]
+fn canary_producer_without_seqcst_fence_is_caught() {
+    check(|| broadcast_join_races_publish(3, real_lossless_join, canaries::unfenced_producer));
 }

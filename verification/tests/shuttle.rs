@@ -41,7 +41,7 @@ fn broadcast_lossless_and_lossy_subscribers() {
 
 #[test]
 fn broadcast_join_races_publish_at_scale() {
-    check(|| broadcast_join_races_publish(20, real_lossless_join));
+    check(|| broadcast_join_races_publish(20, real_lossless_join, real_broadcast_producer));
 }
 
 #[test]
@@ -66,5 +66,11 @@ fn broadcast_eight_subscribers_churn() {
 #[test]
 #[should_panic(expected = "lost item")]
 fn canary_join_without_epoch_is_caught() {
-    check(|| broadcast_join_races_publish(20, canaries::epochless_lossless_join));
+    check(|| {
+        broadcast_join_races_publish(
+            20,
+            canaries::epochless_lossless_join,
+            real_broadcast_producer,
+        )
+    });
 }

@@ -36,7 +36,7 @@ fn queue() {
 fn broadcast() {
     for _ in 0..REPEAT {
         broadcast_lossless_and_lossy(ITEMS, None);
-        broadcast_join_races_publish(ITEMS, real_lossless_join);
+        broadcast_join_races_publish(ITEMS, real_lossless_join, real_broadcast_producer);
         broadcast_join_leave_churn(ITEMS);
         broadcast_eviction_races_read(ITEMS);
     }
