@@ -18,5 +18,6 @@
 //! loom and shuttle, an expected-failure run for Miri in `.ci/miri-canary`).
 
 pub mod canaries;
+pub mod hostile;
 pub mod roles;
 pub mod sync;
