@@ -25,6 +25,7 @@
 //! outside the checker's runtime.
 
 pub mod broadcast;
+pub mod cursor;
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
 pub mod harness;
 pub mod history;
@@ -33,6 +34,7 @@ pub mod register;
 pub mod spsc;
 
 pub use broadcast::{BroadcastModel, SubscriberModel};
+pub use cursor::ByteCursor;
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
 pub use harness::{
     run_broadcast_bytes, run_broadcast_ops, run_register_bytes, run_register_ops, run_spsc_bytes,

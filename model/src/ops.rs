@@ -207,27 +207,10 @@ pub enum BroadcastOp {
     NewProducer,
 }
 
-/// Bytes read front to back; past the end every byte reads as 0.
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
+use crate::cursor::ByteCursor as Cursor;
 
-impl<'a> Cursor<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Cursor { data, pos: 0 }
-    }
-
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    fn byte(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos = self.pos.saturating_add(1);
-        b
-    }
-
+/// The op alphabets' argument readers.
+impl Cursor<'_> {
     fn len(&mut self) -> u8 {
         self.byte() % LEN_LIMIT
     }

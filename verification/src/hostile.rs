@@ -145,56 +145,7 @@ impl std::error::Error for Violation {}
 // ---------------------------------------------------------------------------------
 // Input decoding
 
-/// Bytes read front to back; past the end every byte reads as 0.
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Cursor { data, pos: 0 }
-    }
-
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    fn byte(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos = self.pos.saturating_add(1);
-        b
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::from(self.byte()) % n.max(1)
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte(), self.byte()])
-    }
-
-    fn u64(&mut self) -> u64 {
-        let mut bytes = [0u8; 8];
-        for b in &mut bytes {
-            *b = self.byte();
-        }
-        u64::from_le_bytes(bytes)
-    }
-
-    /// `n` bytes (fewer at the end of the input).
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let start = self.pos.min(self.data.len());
-        let end = self.pos.saturating_add(n).min(self.data.len());
-        self.pos = self.pos.saturating_add(n);
-        &self.data[start..end]
-    }
-
-    /// What is left.
-    fn rest(&mut self) -> &'a [u8] {
-        self.take(usize::MAX)
-    }
-}
+use tensorlane_model::ByteCursor as Cursor;
 
 /// Values that make good corruptions.
 const SPECIAL: [u64; 12] = [
