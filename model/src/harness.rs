@@ -28,11 +28,10 @@ use crate::ops::{
 use crate::register::{RegisterModel, RegisterReaderModel};
 use crate::spsc::SpscModel;
 use core::fmt;
-use std::sync::atomic::Ordering;
 use tensorlane_core::{
-    AtomicU64, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastSubscriber, HeapRegion,
-    Mode, PopError, Popped, PushError, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader,
-    Spsc, SpscGeometry, SpscHeader, SubscribeOptions,
+    Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastSubscriber, HeapRegion, Mode, PopError,
+    Popped, PushError, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, Spsc, SpscGeometry,
+    SpscHeader, SubscribeOptions,
 };
 
 /// The first difference between the core and the model.
@@ -126,26 +125,6 @@ pub fn payload(item: u64, len: usize) -> Vec<u8> {
 /// the length).
 fn prefix(buf: &[u8], len: usize) -> Vec<u8> {
     buf.get(..len).unwrap_or(buf).to_vec()
-}
-
-/// The first `len` bytes of little-endian payload words.
-fn words_to_bytes(words: &[AtomicU64], len: usize) -> Vec<u8> {
-    let mut bytes: Vec<u8> = words
-        .iter()
-        .take(len.div_ceil(8))
-        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
-        .collect();
-    bytes.truncate(len);
-    bytes
-}
-
-/// Stores `bytes` into little-endian payload words (the last word zero-padded).
-fn bytes_to_words(words: &[AtomicU64], bytes: &[u8]) {
-    for (word, chunk) in words.iter().zip(bytes.chunks(8)) {
-        let mut le = [0u8; 8];
-        le[..chunk.len()].copy_from_slice(chunk);
-        word.store(u64::from_le_bytes(le), Ordering::Relaxed);
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -371,7 +350,9 @@ pub fn run_spsc_ops_against<S: SpscSpec>(
                             LoanAccess::Bytes => {
                                 loan.bytes_mut().copy_from_slice(&value[..slot_bytes])
                             }
-                            LoanAccess::Words => bytes_to_words(loan.words(), &value[..slot_bytes]),
+                            LoanAccess::Words => {
+                                crate::words::store_le(loan.words(), &value[..slot_bytes])
+                            }
                         }
                         // An uncommitted loan is dropped at the end of this arm: it
                         // pushes nothing, and the model is not told about it.
@@ -399,9 +380,10 @@ pub fn run_spsc_ops_against<S: SpscSpec>(
                         )?;
                         let (got, want) = match access {
                             PeekAccess::Bytes => (Ok(peek.bytes().to_vec()), Ok(want_value)),
-                            PeekAccess::Words => {
-                                (Ok(words_to_bytes(peek.words(), peek.len())), Ok(want_value))
-                            }
+                            PeekAccess::Words => (
+                                Ok(crate::words::load_le(peek.words(), peek.len())),
+                                Ok(want_value),
+                            ),
                             PeekAccess::CopyTo(buf) => {
                                 let n = buf.resolve(slot_bytes);
                                 let mut bytes = vec![0xa5; n];
@@ -649,14 +631,6 @@ mod tests {
         assert_eq!(payload(7, 20).len(), 20);
         assert_ne!(payload(1, 16), payload(2, 16));
         assert!(payload(0, 0).is_empty());
-    }
-
-    #[test]
-    fn word_helpers_round_trip() {
-        let words: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(0)).collect();
-        let bytes = payload(9, 19);
-        bytes_to_words(&words, &bytes);
-        assert_eq!(words_to_bytes(&words, 19), bytes);
     }
 
     #[test]

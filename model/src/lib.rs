@@ -32,6 +32,7 @@ pub mod history;
 pub mod ops;
 pub mod register;
 pub mod spsc;
+pub mod words;
 
 pub use broadcast::{BroadcastModel, SubscriberModel};
 pub use cursor::ByteCursor;

@@ -6,6 +6,7 @@ use crate::header::{Geometry, HeaderInfo, Kind, FRAME_BYTES};
 use crate::name::LaneName;
 use crate::segment::{self, CreateOptions, Segment};
 use std::sync::Arc;
+use std::time::Duration;
 use tensorlane_core::{ControlBlock, Parts, Region};
 
 /// The core structure of a mapped segment, usable as a core [`Region`]. Clones share
@@ -175,4 +176,18 @@ pub(crate) fn lock_role(
             role: role_name,
         })
     }
+}
+
+/// Runs `attempt` until it gives a result, sleeping on `futex` up to `timeout`.
+pub(crate) fn wait<T>(
+    futex: &crate::header::Futex,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut() -> Option<Result<T, LaneError>>,
+) -> Result<T, LaneError> {
+    if timeout == Some(Duration::ZERO) {
+        return attempt().unwrap_or(Err(LaneError::Timeout));
+    }
+    futex
+        .wait_until(timeout, attempt)
+        .unwrap_or(Err(LaneError::Timeout))
 }

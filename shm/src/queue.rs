@@ -18,7 +18,7 @@
 use crate::dtype::TensorSpec;
 use crate::error::LaneError;
 use crate::header::{Geometry, Kind, FRAME_BYTES};
-use crate::lane::{self, Frame, ShmRegion};
+use crate::lane::{self, wait, Frame, ShmRegion};
 use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,7 +104,7 @@ impl QueueProducer {
         lane::check_size(self.spec(), tensor.len())?;
         let frame_id = self.next_frame;
         let prefix = lane::frame_prefix(frame_id, lane::now_ns());
-        let segment = self.segment.clone();
+        let segment = &self.segment;
         let producer = &mut self.producer;
         let position = wait(&segment.header().space, timeout, || {
             match producer.push_parts(&[&prefix, tensor]) {
@@ -130,7 +130,7 @@ impl QueueProducer {
         fill: impl FnOnce(&mut [u8]) -> T,
     ) -> Result<(u64, T), LaneError> {
         let tensor_bytes = self.spec().byte_len();
-        let segment = self.segment.clone();
+        let segment = &self.segment;
         let producer = &mut self.producer;
         wait(&segment.header().space, timeout, || match producer.free() {
             Ok(0) => None,
@@ -153,20 +153,6 @@ impl QueueProducer {
         segment.header().data.notify();
         Ok((position, out))
     }
-}
-
-/// Runs `attempt` until it gives a result, sleeping on `futex` up to `timeout`.
-pub(crate) fn wait<T>(
-    futex: &crate::header::Futex,
-    timeout: Option<Duration>,
-    mut attempt: impl FnMut() -> Option<Result<T, LaneError>>,
-) -> Result<T, LaneError> {
-    if timeout == Some(Duration::ZERO) {
-        return attempt().unwrap_or(Err(LaneError::Timeout));
-    }
-    futex
-        .wait_until(timeout, attempt)
-        .unwrap_or(Err(LaneError::Timeout))
 }
 
 /// The consumer of a queue.
@@ -213,7 +199,7 @@ impl QueueConsumer {
     pub fn pop(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
         lane::check_size(self.spec(), out.len())?;
         let mut prefix = [0u8; FRAME_BYTES];
-        let segment = self.segment.clone();
+        let segment = &self.segment;
         let consumer = &mut self.consumer;
         let expected = FRAME_BYTES + out.len();
         let popped = wait(&segment.header().data, timeout, || {
@@ -252,7 +238,7 @@ impl QueueConsumer {
         read: impl FnOnce(&Frame, &[u8]) -> T,
     ) -> Result<T, LaneError> {
         let tensor_bytes = self.spec().byte_len();
-        let segment = self.segment.clone();
+        let segment = &self.segment;
         let consumer = &mut self.consumer;
         wait(&segment.header().data, timeout, || {
             match consumer.available() {

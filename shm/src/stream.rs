@@ -30,13 +30,12 @@ type Region = ShmRegion<SeqlockHeader>;
 const STALL_RETRIES: u32 = 10_000;
 
 fn register(segment: &Arc<Segment>) -> Seqlock<Region> {
-    let tensorlane_core_geometry = match segment.info().geometry {
-        crate::header::Geometry::Stream(g) => g,
-        _ => unreachable!("kind checked when the segment was opened"),
+    let crate::header::Geometry::Stream(geometry) = segment.info().geometry else {
+        unreachable!("kind checked when the segment was opened")
     };
     // SAFETY: the segment's kind is Stream, whose core header is SeqlockHeader.
     let region = unsafe { ShmRegion::new(segment.clone()) };
-    Seqlock::new(region, tensorlane_core_geometry).expect("segment size validated")
+    Seqlock::new(region, geometry).expect("segment size validated")
 }
 
 /// The writer of a stream. Dropping it leaves the last value readable.

@@ -25,8 +25,7 @@
 use crate::dtype::TensorSpec;
 use crate::error::LaneError;
 use crate::header::{Geometry, Kind, FRAME_BYTES};
-use crate::lane::{self, Frame, ShmRegion};
-use crate::queue::wait;
+use crate::lane::{self, wait, Frame, ShmRegion};
 use crate::segment::{owner_token, CreateOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
 use bytemuck::Pod;
 use std::mem::ManuallyDrop;
@@ -130,7 +129,7 @@ impl TopicPublisher {
         lane::check_size(self.spec(), tensor.len())?;
         let frame_id = self.next_frame;
         let prefix = lane::frame_prefix(frame_id, lane::now_ns());
-        let segment = self.segment.clone();
+        let segment = &self.segment;
         let (producer, ring, evicted) = (&mut self.producer, &self.ring, &mut self.evicted);
         let position = wait(&segment.header().space, timeout, || loop {
             match producer.publish_parts(&[&prefix, tensor]) {
@@ -264,7 +263,7 @@ impl TopicSubscriber {
     pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
         lane::check_size(self.spec(), out.len())?;
         let mut prefix = [0u8; FRAME_BYTES];
-        let segment = self.segment.clone();
+        let segment = &self.segment;
         let subscriber = &mut *self.subscriber;
         let expected = FRAME_BYTES + out.len();
         let received = wait(&segment.header().data, timeout, || {

@@ -13,22 +13,7 @@ use tensorlane_core::{
     entry, AtomicU64, PublishError, PushError, ReadError, ReadInfo, Region, SubscribeOptions,
     LENGTH_WORD, PAYLOAD_WORD, STAMP_WORD,
 };
-
-fn store_words(words: &[AtomicU64], value: &[u8]) {
-    for (word, chunk) in words.iter().zip(value.chunks(8)) {
-        let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
-        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-    }
-}
-
-fn load_words(words: &[AtomicU64], buf: &mut [u8]) {
-    for (word, chunk) in words.iter().zip(buf.chunks_mut(8)) {
-        let bytes = word.load(Ordering::Relaxed).to_le_bytes();
-        let n = chunk.len();
-        chunk.copy_from_slice(&bytes[..n]);
-    }
-}
+use tensorlane_model::words::{load_le_into, store_le};
 
 /// The published sequence and the words of its slot, read the way a reader starts.
 fn published_slot(fixture: &RegisterFixture) -> Option<(u64, &[AtomicU64])> {
@@ -69,7 +54,7 @@ impl RegisterWriterRole for RelaxedPublishWriter {
         slot[STAMP_WORD].store(2 * self.seq + 1, Ordering::Relaxed);
         fence(Ordering::Release);
         slot[LENGTH_WORD].store(value.len() as u64, Ordering::Relaxed);
-        store_words(&slot[PAYLOAD_WORD..], value);
+        store_le(&slot[PAYLOAD_WORD..], value);
         slot[STAMP_WORD].store(2 * self.seq, Ordering::Relaxed); // BUG: must be Release
         self.fixture
             .region
@@ -103,7 +88,7 @@ impl RegisterReaderRole for UnfencedReader {
             return Err(ReadError::Stalled { attempts: 1 });
         }
         let len = (slot[LENGTH_WORD].load(Ordering::Relaxed) as usize).min(buf.len());
-        load_words(&slot[PAYLOAD_WORD..], &mut buf[..len]);
+        load_le_into(&slot[PAYLOAD_WORD..], &mut buf[..len]);
         // BUG: no `fence(Acquire)` here.
         if slot[STAMP_WORD].load(Ordering::Relaxed) != before {
             return Err(ReadError::Stalled { attempts: 1 });
@@ -143,7 +128,7 @@ impl QueueProducerRole for EarlyTailProducer {
         self.tail += 1;
         header.tail.store(self.tail, Ordering::Release); // BUG: published before the write
         slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
-        store_words(&slot[PAYLOAD_WORD..], item);
+        store_le(&slot[PAYLOAD_WORD..], item);
         Ok(())
     }
 }
@@ -232,7 +217,7 @@ impl BroadcastProducerRole for UnfencedProducer {
         slot[STAMP_WORD].store(2 * position + 1, Ordering::Release);
         fence(Ordering::Release);
         slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
-        store_words(&slot[PAYLOAD_WORD..], item);
+        store_le(&slot[PAYLOAD_WORD..], item);
         slot[STAMP_WORD].store(2 * position + 2, Ordering::Release);
         self.tail = position + 1;
         let header = self.fixture.region.header();

@@ -145,6 +145,7 @@ impl std::error::Error for Violation {}
 // ---------------------------------------------------------------------------------
 // Input decoding
 
+use tensorlane_model::words::{load_le, store_le};
 use tensorlane_model::ByteCursor as Cursor;
 
 /// Values that make good corruptions.
@@ -707,7 +708,7 @@ where
                             format!("loan of {} bytes", loan.slot_bytes())
                         })?;
                         if words_access {
-                            store_words(loan.words(), &value);
+                            store_le(loan.words(), &value);
                         } else {
                             loan.bytes_mut().copy_from_slice(&value);
                         }
@@ -757,7 +758,7 @@ where
                         )?;
                         let got = match access {
                             0 => Some(peek.bytes().to_vec()),
-                            1 => Some(load_words(peek.words(), len)),
+                            1 => Some(load_le(peek.words(), len)),
                             _ => {
                                 let result = peek.copy_to(&mut buf);
                                 run.ensure(
@@ -930,24 +931,6 @@ fn popped_error(
         }
         PopError::Corrupt(_) => run.ensure_clean(false, || format!("{e:?} on a clean ring")),
     }
-}
-
-fn store_words(words: &[AtomicU64], bytes: &[u8]) {
-    for (word, chunk) in words.iter().zip(bytes.chunks(8)) {
-        let mut le = [0u8; 8];
-        le[..chunk.len()].copy_from_slice(chunk);
-        word.store(u64::from_le_bytes(le), Ordering::Relaxed);
-    }
-}
-
-fn load_words(words: &[AtomicU64], len: usize) -> Vec<u8> {
-    let mut bytes: Vec<u8> = words
-        .iter()
-        .take(len.div_ceil(8))
-        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
-        .collect();
-    bytes.truncate(len);
-    bytes
 }
 
 // ---------------------------------------------------------------------------------

@@ -160,14 +160,7 @@ impl QueueProducerRole for RealQueueProducer {
             self.producer.push(item)?;
         } else {
             let loan = self.producer.loan()?;
-            for (word, chunk) in loan.words().iter().zip(item.chunks(8)) {
-                let mut bytes = [0u8; 8];
-                bytes[..chunk.len()].copy_from_slice(chunk);
-                word.store(
-                    u64::from_le_bytes(bytes),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
+            tensorlane_model::words::store_le(loan.words(), item);
             loan.commit(item.len())?;
         }
         self.use_loan = !self.use_loan;
