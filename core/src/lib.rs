@@ -73,7 +73,7 @@ pub use seqlock::{
     ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
     WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
 };
-pub use slot::{LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
+pub use slot::{load_bytes, store_bytes, LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
 pub use spsc::{
     PopError, Popped, PushError, Spsc, SpscConsumer, SpscGeometry, SpscHeader, SpscLoan, SpscPeek,
     SpscProducer, MAX_RING_CAPACITY,

@@ -72,10 +72,12 @@ impl<'a> Slot<'a> {
     }
 }
 
-/// Stores `src` into the first `ceil(src.len() / 8)` words, relaxed; the unused bytes
-/// of the last word are zero. The caller guarantees `src.len() <= words.len() * 8`.
+/// Stores `src` into the first `ceil(src.len() / 8)` words (little-endian), relaxed;
+/// the unused bytes of the last word are zero. Bytes beyond `words.len() * 8` are not
+/// stored. This is how payload is written to memory other threads or processes may
+/// read concurrently (DESIGN §3): never a plain or volatile store.
 #[inline]
-pub(crate) fn store_bytes(words: &[AtomicU64], src: &[u8]) {
+pub fn store_bytes(words: &[AtomicU64], src: &[u8]) {
     let mut chunks = src.chunks_exact(8);
     let mut words_iter = words.iter();
     for (chunk, word) in (&mut chunks).zip(&mut words_iter) {
@@ -93,10 +95,11 @@ pub(crate) fn store_bytes(words: &[AtomicU64], src: &[u8]) {
     }
 }
 
-/// Loads `dst.len()` bytes from the words, relaxed. The caller guarantees
-/// `dst.len() <= words.len() * 8`.
+/// Loads `dst.len()` bytes from the words (little-endian), relaxed; bytes of `dst`
+/// beyond `words.len() * 8` are left as they are. The reading counterpart of
+/// [`store_bytes`].
 #[inline]
-pub(crate) fn load_bytes(words: &[AtomicU64], dst: &mut [u8]) {
+pub fn load_bytes(words: &[AtomicU64], dst: &mut [u8]) {
     let mut chunks = dst.chunks_exact_mut(8);
     let mut words_iter = words.iter();
     for (chunk, word) in (&mut chunks).zip(&mut words_iter) {

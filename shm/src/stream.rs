@@ -111,6 +111,11 @@ impl StreamWriter {
         &self.segment.info().spec
     }
 
+    /// Sequence number the next write will have.
+    pub fn next_seq(&self) -> u64 {
+        self.writer.next_seq()
+    }
+
     /// Publishes `tensor` (exactly one tensor's bytes) with the next frame id; returns
     /// the write's sequence number. Wait-free; wakes blocked readers only if there
     /// are any.
@@ -171,6 +176,11 @@ impl StreamReader {
     /// The tensor each write carries.
     pub fn spec(&self) -> &TensorSpec {
         &self.segment.info().spec
+    }
+
+    /// The lane's validated header (creator, geometry, tensor).
+    pub fn info(&self) -> &crate::header::HeaderInfo {
+        self.segment.info()
     }
 
     /// Sequence of the last complete write (0 if none).

@@ -122,6 +122,11 @@ impl TopicPublisher {
         self.evicted
     }
 
+    /// Position the next published item will have (the number published so far).
+    pub fn next_position(&self) -> u64 {
+        self.producer.tail()
+    }
+
     /// Publishes `tensor`; waits up to `timeout` (`None`: forever; zero: not at all)
     /// while a live lossless subscriber holds the slot to overwrite. Dead subscribers
     /// in the way are evicted. Returns the item's position.
@@ -244,6 +249,11 @@ impl TopicSubscriber {
         self.subscriber.dropped()
     }
 
+    /// Whether this subscriber is lossless.
+    pub fn is_lossless(&self) -> bool {
+        self.subscriber.is_lossless()
+    }
+
     /// Position of the next item this subscriber expects.
     pub fn head(&self) -> u64 {
         self.subscriber.head()
@@ -252,6 +262,16 @@ impl TopicSubscriber {
     /// History positions asked for at join that were already overwritten.
     pub fn lost_at_join(&self) -> u64 {
         self.subscriber.lost_at_join()
+    }
+
+    /// The lane's validated header (creator, geometry, tensor).
+    pub fn info(&self) -> &crate::header::HeaderInfo {
+        self.segment.info()
+    }
+
+    /// Items published so far (the ring's tail), as this subscriber sees it now.
+    pub fn published(&self) -> u64 {
+        self.ring.tail()
     }
 
     /// Whether a live process holds the publisher role.

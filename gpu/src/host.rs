@@ -1,0 +1,443 @@
+//! The host backend: the GPU-lane protocol over host memory, for machines without a
+//! GPU and for testing the protocol itself.
+//!
+//! It mirrors the CUDA backend step for step:
+//!
+//! | CUDA | host |
+//! |---|---|
+//! | one device allocation per slot, exported once | one memfd per slot, mapped shared, passed by `SCM_RIGHTS` |
+//! | one interprocess event per slot | one completion word per slot (on its own 128-byte line) in an events memfd, passed the same way |
+//! | `cuMemcpyHtoDAsync` on the writer's stream | a copy run by the writer's stream thread (delayed mode) or inline |
+//! | `cuEventRecord` after the copy | the stream thread stores the write's sequence into the completion word (release) after the copy |
+//! | `cuStreamWaitEvent` + `cuEventQuery` | the reader waits until the completion word is at least the write's sequence (acquire), bounded |
+//!
+//! [`HostBackend::delayed`] gives the writer a stream thread that runs each copy after
+//! a delay, so that a write is still in flight when its record is published, as an
+//! asynchronous GPU copy is. A protocol that published before recording, or readers
+//! that did not wait for the event, read stale slots in that mode: the tests use it to
+//! show that the lane protocol does neither.
+//!
+//! Slot memory is shared with other processes, so every access to it is a relaxed
+//! atomic word access ([`tensorlane_core::store_bytes`] / [`load_bytes`]); readers find
+//! out whether the writer raced them from the lane's sequence, never from the bytes.
+//!
+//! [`load_bytes`]: tensorlane_core::load_bytes
+
+use crate::backend::{Backend, BackendKind, DeviceId, DevicePtr, Export, SlotReader, SlotWriter};
+use crate::error::GpuError;
+use memmap2::MmapRaw;
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bytes between two completion words in the events memfd (one cache line pair each).
+pub const EVENT_STRIDE: usize = 128;
+
+/// Largest slot the host backend maps (1 TiB): a bound on sizes read from other
+/// processes, checked before mapping.
+pub const MAX_HOST_SLOT_BYTES: usize = 1 << 40;
+
+/// The host backend. Cheap to create; holds only its options.
+#[derive(Debug, Clone, Default)]
+pub struct HostBackend {
+    delay: Option<Duration>,
+}
+
+impl HostBackend {
+    /// A backend whose copies complete before `copy_from_*` returns.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A backend whose writers run every copy and record on a stream thread, each
+    /// copy after `delay`: writes are still in flight when `write` returns, as
+    /// asynchronous GPU copies are.
+    pub fn delayed(delay: Duration) -> Self {
+        HostBackend { delay: Some(delay) }
+    }
+}
+
+/// A shared mapping of a memfd, viewed as atomic words.
+#[derive(Debug)]
+struct Mapping {
+    map: MmapRaw,
+    words: usize,
+}
+
+impl Mapping {
+    /// Maps `file` (at least `bytes` long, checked) shared, read-write.
+    fn map(file: &File, bytes: usize) -> Result<Self, GpuError> {
+        let len = file.metadata()?.len();
+        if len < bytes as u64 {
+            return Err(GpuError::Corrupt(format!(
+                "memfd of {len} bytes, expected at least {bytes}"
+            )));
+        }
+        let words = bytes.div_ceil(8);
+        let map = memmap2::MmapOptions::new()
+            .len(words.max(1) * 8)
+            .map_raw(file)?;
+        Ok(Mapping { map, words })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is page-aligned, at least `words * 8` bytes long (mapped
+        // with that length from a file checked to be that long), shared and writable,
+        // and lives as long as `self`. AtomicU64 has no invalid bit patterns, and all
+        // access to the memory, here and in other processes, is atomic.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.words) }
+    }
+
+    fn ptr(&self) -> DevicePtr {
+        DevicePtr {
+            addr: self.map.as_ptr() as u64,
+            len: self.words * 8,
+        }
+    }
+}
+
+/// Creates a memfd of `bytes` (rounded up to whole words).
+fn new_memfd(name: &str, bytes: usize) -> Result<File, GpuError> {
+    let fd: OwnedFd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(std::io::Error::from)?;
+    let file = File::from(fd);
+    file.set_len((bytes.div_ceil(8).max(1) * 8) as u64)?;
+    Ok(file)
+}
+
+/// The slots and events of one lane, mapped in one process.
+#[derive(Debug)]
+struct Slots {
+    memory: Vec<Mapping>,
+    events: Mapping,
+    bytes: usize,
+}
+
+impl Slots {
+    fn check(&self, slot: usize, len: usize) -> Result<(), GpuError> {
+        if slot >= self.memory.len() {
+            return Err(GpuError::Corrupt(format!(
+                "slot {slot} of a lane with {} slots",
+                self.memory.len()
+            )));
+        }
+        if len > self.bytes {
+            return Err(GpuError::WrongSize {
+                expected: self.bytes,
+                found: len,
+            });
+        }
+        Ok(())
+    }
+
+    fn completion(&self, slot: usize) -> &AtomicU64 {
+        &self.events.words()[slot * EVENT_STRIDE / 8]
+    }
+
+    fn store(&self, slot: usize, src: &[u8]) {
+        tensorlane_core::store_bytes(self.memory[slot].words(), src);
+    }
+
+    fn load(&self, slot: usize, dst: &mut [u8]) {
+        tensorlane_core::load_bytes(self.memory[slot].words(), dst);
+    }
+
+    /// The "event record": the completion word takes `seq`.
+    fn complete(&self, slot: usize, seq: u64) {
+        // Release: the slot's bytes stored before this are visible to a reader whose
+        // Acquire load in `HostReader::wait` reads `seq` (or a later value).
+        self.completion(slot).store(seq, Ordering::Release);
+    }
+}
+
+/// Work on a writer's stream thread, run in order.
+enum Job {
+    Copy { slot: usize, data: Vec<u8> },
+    Record { slot: usize, seq: u64 },
+    Flush(mpsc::Sender<()>),
+}
+
+/// The writer's stream: inline, or a thread that runs each copy after a delay.
+#[derive(Debug)]
+enum Stream {
+    Inline,
+    Thread {
+        jobs: Option<mpsc::Sender<Job>>,
+        worker: Option<JoinHandle<()>>,
+    },
+}
+
+/// The writer's side of a host lane.
+#[derive(Debug)]
+pub struct HostWriter {
+    slots: Arc<Slots>,
+    stream: Stream,
+}
+
+impl Backend for HostBackend {
+    type Writer = HostWriter;
+    type Reader = HostReader;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Host
+    }
+
+    fn device(&self) -> DeviceId {
+        DeviceId {
+            ordinal: 0,
+            uuid: [0; 16],
+        }
+    }
+
+    fn create(&self, slots: usize, bytes: usize) -> Result<(HostWriter, Export), GpuError> {
+        if bytes > MAX_HOST_SLOT_BYTES {
+            return Err(GpuError::Unsupported(format!(
+                "host slots of {bytes} bytes"
+            )));
+        }
+        let events_bytes = slots
+            .checked_mul(EVENT_STRIDE)
+            .ok_or_else(|| GpuError::Unsupported(format!("{slots} slots")))?;
+        let mut fds = Vec::with_capacity(slots + 1);
+        let mut memory = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            let file = new_memfd("tensorlane-slot", bytes)?;
+            memory.push(Mapping::map(&file, bytes)?);
+            fds.push(OwnedFd::from(file));
+        }
+        let file = new_memfd("tensorlane-events", events_bytes)?;
+        let events = Mapping::map(&file, events_bytes)?;
+        fds.push(OwnedFd::from(file));
+        let slots = Arc::new(Slots {
+            memory,
+            events,
+            bytes,
+        });
+        let stream = match self.delay {
+            None => Stream::Inline,
+            Some(delay) => {
+                let (jobs, queue) = mpsc::channel::<Job>();
+                let shared = slots.clone();
+                let worker = std::thread::Builder::new()
+                    .name("tensorlane-host-stream".into())
+                    .spawn(move || run_stream(&shared, &queue, delay))?;
+                Stream::Thread {
+                    jobs: Some(jobs),
+                    worker: Some(worker),
+                }
+            }
+        };
+        let export = Export {
+            blob: Vec::new(),
+            fds,
+        };
+        Ok((HostWriter { slots, stream }, export))
+    }
+
+    fn import(
+        &self,
+        kind: BackendKind,
+        _device: DeviceId,
+        slots: usize,
+        bytes: usize,
+        export: Export,
+    ) -> Result<HostReader, GpuError> {
+        if kind != BackendKind::Host {
+            return Err(GpuError::WrongBackend {
+                lane: kind.name(),
+                local: BackendKind::Host.name(),
+            });
+        }
+        if bytes > MAX_HOST_SLOT_BYTES {
+            return Err(GpuError::Corrupt(format!("host slots of {bytes} bytes")));
+        }
+        if !export.blob.is_empty() || export.fds.len() != slots.saturating_add(1) {
+            return Err(GpuError::Corrupt(format!(
+                "host lane of {slots} slots sent {} descriptors and {} blob bytes",
+                export.fds.len(),
+                export.blob.len()
+            )));
+        }
+        let events_bytes = slots
+            .checked_mul(EVENT_STRIDE)
+            .ok_or_else(|| GpuError::Corrupt(format!("{slots} slots")))?;
+        let mut files: Vec<File> = export.fds.into_iter().map(File::from).collect();
+        let events_file = files.pop().expect("slots + 1 descriptors");
+        let memory = files
+            .iter()
+            .map(|file| Mapping::map(file, bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = Mapping::map(&events_file, events_bytes)?;
+        Ok(HostReader {
+            slots: Slots {
+                memory,
+                events,
+                bytes,
+            },
+        })
+    }
+}
+
+fn run_stream(slots: &Slots, queue: &mpsc::Receiver<Job>, delay: Duration) {
+    for job in queue {
+        match job {
+            Job::Copy { slot, data } => {
+                std::thread::sleep(delay);
+                slots.store(slot, &data);
+            }
+            Job::Record { slot, seq } => slots.complete(slot, seq),
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl HostWriter {
+    fn submit(&mut self, job: Job) -> Result<(), GpuError> {
+        match &mut self.stream {
+            Stream::Inline => {
+                match job {
+                    Job::Copy { slot, data } => self.slots.store(slot, &data),
+                    Job::Record { slot, seq } => self.slots.complete(slot, seq),
+                    Job::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+                Ok(())
+            }
+            Stream::Thread { jobs, .. } => jobs
+                .as_ref()
+                .and_then(|jobs| jobs.send(job).ok())
+                .ok_or_else(|| GpuError::Unsupported("the host stream thread stopped".into())),
+        }
+    }
+}
+
+impl SlotWriter for HostWriter {
+    fn copy_from_host(&mut self, slot: usize, src: &[u8]) -> Result<(), GpuError> {
+        self.slots.check(slot, src.len())?;
+        if let Stream::Inline = self.stream {
+            self.slots.store(slot, src);
+            return Ok(());
+        }
+        // Staged, as a pageable-memory copy is: the caller may reuse `src`.
+        self.submit(Job::Copy {
+            slot,
+            data: src.to_vec(),
+        })
+    }
+
+    unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError> {
+        // SAFETY: for the host backend device memory is memory of this process; the
+        // caller guarantees `src` is valid for `src.len` bytes and not written until
+        // the copy is done (it is staged right here).
+        let bytes = unsafe { std::slice::from_raw_parts(src.addr as *const u8, src.len) };
+        self.copy_from_host(slot, bytes)
+    }
+
+    fn record(&mut self, slot: usize, seq: u64) -> Result<(), GpuError> {
+        self.slots.check(slot, 0)?;
+        self.submit(Job::Record { slot, seq })
+    }
+
+    fn synchronize(&mut self) -> Result<(), GpuError> {
+        let (done, wait) = mpsc::channel();
+        self.submit(Job::Flush(done))?;
+        wait.recv()
+            .map_err(|_| GpuError::Unsupported("the host stream thread stopped".into()))
+    }
+
+    fn copy_to_host(&mut self, slot: usize, dst: &mut [u8]) -> Result<(), GpuError> {
+        self.slots.check(slot, dst.len())?;
+        self.synchronize()?;
+        self.slots.load(slot, dst);
+        Ok(())
+    }
+
+    fn slot_ptr(&self, slot: usize) -> DevicePtr {
+        self.slots
+            .memory
+            .get(slot)
+            .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
+    }
+}
+
+impl Drop for HostWriter {
+    fn drop(&mut self) {
+        if let Stream::Thread { jobs, worker } = &mut self.stream {
+            // Closing the queue ends the thread once it has run what was enqueued.
+            drop(jobs.take());
+            if let Some(worker) = worker.take() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+/// A reader's side of a host lane.
+#[derive(Debug)]
+pub struct HostReader {
+    slots: Slots,
+}
+
+impl HostReader {
+    /// The words of `slot`, to read a zero-copy view with relaxed atomic loads (the
+    /// writer may be writing them: check the view with its `release`).
+    pub fn slot_words(&self, slot: usize) -> Option<&[AtomicU64]> {
+        self.slots.memory.get(slot).map(|m| m.words())
+    }
+}
+
+impl SlotReader for HostReader {
+    fn wait(&mut self, slot: usize, seq: u64, timeout: Duration) -> Result<(), GpuError> {
+        self.slots.check(slot, 0)?;
+        let word = self.slots.completion(slot);
+        let deadline = Instant::now() + timeout;
+        let mut spins = 0u32;
+        // Acquire pairs with the Release store in `Slots::complete`.
+        while word.load(Ordering::Acquire) < seq {
+            if Instant::now() >= deadline {
+                return Err(GpuError::Timeout);
+            }
+            spins += 1;
+            if spins < 100 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_to_host(&mut self, slot: usize, dst: &mut [u8]) -> Result<(), GpuError> {
+        self.slots.check(slot, dst.len())?;
+        self.slots.load(slot, dst);
+        Ok(())
+    }
+
+    unsafe fn copy_to_device(&mut self, slot: usize, dst: DevicePtr) -> Result<(), GpuError> {
+        self.slots.check(slot, dst.len)?;
+        // SAFETY: for the host backend device memory is memory of this process; the
+        // caller guarantees `dst` is valid for writes of `dst.len` bytes and unused by
+        // anything else until this returns.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.addr as *mut u8, dst.len) };
+        self.slots.load(slot, out);
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> Result<(), GpuError> {
+        Ok(())
+    }
+
+    fn slot_ptr(&self, slot: usize) -> DevicePtr {
+        self.slots
+            .memory
+            .get(slot)
+            .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
+    }
+}

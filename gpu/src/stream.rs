@@ -1,0 +1,362 @@
+//! GPU streams: the latest tensor, in device memory, from one writer process to any
+//! number of reader processes.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tensorlane_gpu::{GpuLaneOptions, GpuStreamReader, GpuStreamWriter, HostBackend};
+//! use tensorlane_shm::{DType, TensorSpec};
+//!
+//! // Writer process (the CUDA backend is used the same way).
+//! let spec = TensorSpec::new(DType::F32, &[256, 256]).unwrap();
+//! let backend = HostBackend::new();
+//! let mut writer =
+//!     GpuStreamWriter::create(&backend, "features", &spec, 3, GpuLaneOptions::default()).unwrap();
+//! writer.write(&vec![0u8; spec.byte_len()]).unwrap();
+//!
+//! // Reader process.
+//! let mut reader = GpuStreamReader::open(&backend, "features").unwrap();
+//! let mut out = vec![0u8; spec.byte_len()];
+//! let frame = reader.wait_new(&mut out, Duration::from_secs(1)).unwrap();
+//! println!("frame {}", frame.frame_id);
+//! ```
+//!
+//! Readers are lossy by nature (a stream holds the latest value): a read that raced the
+//! writer reusing its slot is retried on the latest write; a zero-copy
+//! [`StreamView`] tells at [`StreamView::release`] whether it stayed whole.
+
+use crate::backend::{Backend, DevicePtr, SlotReader, SlotWriter};
+use crate::error::GpuError;
+use crate::lane::{
+    mirror_name, record_spec, Exporter, GpuLaneOptions, Importer, DEFAULT_EVENT_TIMEOUT,
+};
+use crate::table::RECORD_WORDS;
+use std::time::{Duration, Instant};
+use tensorlane_shm::{Frame, Kind, StreamReader, StreamWriter, TensorSpec};
+
+/// Rounds of read, check and retry before a reader lapped by the writer gives up.
+const READ_ATTEMPTS: u32 = 1000;
+
+/// Record-lane register slots (records are small; more slots make stalls rarer).
+const RECORD_SLOTS: usize = 4;
+
+/// The writer of a GPU stream. It owns the device slots and serves them to readers
+/// until dropped; dropping it frees them (readers then get `WriterGone`).
+#[derive(Debug)]
+pub struct GpuStreamWriter<B: Backend> {
+    // Dropped first: no reader can fetch the slots while they are freed.
+    lane: StreamWriter,
+    mirror: Option<StreamWriter>,
+    exporter: Exporter<B>,
+    staging: Vec<u8>,
+}
+
+impl<B: Backend> GpuStreamWriter<B> {
+    /// Creates GPU stream `name` of tensors `spec` with `slots` device slots (2 to 250;
+    /// 3 lets a reader copy one write while the next is written).
+    pub fn create(
+        backend: &B,
+        name: &str,
+        spec: &TensorSpec,
+        slots: usize,
+        options: GpuLaneOptions,
+    ) -> Result<Self, GpuError> {
+        let exporter = Exporter::create(backend, name, Kind::Stream, spec, slots, options)?;
+        let mirror = if options.mirror {
+            Some(StreamWriter::create(&mirror_name(name), spec, 2)?)
+        } else {
+            None
+        };
+        let lane = match StreamWriter::create(name, &record_spec(), RECORD_SLOTS) {
+            Ok(lane) => lane,
+            Err(e) => {
+                if mirror.is_some() {
+                    let _ = tensorlane_shm::segment::unlink(
+                        &tensorlane_shm::LaneName::new(&mirror_name(name)).expect("checked"),
+                    );
+                }
+                return Err(e.into());
+            }
+        };
+        Ok(GpuStreamWriter {
+            lane,
+            mirror,
+            exporter,
+            staging: Vec::new(),
+        })
+    }
+
+    /// The tensor each write carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.exporter.table.spec
+    }
+
+    /// The backend's side of the slots (for example to get at its stream).
+    pub fn slots(&self) -> &B::Writer {
+        &self.exporter.slots
+    }
+
+    /// Publishes `tensor` (host memory, one tensor's bytes); returns the write's
+    /// sequence. The copy may still be running when this returns: readers wait for it
+    /// on its event.
+    pub fn write(&mut self, tensor: &[u8]) -> Result<u64, GpuError> {
+        self.exporter.check_size(tensor.len())?;
+        let seq = self.lane.next_seq();
+        let slot = (seq % self.exporter.table.slots as u64) as usize;
+        self.exporter.before_slot_write();
+        self.exporter.slots.copy_from_host(slot, tensor)?;
+        self.exporter.slots.record(slot, seq)?;
+        if let Some(mirror) = &mut self.mirror {
+            mirror.write(tensor)?;
+        }
+        self.publish(seq)
+    }
+
+    /// Publishes the tensor at `src` (device memory of the backend's device); returns
+    /// the write's sequence.
+    ///
+    /// # Safety
+    /// `src` must be valid device memory of this backend for `src.len` bytes, not
+    /// written until the write's event fires (for the CUDA backend: order such writes
+    /// after it, or synchronize).
+    pub unsafe fn write_from_device(&mut self, src: DevicePtr) -> Result<u64, GpuError> {
+        self.exporter.check_size(src.len)?;
+        let seq = self.lane.next_seq();
+        let slot = (seq % self.exporter.table.slots as u64) as usize;
+        self.exporter.before_slot_write();
+        // SAFETY: the caller's guarantee on `src`.
+        unsafe { self.exporter.slots.copy_from_device(slot, src)? };
+        self.exporter.slots.record(slot, seq)?;
+        if let Some(mirror) = &mut self.mirror {
+            self.staging.resize(src.len, 0);
+            self.exporter.slots.copy_to_host(slot, &mut self.staging)?;
+            mirror.write(&self.staging)?;
+        }
+        self.publish(seq)
+    }
+
+    fn publish(&mut self, seq: u64) -> Result<u64, GpuError> {
+        let published = self.lane.write(&self.exporter.record(seq))?;
+        if published != seq {
+            return Err(GpuError::Corrupt(format!(
+                "write {seq} was published as {published}"
+            )));
+        }
+        Ok(seq)
+    }
+}
+
+/// A reader of a GPU stream, in another process than the writer.
+#[derive(Debug)]
+pub struct GpuStreamReader<B: Backend> {
+    lane: StreamReader,
+    importer: Importer<B>,
+    record: [u8; RECORD_WORDS * 8],
+}
+
+impl<B: Backend> GpuStreamReader<B> {
+    /// Opens GPU stream `name`: maps the record lane, fetches the table and the slots
+    /// from the writer's process, and imports them with `backend`.
+    pub fn open(backend: &B, name: &str) -> Result<Self, GpuError> {
+        Self::open_with_timeout(backend, name, DEFAULT_EVENT_TIMEOUT)
+    }
+
+    /// [`open`](Self::open), waiting at most `timeout` for the writer's hand-off and,
+    /// later, for each write's completion event.
+    pub fn open_with_timeout(backend: &B, name: &str, timeout: Duration) -> Result<Self, GpuError> {
+        let lane = StreamReader::open_expect(name, &record_spec())?;
+        let importer = Importer::open(
+            backend,
+            name,
+            Kind::Stream,
+            lane.info().creator_pid,
+            timeout,
+        )?;
+        Ok(GpuStreamReader {
+            lane,
+            importer,
+            record: [0; RECORD_WORDS * 8],
+        })
+    }
+
+    /// The tensor each write carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.importer.table.spec
+    }
+
+    /// The backend's side of the slots (for example to read a host view's words).
+    pub fn slots(&self) -> &B::Reader {
+        &self.importer.slots
+    }
+
+    /// Whether the writer's process is alive.
+    pub fn writer_alive(&self) -> bool {
+        self.lane.writer_alive()
+    }
+
+    /// Sequence of the last write published (0 if none).
+    pub fn published(&self) -> u64 {
+        self.lane.published()
+    }
+
+    /// Copies the latest tensor into `out` (host memory); `Ok(None)` if nothing was
+    /// written yet.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<Option<Frame>, GpuError> {
+        self.read_into(out.len(), false, |slots, slot| {
+            slots.copy_to_host(slot, out)
+        })
+    }
+
+    /// Like [`read`](Self::read), but `Ok(None)` unless there is a write newer than
+    /// the last one returned.
+    pub fn read_new(&mut self, out: &mut [u8]) -> Result<Option<Frame>, GpuError> {
+        self.read_into(out.len(), true, |slots, slot| slots.copy_to_host(slot, out))
+    }
+
+    /// Copies the latest tensor into device memory `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid device memory of this backend for writes of `dst.len`
+    /// bytes, unused by anything else until this returns.
+    pub unsafe fn read_into_device(&mut self, dst: DevicePtr) -> Result<Option<Frame>, GpuError> {
+        self.read_into(dst.len, false, |slots, slot| {
+            // SAFETY: the caller's guarantee on `dst`.
+            unsafe { slots.copy_to_device(slot, dst) }
+        })
+    }
+
+    /// Waits up to `timeout` for a write newer than the last one returned and copies
+    /// it into `out`. `WriterGone` if the writer dies meanwhile.
+    pub fn wait_new(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, GpuError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(frame) = self.read_new(out)? {
+                return Ok(frame);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GpuError::Timeout);
+            }
+            // Sleep on the record lane's futex until a record arrives; the record is
+            // read again (with its device part) by `read_new`.
+            match self.lane.wait_new(&mut self.record, left) {
+                Ok(_) => {
+                    let frame = self.read(out)?;
+                    return frame.ok_or(GpuError::Timeout);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A zero-copy view of the latest write's slot, ready once this returns (the
+    /// reader's stream waits on the write's event). The writer does not wait for
+    /// views: check [`StreamView::release`] to learn whether it stayed whole.
+    pub fn view(&mut self) -> Result<Option<StreamView<'_, B>>, GpuError> {
+        let Some((frame, slot)) = self.next_record(false)? else {
+            return Ok(None);
+        };
+        let alive = || self.lane.writer_alive();
+        self.importer.wait(slot, frame.seq, alive)?;
+        Ok(Some(StreamView {
+            ptr: self.importer.slots.slot_ptr(slot),
+            slot,
+            frame,
+            reader: self,
+        }))
+    }
+
+    /// Reads the next record (`only_new`: newer than the last returned) and its slot.
+    fn next_record(&mut self, only_new: bool) -> Result<Option<(Frame, usize)>, GpuError> {
+        let frame = if only_new {
+            self.lane.read_new(&mut self.record)?
+        } else {
+            self.lane.read(&mut self.record)?
+        };
+        let Some(frame) = frame else {
+            return Ok(None);
+        };
+        let slot = self.importer.slot_of(&self.record, frame.seq)?;
+        Ok(Some((frame, slot)))
+    }
+
+    fn read_into(
+        &mut self,
+        len: usize,
+        only_new: bool,
+        mut copy: impl FnMut(&mut B::Reader, usize) -> Result<(), GpuError>,
+    ) -> Result<Option<Frame>, GpuError> {
+        if len != self.spec().byte_len() {
+            return Err(GpuError::WrongSize {
+                expected: self.spec().byte_len(),
+                found: len,
+            });
+        }
+        let mut only_new = only_new;
+        for _ in 0..READ_ATTEMPTS {
+            let Some((frame, slot)) = self.next_record(only_new)? else {
+                return Ok(None);
+            };
+            let lane = &self.lane;
+            self.importer
+                .wait(slot, frame.seq, || lane.writer_alive())?;
+            copy(&mut self.importer.slots, slot)?;
+            if self.importer.intact(frame.seq, || lane.published()) {
+                return Ok(Some(frame));
+            }
+            // Torn by the writer reusing the slot: newer writes exist, take the latest.
+            only_new = false;
+        }
+        Err(GpuError::Overwritten)
+    }
+}
+
+/// A zero-copy view of one write's device slot.
+#[derive(Debug)]
+pub struct StreamView<'a, B: Backend> {
+    reader: &'a mut GpuStreamReader<B>,
+    ptr: DevicePtr,
+    slot: usize,
+    frame: Frame,
+}
+
+impl<B: Backend> StreamView<'_, B> {
+    /// The slot's device memory (one tensor's bytes are valid).
+    pub fn ptr(&self) -> DevicePtr {
+        DevicePtr {
+            addr: self.ptr.addr,
+            len: self.reader.spec().byte_len(),
+        }
+    }
+
+    /// The device slot.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The write's frame.
+    pub fn frame(&self) -> Frame {
+        self.frame
+    }
+
+    /// The reader's backend side (for the host backend, `slot_words` reads the view).
+    pub fn slots(&self) -> &B::Reader {
+        &self.reader.importer.slots
+    }
+
+    /// Ends the view after the reader's work on it has completed: the frame if the
+    /// slot stayed whole all along, `Overwritten` if the writer began reusing it
+    /// (anything read from the view may then be torn).
+    pub fn release(self) -> Result<Frame, GpuError> {
+        self.reader.importer.slots.synchronize()?;
+        let lane = &self.reader.lane;
+        if self
+            .reader
+            .importer
+            .intact(self.frame.seq, || lane.published())
+        {
+            Ok(self.frame)
+        } else {
+            Err(GpuError::Overwritten)
+        }
+    }
+}

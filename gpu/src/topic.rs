@@ -1,0 +1,324 @@
+//! GPU topics: every tensor, in device memory, from one publisher process to lossless
+//! and lossy subscriber processes.
+//!
+//! The record lane is an ordinary shm topic of capacity `C`; the publisher has
+//! `D = C + 2` device slots, so that a lossless subscriber holds its slot for as long
+//! as it copies or views it (see [`crate::lane`] for the argument): a lossless
+//! subscriber's copies are always whole, and it holds the publisher back as in a shm
+//! topic. A lossy subscriber whose copy raced the publisher reusing the slot skips to
+//! a later item and counts it as dropped.
+
+use crate::backend::{Backend, DevicePtr, SlotReader, SlotWriter};
+use crate::error::GpuError;
+use crate::lane::{
+    mirror_name, record_spec, Exporter, GpuLaneOptions, Importer, DEFAULT_EVENT_TIMEOUT,
+};
+use crate::table::RECORD_WORDS;
+use std::time::Duration;
+use tensorlane_shm::{Frame, Kind, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber};
+
+/// The publisher of a GPU topic. It owns the device slots and serves them to
+/// subscribers until dropped.
+#[derive(Debug)]
+pub struct GpuTopicPublisher<B: Backend> {
+    lane: TopicPublisher,
+    mirror: Option<TopicPublisher>,
+    exporter: Exporter<B>,
+    staging: Vec<u8>,
+}
+
+impl<B: Backend> GpuTopicPublisher<B> {
+    /// Creates GPU topic `name` of tensors `spec`, holding `capacity` items (a power of
+    /// two, at most 128) for up to `max_subscribers` subscribers.
+    pub fn create(
+        backend: &B,
+        name: &str,
+        spec: &TensorSpec,
+        capacity: usize,
+        max_subscribers: usize,
+        options: GpuLaneOptions,
+    ) -> Result<Self, GpuError> {
+        let slots = capacity.saturating_add(2);
+        let exporter = Exporter::create(backend, name, Kind::Topic, spec, slots, options)?;
+        let mirror = if options.mirror {
+            Some(TopicPublisher::create(
+                &mirror_name(name),
+                spec,
+                capacity,
+                max_subscribers,
+            )?)
+        } else {
+            None
+        };
+        let lane = match TopicPublisher::create(name, &record_spec(), capacity, max_subscribers) {
+            Ok(lane) => lane,
+            Err(e) => {
+                if mirror.is_some() {
+                    let _ = tensorlane_shm::segment::unlink(
+                        &tensorlane_shm::LaneName::new(&mirror_name(name)).expect("checked"),
+                    );
+                }
+                return Err(e.into());
+            }
+        };
+        Ok(GpuTopicPublisher {
+            lane,
+            mirror,
+            exporter,
+            staging: Vec::new(),
+        })
+    }
+
+    /// The tensor each item carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.exporter.table.spec
+    }
+
+    /// The backend's side of the slots.
+    pub fn slots(&self) -> &B::Writer {
+        &self.exporter.slots
+    }
+
+    /// Dead subscribers evicted so far.
+    pub fn evicted(&self) -> u64 {
+        self.lane.evicted()
+    }
+
+    /// Publishes `tensor` (host memory), waiting up to `timeout` (`None`: forever)
+    /// while a live lossless subscriber is a full ring behind. Returns the position.
+    /// The mirror, if any, is published after the record, with the same timeout.
+    pub fn publish(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, GpuError> {
+        self.exporter.check_size(tensor.len())?;
+        let (write, slot) = self.next_slot();
+        self.exporter.before_slot_write();
+        self.exporter.slots.copy_from_host(slot, tensor)?;
+        self.exporter.slots.record(slot, write)?;
+        let position = self.publish_record(write, timeout)?;
+        if let Some(mirror) = &mut self.mirror {
+            mirror.publish(tensor, timeout)?;
+        }
+        Ok(position)
+    }
+
+    /// Publishes the tensor at `src` (device memory of the backend's device).
+    ///
+    /// # Safety
+    /// `src` must be valid device memory of this backend for `src.len` bytes, not
+    /// written until the item's event fires.
+    pub unsafe fn publish_from_device(
+        &mut self,
+        src: DevicePtr,
+        timeout: Option<Duration>,
+    ) -> Result<u64, GpuError> {
+        self.exporter.check_size(src.len)?;
+        let (write, slot) = self.next_slot();
+        self.exporter.before_slot_write();
+        // SAFETY: the caller's guarantee on `src`.
+        unsafe { self.exporter.slots.copy_from_device(slot, src)? };
+        self.exporter.slots.record(slot, write)?;
+        let position = self.publish_record(write, timeout)?;
+        if let Some(mirror) = &mut self.mirror {
+            self.staging.resize(src.len, 0);
+            self.exporter.slots.copy_to_host(slot, &mut self.staging)?;
+            mirror.publish(&self.staging, timeout)?;
+        }
+        Ok(position)
+    }
+
+    /// The next item's write number (position + 1) and device slot.
+    fn next_slot(&self) -> (u64, usize) {
+        let write = self.lane.next_position().wrapping_add(1);
+        (write, (write % self.exporter.table.slots as u64) as usize)
+    }
+
+    fn publish_record(&mut self, write: u64, timeout: Option<Duration>) -> Result<u64, GpuError> {
+        let position = self.lane.publish(&self.exporter.record(write), timeout)?;
+        if position.wrapping_add(1) != write {
+            return Err(GpuError::Corrupt(format!(
+                "item {write} was published at position {position}"
+            )));
+        }
+        Ok(position)
+    }
+}
+
+/// A subscriber of a GPU topic, in another process than the publisher.
+#[derive(Debug)]
+pub struct GpuTopicSubscriber<B: Backend> {
+    lane: TopicSubscriber,
+    importer: Importer<B>,
+    record: [u8; RECORD_WORDS * 8],
+    overwritten: u64,
+}
+
+impl<B: Backend> GpuTopicSubscriber<B> {
+    /// Joins GPU topic `name` and imports its slots with `backend`.
+    pub fn open(backend: &B, name: &str, options: SubscribeOptions) -> Result<Self, GpuError> {
+        let lane = TopicSubscriber::open_expect(name, &record_spec(), options)?;
+        let importer = Importer::open(
+            backend,
+            name,
+            Kind::Topic,
+            lane.info().creator_pid,
+            DEFAULT_EVENT_TIMEOUT,
+        )?;
+        Ok(GpuTopicSubscriber {
+            lane,
+            importer,
+            record: [0; RECORD_WORDS * 8],
+            overwritten: 0,
+        })
+    }
+
+    /// The tensor each item carries.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.importer.table.spec
+    }
+
+    /// The backend's side of the slots.
+    pub fn slots(&self) -> &B::Reader {
+        &self.importer.slots
+    }
+
+    /// Items dropped so far: the record lane's lossy skips plus items whose slot was
+    /// overwritten while this (lossy) subscriber copied it.
+    pub fn dropped(&self) -> u64 {
+        self.lane.dropped() + self.overwritten
+    }
+
+    /// Whether the publisher's process is alive.
+    pub fn publisher_alive(&self) -> bool {
+        self.lane.publisher_alive()
+    }
+
+    /// Receives the next item into `out` (host memory), waiting up to `timeout`
+    /// (`None`: forever) for it.
+    pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, GpuError> {
+        self.recv_into(out.len(), timeout, |slots, slot| {
+            slots.copy_to_host(slot, out)
+        })
+    }
+
+    /// Receives the next item into device memory `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid device memory of this backend for writes of `dst.len`
+    /// bytes, unused by anything else until this returns.
+    pub unsafe fn recv_into_device(
+        &mut self,
+        dst: DevicePtr,
+        timeout: Option<Duration>,
+    ) -> Result<Frame, GpuError> {
+        self.recv_into(dst.len, timeout, |slots, slot| {
+            // SAFETY: the caller's guarantee on `dst`.
+            unsafe { slots.copy_to_device(slot, dst) }
+        })
+    }
+
+    /// Receives the next item as a zero-copy view of its device slot, ready when this
+    /// returns. For a lossless subscriber the slot stays whole until the view is
+    /// released (the publisher cannot reach it); a lossy one learns at
+    /// [`TopicView::release`] whether it did.
+    pub fn recv_view(&mut self, timeout: Option<Duration>) -> Result<TopicView<'_, B>, GpuError> {
+        let (frame, slot, write) = self.next_record(timeout)?;
+        let lane = &self.lane;
+        self.importer.wait(slot, write, || lane.publisher_alive())?;
+        Ok(TopicView {
+            ptr: self.importer.slots.slot_ptr(slot),
+            slot,
+            write,
+            frame,
+            subscriber: self,
+        })
+    }
+
+    fn next_record(&mut self, timeout: Option<Duration>) -> Result<(Frame, usize, u64), GpuError> {
+        let frame = self.lane.recv(&mut self.record, timeout)?;
+        let write = frame.seq.wrapping_add(1);
+        let slot = self.importer.slot_of(&self.record, write)?;
+        Ok((frame, slot, write))
+    }
+
+    fn recv_into(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+        mut copy: impl FnMut(&mut B::Reader, usize) -> Result<(), GpuError>,
+    ) -> Result<Frame, GpuError> {
+        if len != self.spec().byte_len() {
+            return Err(GpuError::WrongSize {
+                expected: self.spec().byte_len(),
+                found: len,
+            });
+        }
+        loop {
+            let (frame, slot, write) = self.next_record(timeout)?;
+            let lane = &self.lane;
+            self.importer.wait(slot, write, || lane.publisher_alive())?;
+            copy(&mut self.importer.slots, slot)?;
+            if self.importer.intact(write, || lane.published()) {
+                return Ok(frame);
+            }
+            if self.lane.is_lossless() {
+                return Err(GpuError::Corrupt(format!(
+                    "item {} was overwritten under a lossless subscriber",
+                    frame.seq
+                )));
+            }
+            self.overwritten += 1;
+        }
+    }
+}
+
+/// A zero-copy view of one item's device slot.
+#[derive(Debug)]
+pub struct TopicView<'a, B: Backend> {
+    subscriber: &'a mut GpuTopicSubscriber<B>,
+    ptr: DevicePtr,
+    slot: usize,
+    write: u64,
+    frame: Frame,
+}
+
+impl<B: Backend> TopicView<'_, B> {
+    /// The slot's device memory (one tensor's bytes are valid).
+    pub fn ptr(&self) -> DevicePtr {
+        DevicePtr {
+            addr: self.ptr.addr,
+            len: self.subscriber.spec().byte_len(),
+        }
+    }
+
+    /// The device slot.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The item's frame.
+    pub fn frame(&self) -> Frame {
+        self.frame
+    }
+
+    /// The subscriber's backend side (for the host backend, `slot_words` reads the
+    /// view).
+    pub fn slots(&self) -> &B::Reader {
+        &self.subscriber.importer.slots
+    }
+
+    /// Ends the view after the subscriber's work on it has completed: the frame if the
+    /// slot stayed whole, `Overwritten` if not (lossy subscribers only).
+    pub fn release(self) -> Result<Frame, GpuError> {
+        self.subscriber.importer.slots.synchronize()?;
+        let lane = &self.subscriber.lane;
+        if self
+            .subscriber
+            .importer
+            .intact(self.write, || lane.published())
+        {
+            Ok(self.frame)
+        } else {
+            self.subscriber.overwritten += 1;
+            Err(GpuError::Overwritten)
+        }
+    }
+}
