@@ -280,13 +280,17 @@ impl Backend for CudaBackend {
                 ImportedMem::Vmm(VmmAlloc::import(&self.dev, fd.as_raw_fd(), size)?)
             } else {
                 let m = IpcMapping::open(&self.dev, entry.mem)?;
-                let (base, range) = driver::address_range(&self.dev, m.ptr())?;
-                if base != m.ptr() || range < bytes {
-                    return Err(GpuError::Corrupt(format!(
-                        "slot {i}: the opened allocation holds {range} bytes at offset {}, \
-                         the lane carries {bytes}",
-                        m.ptr().wrapping_sub(base)
-                    )));
+                // The handle names a whole base allocation and opens at its base: check
+                // that it holds the lane's bytes. Where the driver cannot describe the
+                // range of an opened mapping, the blob's size (validated) stands.
+                if let Ok((base, range)) = driver::address_range(&self.dev, m.ptr()) {
+                    if base != m.ptr() || range < bytes {
+                        return Err(GpuError::Corrupt(format!(
+                            "slot {i}: the opened allocation holds {range} bytes at offset {}, \
+                             the lane carries {bytes}",
+                            m.ptr().wrapping_sub(base)
+                        )));
+                    }
                 }
                 ImportedMem::Legacy(m)
             };

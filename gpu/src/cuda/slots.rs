@@ -180,8 +180,8 @@ impl SlotWriter for CudaWriter {
         unsafe { self.stream.copy_dtod(dst, src.addr, src.len) }
     }
 
-    fn record(&mut self, slot: usize, _seq: u64) -> Result<(), GpuError> {
-        // CUDA events carry no value: `seq` is the lane layer's, published after this.
+    fn record(&mut self, slot: usize) -> Result<(), GpuError> {
+        // CUDA events carry no value: the lane layer publishes the sequence after this.
         self.slot(slot)?.event.record(&self.stream)
     }
 
@@ -308,10 +308,10 @@ const POLL_SLEEP: Duration = Duration::from_micros(50);
 impl SlotReader for CudaReader {
     /// Polls the slot's event until its most recent record has completed, then makes
     /// the reader's stream wait on it (covering a record the writer made meanwhile, for
-    /// a later write). CUDA events carry no value, so `seq` is unused: an event says
-    /// only that the slot's most recent record completed, and the lane layer re-checks
-    /// the sequence after reading. An event never recorded counts as completed.
-    fn wait(&mut self, slot: usize, _seq: u64, timeout: Duration) -> Result<(), GpuError> {
+    /// a later write). CUDA events carry no value: an event says only that the slot's
+    /// most recent record completed, so the lane layer re-checks the sequence after
+    /// reading. An event never recorded counts as completed.
+    fn wait(&mut self, slot: usize, timeout: Duration) -> Result<(), GpuError> {
         let s = self.slot(slot)?;
         let start = Instant::now();
         let mut polls = 0u32;
