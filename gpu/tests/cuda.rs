@@ -951,6 +951,10 @@ fn reader_waits_for_a_copy_in_flight() {
     let be = CudaBackend::new(0).unwrap();
     let (slots, bytes) = (2, 1 << 20);
     let (mut w, export) = be.create(slots, bytes).unwrap();
+    // Allocate the slot's staging buffer now: nothing that might synchronize with the
+    // device may run while the stream is held below.
+    w.copy_from_host(0, &[0; 16]).unwrap();
+    w.synchronize().unwrap();
     GATE_OPEN.store(false, Ordering::Release);
     let _gate = GateGuard;
     // SAFETY: the stream is the writer's, alive; the context is current on this thread
