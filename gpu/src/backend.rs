@@ -153,9 +153,8 @@ pub trait SlotWriter {
     /// [`synchronize`](Self::synchronize) returns, and not written meanwhile.
     unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError>;
 
-    /// Records `slot`'s event after all work enqueued so far; `seq` is the write it
-    /// completes (the host backend's completion word takes this value).
-    fn record(&mut self, slot: usize, seq: u64) -> Result<(), GpuError>;
+    /// Records `slot`'s event after all work enqueued so far.
+    fn record(&mut self, slot: usize) -> Result<(), GpuError>;
 
     /// Blocks until all enqueued work has completed.
     fn synchronize(&mut self) -> Result<(), GpuError>;
@@ -170,10 +169,11 @@ pub trait SlotWriter {
 
 /// A reader's side of a lane's slots.
 pub trait SlotReader {
-    /// Makes this reader's later work on `slot` wait for the slot's event of write
-    /// `seq` (or a later write), giving up after `timeout` if the event never fires
-    /// (for example because the writer died with the copy in flight).
-    fn wait(&mut self, slot: usize, seq: u64, timeout: Duration) -> Result<(), GpuError>;
+    /// Makes this reader's later work on `slot` wait for the slot's event, as last
+    /// recorded before this call (CUDA's `cuStreamWaitEvent` semantics: events carry no
+    /// value), giving up after `timeout` if it never fires (for example because the
+    /// writer died with the copy in flight).
+    fn wait(&mut self, slot: usize, timeout: Duration) -> Result<(), GpuError>;
 
     /// Copies the first `dst.len()` bytes of `slot` into `dst` and waits for the copy
     /// to complete.

@@ -6,10 +6,16 @@
 //! | CUDA | host |
 //! |---|---|
 //! | one device allocation per slot, exported once | one memfd per slot, mapped shared, passed by `SCM_RIGHTS` |
-//! | one interprocess event per slot | one completion word per slot (on its own 128-byte line) in an events memfd, passed the same way |
+//! | one interprocess event per slot | two counters per slot (on their own 128-byte line) in an events memfd, passed the same way: records issued, records completed |
 //! | `cuMemcpyHtoDAsync` on the writer's stream | a copy run by the writer's stream thread (delayed mode) or inline |
-//! | `cuEventRecord` after the copy | the stream thread stores the write's sequence into the completion word (release) after the copy |
-//! | `cuStreamWaitEvent` + `cuEventQuery` | the reader waits until the completion word is at least the write's sequence (acquire), bounded |
+//! | `cuEventRecord` after the copy | the writer bumps "issued" at once; the stream thread sets "completed" to that count once the work before it is done |
+//! | `cuStreamWaitEvent` + `cuEventQuery` | the reader reads "issued", then waits (bounded) until "completed" reaches it |
+//!
+//! Like a CUDA event, the counters carry no write sequence: a reader waits for the
+//! most recent record issued before its wait, whatever write that was. A writer that
+//! published a write before recording its event would therefore let readers through
+//! to a slot whose copy is still in flight, exactly as on a GPU; the tests use this to
+//! show that the lanes do not.
 //!
 //! [`HostBackend::delayed`] gives the writer a stream thread that runs each copy after
 //! a delay, so that a write is still in flight when its record is published, as an
@@ -35,7 +41,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Bytes between two completion words in the events memfd (one cache line pair each).
+/// Bytes between two slots' event counters in the events memfd (word 0: records
+/// issued, word 1: records completed).
 pub const EVENT_STRIDE: usize = 128;
 
 /// Largest slot the host backend maps (1 TiB): a bound on sizes read from other
@@ -134,8 +141,10 @@ impl Slots {
         Ok(())
     }
 
-    fn completion(&self, slot: usize) -> &AtomicU64 {
-        &self.events.words()[slot * EVENT_STRIDE / 8]
+    /// The slot's event: (records issued, records completed).
+    fn event(&self, slot: usize) -> (&AtomicU64, &AtomicU64) {
+        let words = &self.events.words()[slot * EVENT_STRIDE / 8..];
+        (&words[0], &words[1])
     }
 
     fn store(&self, slot: usize, src: &[u8]) {
@@ -146,18 +155,29 @@ impl Slots {
         tensorlane_core::load_bytes(self.memory[slot].words(), dst);
     }
 
-    /// The "event record": the completion word takes `seq`.
-    fn complete(&self, slot: usize, seq: u64) {
-        // Release: the slot's bytes stored before this are visible to a reader whose
-        // Acquire load in `HostReader::wait` reads `seq` (or a later value).
-        self.completion(slot).store(seq, Ordering::Release);
+    /// Issues a record of the slot's event; returns its count.
+    fn issue(&self, slot: usize) -> u64 {
+        let issued = self.event(slot).0;
+        // Only the writer's thread writes `issued`. Release: pairs with the reader's
+        // Acquire load in `HostReader::wait` (what was enqueued before is ordered
+        // before the record the reader then waits for).
+        let count = issued.load(Ordering::Relaxed).wrapping_add(1);
+        issued.store(count, Ordering::Release);
+        count
+    }
+
+    /// The stream reached record `count` of the slot's event.
+    fn complete(&self, slot: usize, count: u64) {
+        // Release: the slot bytes the stream stored before this are visible to a
+        // reader whose Acquire load in `HostReader::wait` reads `count` or more.
+        self.event(slot).1.store(count, Ordering::Release);
     }
 }
 
 /// Work on a writer's stream thread, run in order.
 enum Job {
     Copy { slot: usize, data: Vec<u8> },
-    Record { slot: usize, seq: u64 },
+    Record { slot: usize, count: u64 },
     Flush(mpsc::Sender<()>),
 }
 
@@ -289,7 +309,7 @@ fn run_stream(slots: &Slots, queue: &mpsc::Receiver<Job>, delay: Duration) {
                 std::thread::sleep(delay);
                 slots.store(slot, &data);
             }
-            Job::Record { slot, seq } => slots.complete(slot, seq),
+            Job::Record { slot, count } => slots.complete(slot, count),
             Job::Flush(done) => {
                 let _ = done.send(());
             }
@@ -303,7 +323,7 @@ impl HostWriter {
             Stream::Inline => {
                 match job {
                     Job::Copy { slot, data } => self.slots.store(slot, &data),
-                    Job::Record { slot, seq } => self.slots.complete(slot, seq),
+                    Job::Record { slot, count } => self.slots.complete(slot, count),
                     Job::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -340,9 +360,10 @@ impl SlotWriter for HostWriter {
         self.copy_from_host(slot, bytes)
     }
 
-    fn record(&mut self, slot: usize, seq: u64) -> Result<(), GpuError> {
+    fn record(&mut self, slot: usize) -> Result<(), GpuError> {
         self.slots.check(slot, 0)?;
-        self.submit(Job::Record { slot, seq })
+        let count = self.slots.issue(slot);
+        self.submit(Job::Record { slot, count })
     }
 
     fn synchronize(&mut self) -> Result<(), GpuError> {
@@ -394,13 +415,16 @@ impl HostReader {
 }
 
 impl SlotReader for HostReader {
-    fn wait(&mut self, slot: usize, seq: u64, timeout: Duration) -> Result<(), GpuError> {
+    fn wait(&mut self, slot: usize, timeout: Duration) -> Result<(), GpuError> {
         self.slots.check(slot, 0)?;
-        let word = self.slots.completion(slot);
+        let (issued, completed) = self.slots.event(slot);
+        // Acquire pairs with the Release store in `Slots::issue`.
+        let target = issued.load(Ordering::Acquire);
         let deadline = Instant::now() + timeout;
         let mut spins = 0u32;
-        // Acquire pairs with the Release store in `Slots::complete`.
-        while word.load(Ordering::Acquire) < seq {
+        // Acquire pairs with the Release store in `Slots::complete`. (Counts wrap after
+        // 2^64 records; `wrapping_sub` keeps the comparison right across the wrap.)
+        while target.wrapping_sub(completed.load(Ordering::Acquire)) as i64 > 0 {
             if Instant::now() >= deadline {
                 return Err(GpuError::Timeout);
             }

@@ -212,15 +212,14 @@ impl<B: Backend> Importer<B> {
         Record::check(record, seq, &self.table, self.checksum)
     }
 
-    /// Step 2: waits for write `seq`'s event on `slot`; a missing event is the writer's
-    /// death (`WriterGone`) or a timeout.
+    /// Step 2: waits for `slot`'s event (recorded before the record was published); a
+    /// missing event is the writer's death (`WriterGone`) or a timeout.
     pub fn wait(
         &mut self,
         slot: usize,
-        seq: u64,
         writer_alive: impl FnOnce() -> bool,
     ) -> Result<(), GpuError> {
-        match self.slots.wait(slot, seq, self.timeout) {
+        match self.slots.wait(slot, self.timeout) {
             Err(GpuError::Timeout) if !writer_alive() => Err(GpuError::WriterGone),
             other => other,
         }

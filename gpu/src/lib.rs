@@ -33,6 +33,7 @@ pub mod table;
 mod topic;
 
 pub use backend::{Backend, BackendKind, DeviceId, DevicePtr, Export, SlotReader, SlotWriter};
+pub use cuda::{gpu_available, CudaBackend, CudaBuffer, CudaReader, CudaWriter};
 pub use error::GpuError;
 pub use host::{HostBackend, HostReader, HostWriter};
 pub use lane::{mirror_name, GpuLaneOptions};

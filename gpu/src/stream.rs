@@ -30,7 +30,7 @@ use crate::lane::{
     mirror_name, record_spec, Exporter, GpuLaneOptions, Importer, DEFAULT_EVENT_TIMEOUT,
 };
 use crate::table::RECORD_WORDS;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tensorlane_shm::{Frame, Kind, StreamReader, StreamWriter, TensorSpec};
 
 /// Rounds of read, check and retry before a reader lapped by the writer gives up.
@@ -104,7 +104,7 @@ impl<B: Backend> GpuStreamWriter<B> {
         let slot = (seq % self.exporter.table.slots as u64) as usize;
         self.exporter.before_slot_write();
         self.exporter.slots.copy_from_host(slot, tensor)?;
-        self.exporter.slots.record(slot, seq)?;
+        self.exporter.slots.record(slot)?;
         if let Some(mirror) = &mut self.mirror {
             mirror.write(tensor)?;
         }
@@ -125,7 +125,7 @@ impl<B: Backend> GpuStreamWriter<B> {
         self.exporter.before_slot_write();
         // SAFETY: the caller's guarantee on `src`.
         unsafe { self.exporter.slots.copy_from_device(slot, src)? };
-        self.exporter.slots.record(slot, seq)?;
+        self.exporter.slots.record(slot)?;
         if let Some(mirror) = &mut self.mirror {
             self.staging.resize(src.len, 0);
             self.exporter.slots.copy_to_host(slot, &mut self.staging)?;
@@ -227,25 +227,13 @@ impl<B: Backend> GpuStreamReader<B> {
     /// Waits up to `timeout` for a write newer than the last one returned and copies
     /// it into `out`. `WriterGone` if the writer dies meanwhile.
     pub fn wait_new(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, GpuError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(frame) = self.read_new(out)? {
-                return Ok(frame);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(GpuError::Timeout);
-            }
-            // Sleep on the record lane's futex until a record arrives; the record is
-            // read again (with its device part) by `read_new`.
-            match self.lane.wait_new(&mut self.record, left) {
-                Ok(_) => {
-                    let frame = self.read(out)?;
-                    return frame.ok_or(GpuError::Timeout);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(frame) = self.read_new(out)? {
+            return Ok(frame);
         }
+        // Sleep on the record lane's futex until a record arrives; then read the
+        // latest write with its device part.
+        self.lane.wait_new(&mut self.record, timeout)?;
+        self.read(out)?.ok_or(GpuError::Timeout)
     }
 
     /// A zero-copy view of the latest write's slot, ready once this returns (the
@@ -256,7 +244,7 @@ impl<B: Backend> GpuStreamReader<B> {
             return Ok(None);
         };
         let alive = || self.lane.writer_alive();
-        self.importer.wait(slot, frame.seq, alive)?;
+        self.importer.wait(slot, alive)?;
         Ok(Some(StreamView {
             ptr: self.importer.slots.slot_ptr(slot),
             slot,
@@ -297,8 +285,7 @@ impl<B: Backend> GpuStreamReader<B> {
                 return Ok(None);
             };
             let lane = &self.lane;
-            self.importer
-                .wait(slot, frame.seq, || lane.writer_alive())?;
+            self.importer.wait(slot, || lane.writer_alive())?;
             copy(&mut self.importer.slots, slot)?;
             if self.importer.intact(frame.seq, || lane.published()) {
                 return Ok(Some(frame));

@@ -92,7 +92,7 @@ impl<B: Backend> GpuTopicPublisher<B> {
         let (write, slot) = self.next_slot();
         self.exporter.before_slot_write();
         self.exporter.slots.copy_from_host(slot, tensor)?;
-        self.exporter.slots.record(slot, write)?;
+        self.exporter.slots.record(slot)?;
         let position = self.publish_record(write, timeout)?;
         if let Some(mirror) = &mut self.mirror {
             mirror.publish(tensor, timeout)?;
@@ -115,7 +115,7 @@ impl<B: Backend> GpuTopicPublisher<B> {
         self.exporter.before_slot_write();
         // SAFETY: the caller's guarantee on `src`.
         unsafe { self.exporter.slots.copy_from_device(slot, src)? };
-        self.exporter.slots.record(slot, write)?;
+        self.exporter.slots.record(slot)?;
         let position = self.publish_record(write, timeout)?;
         if let Some(mirror) = &mut self.mirror {
             self.staging.resize(src.len, 0);
@@ -222,7 +222,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
     pub fn recv_view(&mut self, timeout: Option<Duration>) -> Result<TopicView<'_, B>, GpuError> {
         let (frame, slot, write) = self.next_record(timeout)?;
         let lane = &self.lane;
-        self.importer.wait(slot, write, || lane.publisher_alive())?;
+        self.importer.wait(slot, || lane.publisher_alive())?;
         Ok(TopicView {
             ptr: self.importer.slots.slot_ptr(slot),
             slot,
@@ -254,7 +254,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
         loop {
             let (frame, slot, write) = self.next_record(timeout)?;
             let lane = &self.lane;
-            self.importer.wait(slot, write, || lane.publisher_alive())?;
+            self.importer.wait(slot, || lane.publisher_alive())?;
             copy(&mut self.importer.slots, slot)?;
             if self.importer.intact(write, || lane.published()) {
                 return Ok(frame);

@@ -1,0 +1,781 @@
+//! The GPU-lane protocol across real processes, on the host backend (no GPU needed).
+//!
+//! Each test runs the writer in the test process and readers in child processes (the
+//! test binary re-executed with `TENSORLANE_GPU_ROLE` set; see [`child_entry`]), or the
+//! other way round, over real shm lanes, memfd slots passed by `SCM_RIGHTS` and the
+//! writer's hand-off socket. Tests run with the backend inline and in delayed mode,
+//! where every copy is still in flight when its record is published, as an
+//! asynchronous GPU copy is.
+//!
+//! Every tensor checks itself: word `j` of write `k` is `SALT ^ (k << 24) ^ j` (`k`
+//! is a stream's sequence or a topic's position). Readers check every word of every
+//! tensor they get and report `torn` (any word wrong: stale, torn or zero) and the
+//! sequences they saw.
+//!
+//! Canaries: a writer that publishes a record before recording the slot's event (the
+//! "notify before the copy finished" bug) and a reader that copies without waiting on
+//! the event are built from the crate's public pieces; in delayed mode the same checks
+//! must catch both.
+#![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tensorlane_gpu::backend::{Backend, SlotReader, SlotWriter};
+use tensorlane_gpu::handoff::{self, Server};
+use tensorlane_gpu::lane::record_spec;
+use tensorlane_gpu::table::{LaneTable, Record, RECORD_WORDS};
+use tensorlane_gpu::{
+    mirror_name, BackendKind, GpuError, GpuLaneOptions, GpuStreamReader, GpuStreamWriter,
+    GpuTopicPublisher, GpuTopicSubscriber, HostBackend,
+};
+use tensorlane_shm::{
+    segment, DType, Kind, LaneError, LaneName, StreamReader, StreamWriter, SubscribeOptions,
+    TensorSpec, TopicSubscriber,
+};
+
+const SALT: u64 = 0x5eed_f9b0;
+const ROLE: &str = "TENSORLANE_GPU_ROLE";
+const LANE: &str = "TENSORLANE_GPU_LANE";
+const ARGS: &str = "TENSORLANE_GPU_ARGS";
+
+/// Words of the test tensors (16 KiB).
+const WORDS: usize = 2048;
+
+fn spec() -> TensorSpec {
+    TensorSpec::new(DType::U64, &[WORDS as u64]).unwrap()
+}
+
+fn fill(k: u64, out: &mut [u8]) {
+    for (j, chunk) in out.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&(SALT ^ (k << 24) ^ j as u64).to_le_bytes());
+    }
+}
+
+fn whole(k: u64, data: &[u8]) -> bool {
+    data.chunks_exact(8)
+        .enumerate()
+        .all(|(j, c)| u64::from_le_bytes(c.try_into().unwrap()) == SALT ^ (k << 24) ^ j as u64)
+}
+
+fn backend_from(args: &BTreeMap<String, u64>) -> HostBackend {
+    match args.get("delay_us") {
+        Some(&us) if us > 0 => HostBackend::delayed(Duration::from_micros(us)),
+        _ => HostBackend::new(),
+    }
+}
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "gpu-test-{}-{tag}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn unlink(name: &str) {
+    for n in [name.to_string(), mirror_name(name)] {
+        if let Ok(n) = LaneName::new(&n) {
+            let _ = segment::unlink(&n);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Children
+
+/// Runs a child role when `TENSORLANE_GPU_ROLE` is set; does nothing otherwise.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let lane = std::env::var(LANE).unwrap();
+    let args: BTreeMap<String, u64> = std::env::var(ARGS)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect();
+    let result = match role.as_str() {
+        "stream-reader" => stream_reader(&lane, &args),
+        "stream-view" => stream_viewer(&lane, &args),
+        "stream-mirror" => stream_mirror_reader(&lane, &args),
+        "unwaiting-reader" => unwaiting_reader(&lane, &args),
+        "topic-subscriber" => topic_subscriber(&lane, &args),
+        "topic-mirror" => topic_mirror_subscriber(&lane, &args),
+        "slow-writer" => slow_writer(&lane, &args),
+        other => Err(format!("unknown role {other}")),
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            println!("#tl# error {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn say(line: &str) {
+    println!("#tl# {line}");
+}
+
+/// Tallies of a reader: tensors read, torn ones, sequences out of order.
+#[derive(Default)]
+struct Tally {
+    read: u64,
+    torn: u64,
+    backwards: u64,
+    last: u64,
+    overwritten: u64,
+}
+
+impl Tally {
+    fn see(&mut self, k: u64, data: &[u8]) {
+        self.read += 1;
+        if !whole(k, data) {
+            self.torn += 1;
+        }
+        if k < self.last {
+            self.backwards += 1;
+        }
+        self.last = k;
+    }
+
+    fn report(&self) {
+        say(&format!(
+            "tally read={} torn={} backwards={} last={} overwritten={}",
+            self.read, self.torn, self.backwards, self.last, self.overwritten
+        ));
+    }
+}
+
+fn stream_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let backend = backend_from(args);
+    let mut reader = GpuStreamReader::open(&backend, lane).map_err(|e| e.to_string())?;
+    say("ready");
+    let total = args["writes"];
+    let wait = args.get("wait") == Some(&1);
+    let mut out = vec![0u8; WORDS * 8];
+    let mut tally = Tally::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tally.last < total && Instant::now() < deadline {
+        let frame = if wait {
+            match reader.wait_new(&mut out, Duration::from_secs(5)) {
+                Ok(frame) => Some(frame),
+                Err(GpuError::Overwritten) => {
+                    tally.overwritten += 1;
+                    None
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        } else {
+            match reader.read_new(&mut out) {
+                Ok(frame) => frame,
+                Err(GpuError::Overwritten) => {
+                    tally.overwritten += 1;
+                    None
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        if let Some(frame) = frame {
+            tally.see(frame.seq, &out);
+        }
+    }
+    tally.report();
+    Ok(())
+}
+
+fn stream_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let backend = backend_from(args);
+    let mut reader = GpuStreamReader::open(&backend, lane).map_err(|e| e.to_string())?;
+    say("ready");
+    let total = args["writes"];
+    let mut tally = Tally::default();
+    let mut copy = vec![0u8; WORDS * 8];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tally.last < total && Instant::now() < deadline {
+        let Some(view) = reader.view().map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
+        tensorlane_core::load_bytes(words, &mut copy);
+        let seq = view.frame().seq;
+        match view.release() {
+            // Only a view that stayed whole counts; a torn one must have said so.
+            Ok(_) => tally.see(seq, &copy),
+            Err(GpuError::Overwritten) => tally.overwritten += 1,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    tally.report();
+    Ok(())
+}
+
+fn stream_mirror_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    // A process without a GPU: the plain shm reader of `<name>.cpu`.
+    let mut reader =
+        StreamReader::open_expect(&mirror_name(lane), &spec()).map_err(|e| e.to_string())?;
+    say("ready");
+    let total = args["writes"];
+    let mut out = vec![0u8; WORDS * 8];
+    let mut tally = Tally::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tally.last < total && Instant::now() < deadline {
+        if let Ok(frame) = reader.wait_new(&mut out, Duration::from_secs(5)) {
+            tally.see(frame.seq, &out);
+        }
+    }
+    tally.report();
+    Ok(())
+}
+
+/// Canary: a reader that copies a slot as soon as it sees the record, without waiting
+/// on the slot's event.
+fn unwaiting_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let backend = HostBackend::new();
+    let mut records = StreamReader::open_expect(lane, &record_spec()).map_err(|e| e.to_string())?;
+    let pid = records.info().creator_pid as u32;
+    let (bytes, fds) =
+        handoff::fetch(lane, pid, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let table = LaneTable::decode(&bytes).map_err(|e| e.to_string())?;
+    let export = tensorlane_gpu::Export {
+        blob: Vec::new(),
+        fds,
+    };
+    let mut slots = backend
+        .import(
+            BackendKind::Host,
+            table.device,
+            table.slots,
+            table.spec.byte_len(),
+            export,
+        )
+        .map_err(|e| e.to_string())?;
+    say("ready");
+    let total = args["writes"];
+    let mut record = [0u8; RECORD_WORDS * 8];
+    let mut out = vec![0u8; WORDS * 8];
+    let mut tally = Tally::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tally.last < total && Instant::now() < deadline {
+        if let Ok(frame) = records.wait_new(&mut record, Duration::from_secs(5)) {
+            let slot = Record::check(&record, frame.seq, &table, table.checksum())
+                .map_err(|e| e.to_string())?;
+            slots
+                .copy_to_host(slot, &mut out)
+                .map_err(|e| e.to_string())?;
+            tally.see(frame.seq, &out);
+        }
+    }
+    tally.report();
+    Ok(())
+}
+
+fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let backend = backend_from(args);
+    let options = match args.get("lossy") {
+        Some(&lag) if lag > 0 => SubscribeOptions::lossy(lag),
+        _ => SubscribeOptions::lossless(),
+    };
+    let views = args.get("view") == Some(&1);
+    let mut subscriber =
+        GpuTopicSubscriber::open(&backend, lane, options).map_err(|e| e.to_string())?;
+    say("ready");
+    let total = args["items"];
+    let mut out = vec![0u8; WORDS * 8];
+    let mut tally = Tally::default();
+    let mut positions = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while positions.last().is_none_or(|&p| p + 1 < total) && Instant::now() < deadline {
+        let timeout = Some(Duration::from_secs(5));
+        let position = if views {
+            let view = match subscriber.recv_view(timeout) {
+                Ok(view) => view,
+                Err(e) => return Err(e.to_string()),
+            };
+            let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
+            tensorlane_core::load_bytes(words, &mut out);
+            let position = view.frame().seq;
+            match view.release() {
+                Ok(_) => position,
+                Err(GpuError::Overwritten) => {
+                    tally.overwritten += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        } else {
+            subscriber
+                .recv(&mut out, timeout)
+                .map_err(|e| e.to_string())?
+                .seq
+        };
+        tally.see(position, &out);
+        positions.push(position);
+    }
+    tally.report();
+    let gaps = positions.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    say(&format!(
+        "topic first={} count={} gaps={} dropped={}",
+        positions.first().copied().unwrap_or(u64::MAX),
+        positions.len(),
+        gaps,
+        subscriber.dropped()
+    ));
+    Ok(())
+}
+
+fn topic_mirror_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let mut subscriber =
+        TopicSubscriber::open_expect(&mirror_name(lane), &spec(), SubscribeOptions::lossless())
+            .map_err(|e| e.to_string())?;
+    say("ready");
+    let total = args["items"];
+    let mut out = vec![0u8; WORDS * 8];
+    let mut tally = Tally::default();
+    let mut count = 0;
+    while count < total {
+        let frame = subscriber
+            .recv(&mut out, Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        tally.see(frame.seq, &out);
+        count += 1;
+    }
+    tally.report();
+    Ok(())
+}
+
+/// A writer whose one copy takes `delay_us`: killed while it is in flight.
+fn slow_writer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let backend = backend_from(args);
+    let mut writer = GpuStreamWriter::create(&backend, lane, &spec(), 3, GpuLaneOptions::default())
+        .map_err(|e| e.to_string())?;
+    say("ready");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let mut data = vec![0u8; WORDS * 8];
+    fill(1, &mut data);
+    writer.write(&data).map_err(|e| e.to_string())?;
+    say("written");
+    std::thread::sleep(Duration::from_secs(30));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Parent side
+
+struct Kid {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Kid {
+    fn spawn(role: &str, lane: &str, args: &str) -> Kid {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(LANE, lane)
+            .env(ARGS, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // libtest may have printed "test child_entry ... " on the same line.
+                if let Some(at) = line.find("#tl# ") {
+                    let _ = send.send(line[at + 5..].to_string());
+                }
+            }
+        });
+        Kid {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line starting with `prefix`.
+    fn expect(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(line) => {
+                    assert!(!line.starts_with("error"), "child: {line}");
+                    self.seen.push(line);
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no `{prefix}` line from the child (saw {:?})", self.seen);
+                }
+            }
+        }
+    }
+
+    fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+    }
+
+    /// Waits for the child to exit and returns the value of `key` in its `prefix` line.
+    fn finish(mut self, prefix: &str) -> BTreeMap<String, u64> {
+        let line = self.expect(prefix);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "child exited with {status}");
+        parse(&line)
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse(line: &str) -> BTreeMap<String, u64> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+/// Writes `writes` self-checking tensors from a scratch buffer that is scribbled over
+/// right after each write (a host source may be reused when `write` returns).
+fn write_all<B: Backend>(writer: &mut GpuStreamWriter<B>, writes: u64, pace: Duration) {
+    let mut data = vec![0u8; WORDS * 8];
+    for k in 1..=writes {
+        fill(k, &mut data);
+        assert_eq!(writer.write(&data).unwrap(), k);
+        data.fill(0xff);
+        std::thread::sleep(pace);
+    }
+}
+
+fn stream_case(delay_us: u64) {
+    let name = unique("stream");
+    let writes = 400;
+    let backend = backend_from(&parse(&format!("delay_us={delay_us}")));
+    let options = GpuLaneOptions { mirror: true };
+    let mut writer = GpuStreamWriter::create(&backend, &name, &spec(), 3, options).unwrap();
+    let args = format!("delay_us={delay_us},writes={writes}");
+    let mut kids = vec![
+        Kid::spawn("stream-reader", &name, &args),
+        Kid::spawn("stream-reader", &name, &format!("{args},wait=1")),
+        Kid::spawn("stream-view", &name, &args),
+        Kid::spawn("stream-mirror", &name, &args),
+    ];
+    for kid in &mut kids {
+        kid.expect("ready");
+    }
+    write_all(
+        &mut writer,
+        writes,
+        Duration::from_micros(delay_us.max(50) * 2),
+    );
+    for (i, kid) in kids.into_iter().enumerate() {
+        let tally = kid.finish("tally");
+        assert_eq!(tally["torn"], 0, "child {i}: {tally:?}");
+        assert_eq!(tally["backwards"], 0, "child {i}: {tally:?}");
+        assert_eq!(tally["last"], writes, "child {i}: {tally:?}");
+        assert!(tally["read"] > 0, "child {i}: {tally:?}");
+        println!("stream (delay {delay_us} us) child {i}: {tally:?}");
+    }
+    drop(writer);
+    unlink(&name);
+}
+
+#[test]
+fn stream_to_reader_processes_inline() {
+    stream_case(0);
+}
+
+#[test]
+fn stream_to_reader_processes_with_copies_in_flight() {
+    stream_case(300);
+}
+
+fn topic_case(delay_us: u64) {
+    let name = unique("topic");
+    let items = 300u64;
+    let backend = backend_from(&parse(&format!("delay_us={delay_us}")));
+    let options = GpuLaneOptions { mirror: true };
+    let mut publisher = GpuTopicPublisher::create(&backend, &name, &spec(), 8, 8, options).unwrap();
+    let args = format!("delay_us={delay_us},items={items}");
+    let mut kids = vec![
+        Kid::spawn("topic-subscriber", &name, &args),
+        Kid::spawn("topic-subscriber", &name, &format!("{args},view=1")),
+        Kid::spawn("topic-subscriber", &name, &format!("{args},lossy=2")),
+        Kid::spawn("topic-mirror", &name, &args),
+    ];
+    for kid in &mut kids {
+        kid.expect("ready");
+    }
+    let mut data = vec![0u8; WORDS * 8];
+    for position in 0..items {
+        fill(position, &mut data);
+        let published = publisher
+            .publish(&data, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(published, position);
+        data.fill(0xff);
+    }
+    for (i, mut kid) in kids.into_iter().enumerate() {
+        let topic = if i < 3 {
+            Some(parse(&kid.expect("tally")))
+        } else {
+            None
+        };
+        let summary = if i < 3 {
+            kid.finish("topic")
+        } else {
+            kid.finish("tally")
+        };
+        let tally = topic.unwrap_or_else(|| summary.clone());
+        assert_eq!(tally["torn"], 0, "child {i}: {tally:?}");
+        assert_eq!(tally["backwards"], 0, "child {i}: {tally:?}");
+        assert_eq!(tally["last"], items - 1, "child {i}: {tally:?}");
+        if i < 2 || i == 3 {
+            // Lossless: every item, in order, none dropped.
+            assert_eq!(tally["read"], items, "child {i}: {tally:?}");
+        }
+        if i < 2 {
+            assert_eq!(
+                (
+                    summary["first"],
+                    summary["count"],
+                    summary["gaps"],
+                    summary["dropped"]
+                ),
+                (0, items, 0, 0),
+                "child {i}: {summary:?}"
+            );
+        }
+        println!("topic (delay {delay_us} us) child {i}: {tally:?} {summary:?}");
+    }
+    drop(publisher);
+    unlink(&name);
+}
+
+#[test]
+fn topic_to_lossless_and_lossy_processes_inline() {
+    topic_case(0);
+}
+
+#[test]
+fn topic_to_lossless_and_lossy_processes_with_copies_in_flight() {
+    topic_case(200);
+}
+
+/// Canary writer: publishes each record *before* recording the slot's event, as a
+/// protocol that notifies before its copy finished would. Built from public pieces.
+struct PublishBeforeRecordWriter {
+    slots: tensorlane_gpu::HostWriter,
+    records: StreamWriter,
+    table: LaneTable,
+    _server: Server,
+}
+
+impl PublishBeforeRecordWriter {
+    fn create(backend: &HostBackend, name: &str) -> Self {
+        let (slots, export) = backend.create(3, WORDS * 8).unwrap();
+        let table = LaneTable {
+            kind: Kind::Stream,
+            backend: BackendKind::Host,
+            device: backend.device(),
+            spec: spec(),
+            slots: 3,
+            slot_bytes: WORDS * 8,
+            mirror: false,
+            blob: Vec::new(),
+            fds: export.fds.len(),
+            writer_pid: std::process::id(),
+        };
+        let server = Server::start(name, table.encode(), export.fds).unwrap();
+        let records = StreamWriter::create(name, &record_spec(), 4).unwrap();
+        PublishBeforeRecordWriter {
+            slots,
+            records,
+            table,
+            _server: server,
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        let seq = self.records.next_seq();
+        let slot = (seq % 3) as usize;
+        self.slots.copy_from_host(slot, data).unwrap();
+        let record = Record {
+            slot: slot as u64,
+            len: data.len() as u64,
+            table: self.table.checksum(),
+        };
+        self.records.write(&record.encode()).unwrap();
+        // The step out of order: the event is recorded after the record is out.
+        std::thread::sleep(Duration::from_millis(1));
+        self.slots.record(slot).unwrap();
+    }
+}
+
+#[test]
+fn canary_publishing_before_the_event_is_caught() {
+    let name = unique("canary-writer");
+    let backend = HostBackend::delayed(Duration::from_millis(3));
+    let mut writer = PublishBeforeRecordWriter::create(&backend, &name);
+    let writes = 30;
+    let mut kid = Kid::spawn("stream-reader", &name, &format!("writes={writes},wait=1"));
+    kid.expect("ready");
+    let mut data = vec![0u8; WORDS * 8];
+    for k in 1..=writes {
+        fill(k, &mut data);
+        writer.write(&data);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let tally = kid.finish("tally");
+    println!("canary writer: {tally:?}");
+    assert!(
+        tally["torn"] > 0,
+        "the broken writer went unnoticed: {tally:?}"
+    );
+    drop(writer);
+    unlink(&name);
+}
+
+#[test]
+fn canary_reading_without_waiting_on_the_event_is_caught() {
+    let name = unique("canary-reader");
+    let backend = HostBackend::delayed(Duration::from_millis(3));
+    let mut writer =
+        GpuStreamWriter::create(&backend, &name, &spec(), 3, GpuLaneOptions::default()).unwrap();
+    let writes = 30;
+    let mut kid = Kid::spawn("unwaiting-reader", &name, &format!("writes={writes}"));
+    kid.expect("ready");
+    write_all(&mut writer, writes, Duration::from_millis(10));
+    let tally = kid.finish("tally");
+    println!("canary reader: {tally:?}");
+    assert!(
+        tally["torn"] > 0,
+        "the broken reader went unnoticed: {tally:?}"
+    );
+    // The same writer and timing with the real reader: nothing torn.
+    drop(writer);
+    unlink(&name);
+}
+
+#[test]
+fn a_writer_killed_with_its_copy_in_flight_is_reported_gone() {
+    let name = unique("killed");
+    let mut kid = Kid::spawn("slow-writer", &name, "delay_us=3000000");
+    kid.expect("ready");
+    let backend = HostBackend::new();
+    let mut reader =
+        GpuStreamReader::open_with_timeout(&backend, &name, Duration::from_millis(500)).unwrap();
+    kid.tell("go");
+    kid.expect("written");
+    kid.child.kill().unwrap();
+    kid.child.wait().unwrap();
+    let mut out = vec![0u8; WORDS * 8];
+    let started = Instant::now();
+    let result = reader.read(&mut out);
+    assert!(matches!(result, Err(GpuError::WriterGone)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Opening a lane whose writer is gone: nobody serves the slots.
+    let again = GpuStreamReader::open(&backend, &name);
+    assert!(matches!(again, Err(GpuError::Handoff(_))), "{again:?}");
+    unlink(&name);
+}
+
+#[test]
+fn errors_are_typed() {
+    let backend = HostBackend::new();
+    let name = unique("errors");
+    let mut writer =
+        GpuStreamWriter::create(&backend, &name, &spec(), 3, GpuLaneOptions::default()).unwrap();
+    // The process that created a lane cannot open it.
+    assert!(matches!(
+        GpuStreamReader::open(&backend, &name),
+        Err(GpuError::SameProcess)
+    ));
+    assert!(matches!(
+        GpuTopicSubscriber::open(&backend, &name, SubscribeOptions::lossless()),
+        Err(GpuError::Lane(LaneError::WrongKind { .. }))
+    ));
+    // Wrong sizes, in and out.
+    assert!(matches!(
+        writer.write(&[0u8; 8]),
+        Err(GpuError::WrongSize {
+            expected: 16384,
+            found: 8
+        })
+    ));
+    // A second lane of the same name.
+    assert!(matches!(
+        GpuStreamWriter::create(&backend, &name, &spec(), 3, GpuLaneOptions::default()),
+        Err(GpuError::Lane(LaneError::Exists(_))) | Err(GpuError::Handoff(_))
+    ));
+    // Slot counts out of range.
+    for slots in [0, 1, 251] {
+        assert!(matches!(
+            GpuStreamWriter::create(
+                &backend,
+                &unique("slots"),
+                &spec(),
+                slots,
+                GpuLaneOptions::default()
+            ),
+            Err(GpuError::Unsupported(_))
+        ));
+    }
+    drop(writer);
+    unlink(&name);
+    // An ordinary shm stream is not a GPU lane.
+    let plain = unique("plain");
+    let _shm = StreamWriter::create(&plain, &spec(), 2).unwrap();
+    assert!(matches!(
+        GpuStreamReader::open(&backend, &plain),
+        Err(GpuError::Lane(LaneError::WrongSpec { .. }))
+    ));
+    unlink(&plain);
+    assert!(matches!(
+        GpuStreamReader::open(&backend, &unique("missing")),
+        Err(GpuError::Lane(LaneError::NotFound(_)))
+    ));
+    // Host slots refuse descriptors that do not match the table.
+    let (_, export) = backend.create(2, 64).unwrap();
+    let fds = export.fds.into_iter().take(2).collect();
+    let short = tensorlane_gpu::Export {
+        blob: Vec::new(),
+        fds,
+    };
+    assert!(matches!(
+        backend.import(BackendKind::Host, backend.device(), 2, 64, short),
+        Err(GpuError::Corrupt(_))
+    ));
+    let (_, export) = backend.create(2, 64).unwrap();
+    assert!(matches!(
+        backend.import(BackendKind::CudaVmm, backend.device(), 2, 64, export),
+        Err(GpuError::WrongBackend { .. })
+    ));
+    let (_, export) = backend.create(2, 64).unwrap();
+    assert!(matches!(
+        backend.import(BackendKind::Host, backend.device(), 2, 1 << 20, export),
+        Err(GpuError::Corrupt(_))
+    ));
+}
