@@ -8,6 +8,16 @@
 //! `TENSORLANE_CUDA_CHILD` naming a hand-off file; VMM descriptors are inherited).
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
+
+/// Says a test was skipped on the process's real stderr, past libtest's output
+/// capture, so that a passing run still shows what did not run.
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +36,7 @@ fn skip_without_gpu(name: &str) -> bool {
     if gpu_available() {
         false
     } else {
-        eprintln!("SKIPPED (no CUDA device): {name}");
+        skipped!("SKIPPED (no CUDA device): {name}");
         true
     }
 }
@@ -50,7 +60,7 @@ fn gpu_available_never_panics() {
 #[test]
 fn new_without_driver_is_no_driver() {
     if driver_library_present() {
-        eprintln!("SKIPPED (libcuda is present): new_without_driver_is_no_driver");
+        skipped!("SKIPPED (libcuda is present): new_without_driver_is_no_driver");
         return;
     }
     match CudaBackend::new(0) {
