@@ -31,7 +31,7 @@
 //!    corruption, because a topic has `D = capacity + 2` slots and the writer cannot
 //!    get that far ahead of a lossless subscriber that is still copying.
 
-use crate::backend::{Backend, Export, SlotReader};
+use crate::backend::{Backend, BackendKind, Export, SlotReader};
 use crate::error::GpuError;
 use crate::handoff::{self, Server};
 use crate::table::{LaneTable, Record, MAX_DEVICE_SLOTS, RECORD_WORDS};
@@ -214,11 +214,16 @@ impl<B: Backend> Importer<B> {
 
     /// Step 2: waits for `slot`'s event (recorded before the record was published); a
     /// missing event is the writer's death (`WriterGone`) or a timeout.
-    pub fn wait(
-        &mut self,
-        slot: usize,
-        writer_alive: impl FnOnce() -> bool,
-    ) -> Result<(), GpuError> {
+    ///
+    /// Legacy CUDA IPC memory is the writer's allocation: once the writer's process is
+    /// gone it may be freed under the importer, so for such lanes the writer's liveness
+    /// is checked before every use of a slot (a writer dying during the copy itself
+    /// remains a window the driver does not let us close). Memfd and VMM slots are
+    /// reference-counted and stay valid.
+    pub fn wait(&mut self, slot: usize, writer_alive: impl Fn() -> bool) -> Result<(), GpuError> {
+        if self.table.backend == BackendKind::CudaLegacyIpc && !writer_alive() {
+            return Err(GpuError::WriterGone);
+        }
         match self.slots.wait(slot, self.timeout) {
             Err(GpuError::Timeout) if !writer_alive() => Err(GpuError::WriterGone),
             other => other,

@@ -90,6 +90,12 @@ impl<B: Backend> GpuStreamWriter<B> {
         &self.exporter.table.spec
     }
 
+    /// Waits until every copy this writer enqueued has completed (for example before
+    /// reusing device memory given to a `*_from_device` call).
+    pub fn synchronize(&mut self) -> Result<(), GpuError> {
+        self.exporter.slots.synchronize()
+    }
+
     /// The backend's side of the slots (for example to get at its stream).
     pub fn slots(&self) -> &B::Writer {
         &self.exporter.slots

@@ -74,6 +74,12 @@ impl<B: Backend> GpuTopicPublisher<B> {
         &self.exporter.table.spec
     }
 
+    /// Waits until every copy this writer enqueued has completed (for example before
+    /// reusing device memory given to a `*_from_device` call).
+    pub fn synchronize(&mut self) -> Result<(), GpuError> {
+        self.exporter.slots.synchronize()
+    }
+
     /// The backend's side of the slots.
     pub fn slots(&self) -> &B::Writer {
         &self.exporter.slots

@@ -8,7 +8,6 @@
 //! `TENSORLANE_CUDA_CHILD` naming a hand-off file; VMM descriptors are inherited).
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
-
 /// Says a test was skipped on the process's real stderr, past libtest's output
 /// capture, so that a passing run still shows what did not run.
 macro_rules! skipped {
