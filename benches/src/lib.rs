@@ -1,2 +1,28 @@
-//! tensorlane-benches: micro-benchmarks and the cross-process comparison harness.
+//! tensorlane-benches: micro-benchmarks of the core and the cross-process comparison
+//! harness (`compare`) that measures tensorlane against the physical floor and the
+//! peers (iceoryx2, pyshmem) in one run.
+//!
+//! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds, comparable between processes.
+//! - [`stats`]: percentiles and medians of samples.
+//! - [`floor`]: the floors, a cache-line ping-pong between two processes over a
+//!   shared mapping and `memcpy` of each payload size.
+//! - [`link`]: one direction of a ping-pong (send a counter, poll for it), the
+//!   interface every measured transport implements.
+//! - [`lanes`]: tensorlane's transports (queue copy and loan, topic lossless and
+//!   lossy), the stream's blocking wake-up, the stream's write+read throughput and
+//!   the publish cost against the subscriber count.
+//! - `ice` (feature `iceoryx2`): iceoryx2 publish-subscribe as a [`link`].
+//! - [`pyshmem`]: runs the pyshmem measurements in a virtual environment.
+//!
+//! The crate compiles to nothing under the checker features (`loom`, `shuttle`),
+//! like the shm layer it measures.
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
+
+pub mod clock;
+pub mod floor;
+#[cfg(feature = "iceoryx2")]
+pub mod ice;
+pub mod lanes;
+pub mod link;
+pub mod pyshmem;
+pub mod stats;

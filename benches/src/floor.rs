@@ -1,0 +1,185 @@
+//! The floors every figure is compared with.
+//!
+//! - Ping-pong: two processes map one page of a POSIX shared-memory object and pass
+//!   a counter back and forth through one 64-bit word (one cache line): the
+//!   measuring process stores `2i + 1` and spins until it reads `2i + 2`, which the
+//!   echoing process stores after spinning on `2i + 1`. Half of the round trip is
+//!   the cost of moving one cache line from one core to another and noticing it,
+//!   the least any shared-memory transport can take one way.
+//! - `memcpy`: `copy_from_slice` between two buffers of the payload size, warm.
+
+use std::ffi::CString;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const PAGE: usize = 4096;
+
+/// One shared page, mapped from a named POSIX shared-memory object.
+#[derive(Debug)]
+pub struct SharedPage {
+    name: CString,
+    ptr: *mut libc::c_void,
+    owner: bool,
+}
+
+impl SharedPage {
+    /// Creates object `name` (`/...`), one zeroed page, and maps it.
+    pub fn create(name: &str) -> std::io::Result<Self> {
+        Self::map(name, true)
+    }
+
+    /// Maps existing object `name`.
+    pub fn open(name: &str) -> std::io::Result<Self> {
+        Self::map(name, false)
+    }
+
+    fn map(name: &str, create: bool) -> std::io::Result<Self> {
+        let cname = CString::new(name).map_err(std::io::Error::other)?;
+        let flags = if create {
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR
+        } else {
+            libc::O_RDWR
+        };
+        // SAFETY: `cname` is a NUL-terminated string that outlives the call.
+        let fd = unsafe { libc::shm_open(cname.as_ptr(), flags, 0o600) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is an open descriptor owned by this function.
+        if create && unsafe { libc::ftruncate(fd, PAGE as libc::off_t) } != 0 {
+            let err = std::io::Error::last_os_error();
+            // SAFETY: as above; the object was created here.
+            unsafe {
+                libc::close(fd);
+                libc::shm_unlink(cname.as_ptr());
+            }
+            return Err(err);
+        }
+        // SAFETY: mapping one page of an object at least one page long (the creator
+        // sized it before any opener is started); the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        // SAFETY: `fd` is ours; the mapping stays valid after the descriptor closes.
+        unsafe { libc::close(fd) };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SharedPage {
+            name: cname,
+            ptr,
+            owner: create,
+        })
+    }
+
+    /// The first word of the page.
+    pub fn word(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page-aligned, one page long and lives as long as
+        // `self`; AtomicU64 is valid for any bits, and every process accesses the
+        // word only atomically.
+        unsafe { &*(self.ptr as *const AtomicU64) }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is a live mapping of PAGE bytes made by `map`, not used after.
+        unsafe { libc::munmap(self.ptr, PAGE) };
+        if self.owner {
+            // SAFETY: `name` is a NUL-terminated string.
+            unsafe { libc::shm_unlink(self.name.as_ptr()) };
+        }
+    }
+}
+
+/// The measuring side of the cache-line ping-pong: one-way latencies in ns (half
+/// round trips) of `samples` round trips after `warmup`.
+pub fn ping_pong(page: &SharedPage, warmup: usize, samples: usize) -> Result<Vec<f64>, String> {
+    let word = page.word();
+    let mut out = Vec::with_capacity(samples);
+    let deadline = Duration::from_secs(10);
+    for i in 0..(warmup + samples) as u64 {
+        let start = Instant::now();
+        word.store(2 * i + 1, Ordering::Release);
+        let mut spins = 0u32;
+        while word.load(Ordering::Acquire) != 2 * i + 2 {
+            spins = spins.wrapping_add(1);
+            if spins & 4095 == 0 && start.elapsed() > deadline {
+                return Err(format!("no answer to ping {i}"));
+            }
+            std::hint::spin_loop();
+        }
+        let rtt = start.elapsed();
+        if i as usize >= warmup {
+            out.push(rtt.as_nanos() as f64 / 2.0);
+        }
+    }
+    word.store(u64::MAX, Ordering::Release);
+    Ok(out)
+}
+
+/// The echoing side of the cache-line ping-pong, until the measuring side stores
+/// `u64::MAX`.
+pub fn echo(page: &SharedPage) {
+    let word = page.word();
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v == u64::MAX {
+            return;
+        }
+        if v % 2 == 1 {
+            word.store(v + 1, Ordering::Release);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Nanoseconds per `memcpy` of `size` bytes: the median of `batches` batches, each
+/// timed over enough copies to last about `batch_time`.
+pub fn memcpy_ns(size: usize, batches: usize, batch_time: Duration) -> f64 {
+    let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; size];
+    time_op(batches, batch_time, || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst);
+    })
+}
+
+/// Median nanoseconds per call of `op` over `batches` batches of about
+/// `batch_time` each (the batch length is calibrated once, after a warm-up).
+pub fn time_op(batches: usize, batch_time: Duration, mut op: impl FnMut()) -> f64 {
+    // Warm-up and calibration.
+    let mut per_batch = 1u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..per_batch {
+            op();
+        }
+        let took = start.elapsed();
+        if took >= batch_time / 4 || per_batch >= 1 << 30 {
+            let ns = took.as_nanos().max(1) as f64 / per_batch as f64;
+            per_batch = ((batch_time.as_nanos() as f64 / ns) as u64).max(1);
+            break;
+        }
+        per_batch *= 2;
+    }
+    let mut results: Vec<f64> = (0..batches.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_batch {
+                op();
+            }
+            start.elapsed().as_nanos() as f64 / per_batch as f64
+        })
+        .collect();
+    crate::stats::median(&mut results)
+}
