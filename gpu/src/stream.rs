@@ -157,6 +157,8 @@ pub struct GpuStreamReader<B: Backend> {
     lane: StreamReader,
     importer: Importer<B>,
     record: [u8; RECORD_WORDS * 8],
+    /// Sequence of the last write returned (0: none yet).
+    last: u64,
 }
 
 impl<B: Backend> GpuStreamReader<B> {
@@ -181,6 +183,7 @@ impl<B: Backend> GpuStreamReader<B> {
             lane,
             importer,
             record: [0; RECORD_WORDS * 8],
+            last: 0,
         })
     }
 
@@ -259,6 +262,17 @@ impl<B: Backend> GpuStreamReader<B> {
         }))
     }
 
+    /// Counts the writes skipped since the last one returned (reads retried after an
+    /// overwrite skip more than the record lane knows of).
+    fn returned(&mut self, mut frame: Frame) -> Frame {
+        frame.skipped = match self.last {
+            0 => 0,
+            last => frame.seq.saturating_sub(last).saturating_sub(1),
+        };
+        self.last = self.last.max(frame.seq);
+        frame
+    }
+
     /// Reads the next record (`only_new`: newer than the last returned) and its slot.
     fn next_record(&mut self, only_new: bool) -> Result<Option<(Frame, usize)>, GpuError> {
         let frame = if only_new {
@@ -294,7 +308,7 @@ impl<B: Backend> GpuStreamReader<B> {
             self.importer.wait(slot, || lane.writer_alive())?;
             copy(&mut self.importer.slots, slot)?;
             if self.importer.intact(frame.seq, || lane.published()) {
-                return Ok(Some(frame));
+                return Ok(Some(self.returned(frame)));
             }
             // Torn by the writer reusing the slot: newer writes exist, take the latest.
             only_new = false;
@@ -347,7 +361,7 @@ impl<B: Backend> StreamView<'_, B> {
             .importer
             .intact(self.frame.seq, || lane.published())
         {
-            Ok(self.frame)
+            Ok(self.reader.returned(self.frame))
         } else {
             Err(GpuError::Overwritten)
         }

@@ -154,7 +154,11 @@ pub struct GpuTopicSubscriber<B: Backend> {
     lane: TopicSubscriber,
     importer: Importer<B>,
     record: [u8; RECORD_WORDS * 8],
+    /// Items dropped because their slot was overwritten while this (lossy) subscriber
+    /// read it.
     overwritten: u64,
+    /// Drops not yet reported in a returned frame's `skipped`.
+    unreported: u64,
 }
 
 impl<B: Backend> GpuTopicSubscriber<B> {
@@ -173,6 +177,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
             importer,
             record: [0; RECORD_WORDS * 8],
             overwritten: 0,
+            unreported: 0,
         })
     }
 
@@ -190,6 +195,21 @@ impl<B: Backend> GpuTopicSubscriber<B> {
     /// overwritten while this (lossy) subscriber copied it.
     pub fn dropped(&self) -> u64 {
         self.lane.dropped() + self.overwritten
+    }
+
+    /// Whether this subscriber is lossless.
+    pub fn is_lossless(&self) -> bool {
+        self.lane.is_lossless()
+    }
+
+    /// Position of the next item this subscriber expects.
+    pub fn head(&self) -> u64 {
+        self.lane.head()
+    }
+
+    /// History positions asked for at join that were already overwritten.
+    pub fn lost_at_join(&self) -> u64 {
+        self.lane.lost_at_join()
     }
 
     /// Whether the publisher's process is alive.
@@ -263,7 +283,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
             self.importer.wait(slot, || lane.publisher_alive())?;
             copy(&mut self.importer.slots, slot)?;
             if self.importer.intact(write, || lane.published()) {
-                return Ok(frame);
+                return Ok(self.returned(frame));
             }
             if self.lane.is_lossless() {
                 return Err(GpuError::Corrupt(format!(
@@ -271,8 +291,20 @@ impl<B: Backend> GpuTopicSubscriber<B> {
                     frame.seq
                 )));
             }
-            self.overwritten += 1;
+            self.dropped_overwritten(frame);
         }
+    }
+
+    /// An item whose slot was overwritten under this lossy subscriber: dropped.
+    fn dropped_overwritten(&mut self, frame: Frame) {
+        self.overwritten += 1;
+        self.unreported += frame.skipped + 1;
+    }
+
+    /// Adds the drops not yet reported to the frame returned.
+    fn returned(&mut self, mut frame: Frame) -> Frame {
+        frame.skipped += std::mem::take(&mut self.unreported);
+        frame
     }
 }
 
@@ -321,9 +353,9 @@ impl<B: Backend> TopicView<'_, B> {
             .importer
             .intact(self.write, || lane.published())
         {
-            Ok(self.frame)
+            Ok(self.subscriber.returned(self.frame))
         } else {
-            self.subscriber.overwritten += 1;
+            self.subscriber.dropped_overwritten(self.frame);
             Err(GpuError::Overwritten)
         }
     }

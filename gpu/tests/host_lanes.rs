@@ -32,6 +32,9 @@ use tensorlane_gpu::{
     mirror_name, BackendKind, GpuError, GpuLaneOptions, GpuStreamReader, GpuStreamWriter,
     GpuTopicPublisher, GpuTopicSubscriber, HostBackend,
 };
+use tensorlane_model::{
+    check_lossless_complete, check_lossy, check_register_reader, Delivery, RegisterObservation,
+};
 use tensorlane_shm::{
     segment, DType, Kind, LaneError, LaneName, StreamReader, StreamWriter, SubscribeOptions,
     TensorSpec, TopicSubscriber,
@@ -112,6 +115,7 @@ fn child_entry() {
         "topic-subscriber" => topic_subscriber(&lane, &args),
         "topic-mirror" => topic_mirror_subscriber(&lane, &args),
         "slow-writer" => slow_writer(&lane, &args),
+        "racing-viewer" => racing_viewer(&lane, &args),
         other => Err(format!("unknown role {other}")),
     };
     match result {
@@ -127,7 +131,8 @@ fn say(line: &str) {
     println!("#tl# {line}");
 }
 
-/// Tallies of a reader: tensors read, torn ones, sequences out of order.
+/// Tallies of a reader: tensors read, torn ones, sequences out of order, and the
+/// history (sequence or position, skipped count, value) for the model's checkers.
 #[derive(Default)]
 struct Tally {
     read: u64,
@@ -135,10 +140,21 @@ struct Tally {
     backwards: u64,
     last: u64,
     overwritten: u64,
+    history: Vec<(u64, u64, u64)>,
+}
+
+/// The write a tensor is (`k` of its first word), or `u64::MAX` if any word disagrees.
+fn value_of(data: &[u8]) -> u64 {
+    let k = (u64::from_le_bytes(data[..8].try_into().unwrap()) ^ SALT) >> 24;
+    if whole(k, data) {
+        k
+    } else {
+        u64::MAX
+    }
 }
 
 impl Tally {
-    fn see(&mut self, k: u64, data: &[u8]) {
+    fn see(&mut self, k: u64, skipped: u64, data: &[u8]) {
         self.read += 1;
         if !whole(k, data) {
             self.torn += 1;
@@ -147,9 +163,13 @@ impl Tally {
             self.backwards += 1;
         }
         self.last = k;
+        self.history.push((k, skipped, value_of(data)));
     }
 
     fn report(&self) {
+        for (k, skipped, value) in &self.history {
+            say(&format!("h {k} {skipped} {value}"));
+        }
         say(&format!(
             "tally read={} torn={} backwards={} last={} overwritten={}",
             self.read, self.torn, self.backwards, self.last, self.overwritten
@@ -187,7 +207,7 @@ fn stream_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
             }
         };
         if let Some(frame) = frame {
-            tally.see(frame.seq, &out);
+            tally.see(frame.seq, frame.skipped, &out);
         }
     }
     tally.report();
@@ -208,10 +228,9 @@ fn stream_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
         };
         let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
         tensorlane_core::load_bytes(words, &mut copy);
-        let seq = view.frame().seq;
         match view.release() {
             // Only a view that stayed whole counts; a torn one must have said so.
-            Ok(_) => tally.see(seq, &copy),
+            Ok(frame) => tally.see(frame.seq, frame.skipped, &copy),
             Err(GpuError::Overwritten) => tally.overwritten += 1,
             Err(e) => return Err(e.to_string()),
         }
@@ -231,7 +250,7 @@ fn stream_mirror_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), 
     let deadline = Instant::now() + Duration::from_secs(30);
     while tally.last < total && Instant::now() < deadline {
         if let Ok(frame) = reader.wait_new(&mut out, Duration::from_secs(5)) {
-            tally.see(frame.seq, &out);
+            tally.see(frame.seq, frame.skipped, &out);
         }
     }
     tally.report();
@@ -273,7 +292,7 @@ fn unwaiting_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
             slots
                 .copy_to_host(slot, &mut out)
                 .map_err(|e| e.to_string())?;
-            tally.see(frame.seq, &out);
+            tally.see(frame.seq, frame.skipped, &out);
         }
     }
     tally.report();
@@ -289,6 +308,7 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
     let views = args.get("view") == Some(&1);
     let mut subscriber =
         GpuTopicSubscriber::open(&backend, lane, options).map_err(|e| e.to_string())?;
+    let (join_head, lost) = (subscriber.head(), subscriber.lost_at_join());
     say("ready");
     let total = args["items"];
     let mut out = vec![0u8; WORDS * 8];
@@ -297,16 +317,15 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
     let deadline = Instant::now() + Duration::from_secs(30);
     while positions.last().is_none_or(|&p| p + 1 < total) && Instant::now() < deadline {
         let timeout = Some(Duration::from_secs(5));
-        let position = if views {
+        let frame = if views {
             let view = match subscriber.recv_view(timeout) {
                 Ok(view) => view,
                 Err(e) => return Err(e.to_string()),
             };
             let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
             tensorlane_core::load_bytes(words, &mut out);
-            let position = view.frame().seq;
             match view.release() {
-                Ok(_) => position,
+                Ok(frame) => frame,
                 Err(GpuError::Overwritten) => {
                     tally.overwritten += 1;
                     continue;
@@ -317,15 +336,14 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
             subscriber
                 .recv(&mut out, timeout)
                 .map_err(|e| e.to_string())?
-                .seq
         };
-        tally.see(position, &out);
-        positions.push(position);
+        tally.see(frame.seq, frame.skipped, &out);
+        positions.push(frame.seq);
     }
     tally.report();
     let gaps = positions.windows(2).filter(|w| w[1] != w[0] + 1).count();
     say(&format!(
-        "topic first={} count={} gaps={} dropped={}",
+        "topic first={} count={} gaps={} dropped={} join_head={join_head} lost={lost}",
         positions.first().copied().unwrap_or(u64::MAX),
         positions.len(),
         gaps,
@@ -338,6 +356,7 @@ fn topic_mirror_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(
     let mut subscriber =
         TopicSubscriber::open_expect(&mirror_name(lane), &spec(), SubscribeOptions::lossless())
             .map_err(|e| e.to_string())?;
+    let (join_head, lost) = (subscriber.head(), subscriber.lost_at_join());
     say("ready");
     let total = args["items"];
     let mut out = vec![0u8; WORDS * 8];
@@ -347,10 +366,50 @@ fn topic_mirror_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(
         let frame = subscriber
             .recv(&mut out, Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
-        tally.see(frame.seq, &out);
+        tally.see(frame.seq, frame.skipped, &out);
         count += 1;
     }
     tally.report();
+    say(&format!("topic join_head={join_head} lost={lost}"));
+    Ok(())
+}
+
+/// Views the latest write for `ms` milliseconds while the writer races it; with
+/// `check=1` counts only views that `release` says stayed whole (the real protocol),
+/// with `check=0` trusts every view (canary: the reader that skips the re-check).
+fn racing_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
+    let backend = HostBackend::new();
+    let mut reader = GpuStreamReader::open(&backend, lane).map_err(|e| e.to_string())?;
+    say("ready");
+    let check = args["check"] == 1;
+    let until = Instant::now() + Duration::from_millis(args["ms"]);
+    let mut copy = vec![0u8; WORDS * 8];
+    let mut tally = Tally::default();
+    while Instant::now() < until {
+        let Some(view) = reader.view().map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
+        tensorlane_core::load_bytes(words, &mut copy);
+        let seq = view.frame().seq;
+        if !check {
+            tally.read += 1;
+            tally.torn += u64::from(!whole(seq, &copy));
+            continue;
+        }
+        match view.release() {
+            Ok(frame) => {
+                tally.read += 1;
+                tally.torn += u64::from(!whole(frame.seq, &copy));
+            }
+            Err(GpuError::Overwritten) => tally.overwritten += 1,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    say(&format!(
+        "tally read={} torn={} overwritten={}",
+        tally.read, tally.torn, tally.overwritten
+    ));
     Ok(())
 }
 
@@ -434,12 +493,22 @@ impl Kid {
         writeln!(stdin, "{line}").unwrap();
     }
 
-    /// Waits for the child to exit and returns the value of `key` in its `prefix` line.
-    fn finish(mut self, prefix: &str) -> BTreeMap<String, u64> {
+    /// Waits for the child's `prefix` line and its exit; returns the line's values and
+    /// the history (`h` lines) the child reported before it.
+    fn finish(mut self, prefix: &str) -> (BTreeMap<String, u64>, Vec<(u64, u64, u64)>) {
         let line = self.expect(prefix);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "child exited with {status}");
-        parse(&line)
+        let history = self
+            .seen
+            .iter()
+            .filter_map(|l| l.strip_prefix("h "))
+            .map(|l| {
+                let v: Vec<u64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+                (v[0], v[1], v[2])
+            })
+            .collect();
+        (parse(&line), history)
     }
 }
 
@@ -491,11 +560,17 @@ fn stream_case(delay_us: u64) {
         Duration::from_micros(delay_us.max(50) * 2),
     );
     for (i, kid) in kids.into_iter().enumerate() {
-        let tally = kid.finish("tally");
+        let (tally, history) = kid.finish("tally");
         assert_eq!(tally["torn"], 0, "child {i}: {tally:?}");
-        assert_eq!(tally["backwards"], 0, "child {i}: {tally:?}");
         assert_eq!(tally["last"], writes, "child {i}: {tally:?}");
-        assert!(tally["read"] > 0, "child {i}: {tally:?}");
+        let observations: Vec<_> = history
+            .iter()
+            .map(|&(seq, missed, value)| RegisterObservation { seq, value, missed })
+            .collect();
+        assert!(!observations.is_empty(), "child {i}");
+        if let Err(e) = check_register_reader(&observations, |seq, &value| value == seq) {
+            panic!("child {i}: {e:?}");
+        }
         println!("stream (delay {delay_us} us) child {i}: {tally:?}");
     }
     drop(writer);
@@ -538,35 +613,27 @@ fn topic_case(delay_us: u64) {
         data.fill(0xff);
     }
     for (i, mut kid) in kids.into_iter().enumerate() {
-        let topic = if i < 3 {
-            Some(parse(&kid.expect("tally")))
-        } else {
-            None
-        };
-        let summary = if i < 3 {
-            kid.finish("topic")
-        } else {
-            kid.finish("tally")
-        };
-        let tally = topic.unwrap_or_else(|| summary.clone());
+        let tally = parse(&kid.expect("tally"));
+        let (summary, history) = kid.finish("topic");
         assert_eq!(tally["torn"], 0, "child {i}: {tally:?}");
-        assert_eq!(tally["backwards"], 0, "child {i}: {tally:?}");
         assert_eq!(tally["last"], items - 1, "child {i}: {tally:?}");
-        if i < 2 || i == 3 {
-            // Lossless: every item, in order, none dropped.
-            assert_eq!(tally["read"], items, "child {i}: {tally:?}");
-        }
-        if i < 2 {
-            assert_eq!(
-                (
-                    summary["first"],
-                    summary["count"],
-                    summary["gaps"],
-                    summary["dropped"]
-                ),
-                (0, items, 0, 0),
-                "child {i}: {summary:?}"
-            );
+        let deliveries: Vec<_> = history
+            .iter()
+            .map(|&(position, dropped, value)| Delivery {
+                position,
+                value,
+                dropped,
+            })
+            .collect();
+        let (join_head, lost) = (summary["join_head"], summary["lost"]);
+        let ok = |position: u64, value: &u64| *value == position;
+        let checked = if i == 2 {
+            check_lossy(join_head, &deliveries, ok)
+        } else {
+            check_lossless_complete(join_head, lost, items, &deliveries, ok)
+        };
+        if let Err(e) = checked {
+            panic!("child {i}: {e:?} ({summary:?})");
         }
         println!("topic (delay {delay_us} us) child {i}: {tally:?} {summary:?}");
     }
@@ -648,7 +715,7 @@ fn canary_publishing_before_the_event_is_caught() {
         writer.write(&data);
         std::thread::sleep(Duration::from_millis(10));
     }
-    let tally = kid.finish("tally");
+    let (tally, _) = kid.finish("tally");
     println!("canary writer: {tally:?}");
     assert!(
         tally["torn"] > 0,
@@ -668,7 +735,7 @@ fn canary_reading_without_waiting_on_the_event_is_caught() {
     let mut kid = Kid::spawn("unwaiting-reader", &name, &format!("writes={writes}"));
     kid.expect("ready");
     write_all(&mut writer, writes, Duration::from_millis(10));
-    let tally = kid.finish("tally");
+    let (tally, _) = kid.finish("tally");
     println!("canary reader: {tally:?}");
     assert!(
         tally["torn"] > 0,
@@ -778,4 +845,45 @@ fn errors_are_typed() {
         backend.import(BackendKind::Host, backend.device(), 2, 1 << 20, export),
         Err(GpuError::Corrupt(_))
     ));
+}
+
+/// A writer lapping its readers as fast as it can (two slots): a viewer that trusts a
+/// view without `release`'s re-check returns torn tensors (canary), the real one
+/// reports `Overwritten` instead and never a torn tensor.
+#[test]
+fn canary_skipping_the_recheck_is_caught() {
+    let name = unique("racing");
+    let backend = HostBackend::new();
+    let mut writer =
+        GpuStreamWriter::create(&backend, &name, &spec(), 2, GpuLaneOptions::default()).unwrap();
+    let mut kids = [
+        Kid::spawn("racing-viewer", &name, "check=0,ms=1500"),
+        Kid::spawn("racing-viewer", &name, "check=1,ms=1500"),
+    ];
+    for kid in &mut kids {
+        kid.expect("ready");
+    }
+    let mut data = vec![0u8; WORDS * 8];
+    let until = Instant::now() + Duration::from_millis(2000);
+    let mut k = 0;
+    while Instant::now() < until {
+        k += 1;
+        fill(k, &mut data);
+        writer.write(&data).unwrap();
+    }
+    let [unchecked, checked] = kids;
+    let (unchecked, _) = unchecked.finish("tally");
+    let (checked, _) = checked.finish("tally");
+    println!("{k} writes; unchecked viewer {unchecked:?}; checked viewer {checked:?}");
+    assert!(
+        unchecked["torn"] > 0,
+        "the viewer without the re-check went unnoticed: {unchecked:?}"
+    );
+    assert_eq!(checked["torn"], 0, "{checked:?}");
+    assert!(
+        checked["read"] > 0 && checked["overwritten"] > 0,
+        "{checked:?}"
+    );
+    drop(writer);
+    unlink(&name);
 }
