@@ -434,6 +434,9 @@ fn slow_writer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
 // ---------------------------------------------------------------------------------
 // Parent side
 
+/// What a child reported, one (sequence or position, skipped, value) per item.
+type History = Vec<(u64, u64, u64)>;
+
 struct Kid {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -495,7 +498,7 @@ impl Kid {
 
     /// Waits for the child's `prefix` line and its exit; returns the line's values and
     /// the history (`h` lines) the child reported before it.
-    fn finish(mut self, prefix: &str) -> (BTreeMap<String, u64>, Vec<(u64, u64, u64)>) {
+    fn finish(mut self, prefix: &str) -> (BTreeMap<String, u64>, History) {
         let line = self.expect(prefix);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "child exited with {status}");
