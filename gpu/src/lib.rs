@@ -39,3 +39,8 @@ pub use host::{HostBackend, HostReader, HostWriter};
 pub use lane::{mirror_name, GpuLaneOptions};
 pub use stream::{GpuStreamReader, GpuStreamWriter, StreamView};
 pub use topic::{GpuTopicPublisher, GpuTopicSubscriber, TopicView};
+
+/// The README's examples (lanes, the core, GPU lanes), compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

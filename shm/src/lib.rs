@@ -43,8 +43,3 @@ pub use segment::{CreateOptions, Segment};
 pub use stream::{StreamReader, StreamWriter};
 pub use tensorlane_core::{Mode, SubscribeOptions};
 pub use topic::{TopicPublisher, TopicSubscriber};
-
-/// The README's examples, compiled as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExamples;
