@@ -31,7 +31,7 @@ mod bench {
                     .sampling_mode(SamplingMode::Flat)
                     .sample_size(10)
                     .warm_up_time(Duration::from_millis(100))
-                    .measurement_time(Duration::from_secs(2));
+                    .measurement_time(Duration::from_secs(8));
             } else {
                 group
                     .sampling_mode(SamplingMode::Auto)

@@ -6,7 +6,16 @@
 //!   echoing process stores after spinning on `2i + 1`. Half of the round trip is
 //!   the cost of moving one cache line from one core to another and noticing it,
 //!   the least any shared-memory transport can take one way.
+//! - Split ping-pong (a diagnostic, not a floor): the same, but each side first
+//!   writes a payload into cache lines of its own after the signal's line, and the
+//!   other side reads it after seeing the signal: the least a transport that
+//!   signals through a counter separate from its slot can take.
 //! - `memcpy`: `copy_from_slice` between two buffers of the payload size, warm.
+//! - Atomic copy (a diagnostic): the payload stored into relaxed `AtomicU64` words
+//!   and loaded back, word by word, as the core's seqlock copies it.
+//! - `rep movsb` copy (a diagnostic, x86_64): the same two copies done by one
+//!   inline-assembly `rep movsb` each, which the compiler treats as opaque code (no
+//!   Rust-level data race), and which the CPU runs at `memcpy` speed (ERMS).
 
 use std::ffi::CString;
 use std::hint::black_box;
@@ -100,14 +109,56 @@ impl Drop for SharedPage {
     }
 }
 
+/// Offset of the measuring side's payload in the page (split ping-pong).
+const PING_PAYLOAD: usize = 64;
+/// Offset of the echoing side's payload in the page.
+const PONG_PAYLOAD: usize = 2048;
+
+fn payload_words(page: &SharedPage, offset: usize, bytes: usize) -> &[AtomicU64] {
+    let words = bytes.div_ceil(8).min((PAGE - offset) / 8);
+    // SAFETY: `offset` is a multiple of 8 and `offset + words * 8 <= PAGE`, so the
+    // words lie inside the page mapping, which lives as long as `page`; every process
+    // accesses them only atomically.
+    unsafe {
+        std::slice::from_raw_parts(
+            (page.ptr as *const u8).add(offset) as *const AtomicU64,
+            words,
+        )
+    }
+}
+
+fn write_words(words: &[AtomicU64], value: u64) {
+    for w in words {
+        w.store(value, Ordering::Relaxed);
+    }
+}
+
+fn read_words(words: &[AtomicU64]) -> u64 {
+    words
+        .iter()
+        .fold(0u64, |a, w| a.wrapping_add(w.load(Ordering::Relaxed)))
+}
+
 /// The measuring side of the cache-line ping-pong: one-way latencies in ns (half
-/// round trips) of `samples` round trips after `warmup`.
-pub fn ping_pong(page: &SharedPage, warmup: usize, samples: usize) -> Result<Vec<f64>, String> {
+/// round trips) of `samples` round trips after `warmup`. With `payload > 0` bytes,
+/// the split variant: a payload in separate lines is written before each signal
+/// and read after it.
+pub fn ping_pong(
+    page: &SharedPage,
+    payload: usize,
+    warmup: usize,
+    samples: usize,
+) -> Result<Vec<f64>, String> {
     let word = page.word();
+    let (ping, pong) = (
+        payload_words(page, PING_PAYLOAD, payload),
+        payload_words(page, PONG_PAYLOAD, payload),
+    );
     let mut out = Vec::with_capacity(samples);
     let deadline = Duration::from_secs(10);
     for i in 0..(warmup + samples) as u64 {
         let start = Instant::now();
+        write_words(ping, i);
         word.store(2 * i + 1, Ordering::Release);
         let mut spins = 0u32;
         while word.load(Ordering::Acquire) != 2 * i + 2 {
@@ -117,6 +168,7 @@ pub fn ping_pong(page: &SharedPage, warmup: usize, samples: usize) -> Result<Vec
             }
             std::hint::spin_loop();
         }
+        black_box(read_words(pong));
         let rtt = start.elapsed();
         if i as usize >= warmup {
             out.push(rtt.as_nanos() as f64 / 2.0);
@@ -126,21 +178,47 @@ pub fn ping_pong(page: &SharedPage, warmup: usize, samples: usize) -> Result<Vec
     Ok(out)
 }
 
-/// The echoing side of the cache-line ping-pong, until the measuring side stores
+/// The echoing side of the (split) ping-pong, until the measuring side stores
 /// `u64::MAX`.
-pub fn echo(page: &SharedPage) {
+pub fn echo(page: &SharedPage, payload: usize) {
     let word = page.word();
+    let (ping, pong) = (
+        payload_words(page, PING_PAYLOAD, payload),
+        payload_words(page, PONG_PAYLOAD, payload),
+    );
     loop {
         let v = word.load(Ordering::Acquire);
         if v == u64::MAX {
             return;
         }
-        if v % 2 == 1 {
+        if v & 1 == 1 {
+            let got = read_words(ping);
+            write_words(pong, got);
             word.store(v + 1, Ordering::Release);
         } else {
             std::hint::spin_loop();
         }
     }
+}
+
+/// Nanoseconds per store of `size` bytes into relaxed atomic words plus a load of
+/// them back (the seqlock's way of copying, without its stamps).
+pub fn atomic_copy_ns(size: usize, batches: usize, batch_time: Duration) -> f64 {
+    let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; size];
+    let words: Vec<AtomicU64> = (0..size.div_ceil(8)).map(|_| AtomicU64::new(0)).collect();
+    time_op(batches, batch_time, || {
+        for (chunk, w) in black_box(&src).chunks_exact(8).zip(&words) {
+            w.store(
+                u64::from_le_bytes(chunk.try_into().expect("8")),
+                Ordering::Relaxed,
+            );
+        }
+        for (chunk, w) in dst.chunks_exact_mut(8).zip(&words) {
+            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        black_box(&mut dst);
+    })
 }
 
 /// Nanoseconds per `memcpy` of `size` bytes: the median of `batches` batches, each
@@ -182,4 +260,43 @@ pub fn time_op(batches: usize, batch_time: Duration, mut op: impl FnMut()) -> f6
         })
         .collect();
     crate::stats::median(&mut results)
+}
+
+/// Copies `len` bytes from `src` to `dst` with one `rep movsb`.
+///
+/// # Safety
+/// `src` must be valid for reads and `dst` for writes of `len` bytes.
+#[cfg(target_arch = "x86_64")]
+unsafe fn rep_movsb(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller guarantees both ranges; `rep movsb` touches exactly `len`
+    // bytes from `rsi` to `rdi` (the direction flag is clear, as the ABI requires),
+    // uses no stack and leaves the flags alone.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// Nanoseconds per store of `size` bytes into atomic words plus a load back, each
+/// done by one `rep movsb` (see the module documentation).
+#[cfg(target_arch = "x86_64")]
+pub fn rep_movsb_copy_ns(size: usize, batches: usize, batch_time: Duration) -> f64 {
+    let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; size];
+    let words: Vec<AtomicU64> = (0..size.div_ceil(8)).map(|_| AtomicU64::new(0)).collect();
+    time_op(batches, batch_time, || {
+        let shared = words.as_ptr() as *mut u8;
+        // SAFETY: `src` and `dst` hold `size` bytes, the words at least `size` bytes;
+        // the atomics are interior-mutable and nothing else accesses them meanwhile.
+        unsafe {
+            rep_movsb(shared, black_box(&src).as_ptr(), size);
+            rep_movsb(dst.as_mut_ptr(), shared, size);
+        }
+        black_box(&mut dst);
+    })
 }

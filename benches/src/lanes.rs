@@ -12,6 +12,9 @@
 //! - [`stream_rw_ns`]: one writer and one reader of a stream in one process, a
 //!   `write` then a `read` per operation.
 //! - [`publish_ns`]: a topic publisher with `k` lossy subscribers that never read.
+//! - [`queue_push_pop_ns`] (a diagnostic): `push` then `pop` of a queue whose
+//!   producer and consumer are in one thread: the processor time of the two calls,
+//!   without the cache-line transfers of two processes.
 
 use crate::clock::monotonic_ns;
 use crate::link::{fill_payload, get_counter, put_counter, read_payload, Rx, Tx};
@@ -331,6 +334,35 @@ pub fn publish_ns(
             }
         });
         drop(subscribers);
+        failed.map_or(Ok(ns), Err)
+    })();
+    unlink(name);
+    result
+}
+
+/// Median ns of one `push` plus one `pop` of `size` bytes through queue `name`,
+/// producer and consumer in this thread.
+pub fn queue_push_pop_ns(
+    name: &str,
+    size: usize,
+    batches: usize,
+    batch_time: Duration,
+) -> Result<f64, LaneError> {
+    let mut producer = QueueProducer::create(name, &spec(size), CAPACITY)?;
+    let result = (|| {
+        let mut consumer = QueueConsumer::open(name)?;
+        let src = vec![7u8; size];
+        let mut dst = vec![0u8; size];
+        let mut failed = None;
+        let ns = crate::floor::time_op(batches, batch_time, || {
+            if let Err(e) = producer.push(std::hint::black_box(&src), Some(Duration::ZERO)) {
+                failed = Some(e);
+            }
+            if let Err(e) = consumer.pop(&mut dst, Some(Duration::ZERO)) {
+                failed = Some(e);
+            }
+            std::hint::black_box(&mut dst);
+        });
         failed.map_or(Ok(ns), Err)
     })();
     unlink(name);

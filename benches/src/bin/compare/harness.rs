@@ -47,6 +47,8 @@ struct Options {
     with_pyshmem: bool,
     venv: PathBuf,
     json: PathBuf,
+    /// Only the tasks whose name contains one of these.
+    only: Vec<String>,
 }
 
 fn target_dir() -> PathBuf {
@@ -66,6 +68,7 @@ const USAGE: &str =
                     pyshmem 1.4.0 and numpy into it if they are missing
   --venv DIR        the virtual environment (default <target>/pyshmem-venv)
   --json FILE       where to write the results (default <target>/tensorlane-compare.json)
+  --only A,B        only the tasks whose name contains A or B (e.g. \"spsc\", \"memcpy\")
 
 iceoryx2 is measured when the binary is built with `--features iceoryx2`.";
 
@@ -76,6 +79,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         with_pyshmem: false,
         venv: target_dir().join("pyshmem-venv"),
         json: target_dir().join("tensorlane-compare.json"),
+        only: Vec::new(),
     };
     let mut rounds = None;
     let mut it = args.iter();
@@ -98,6 +102,9 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--with-pyshmem" => o.with_pyshmem = true,
             "--venv" => o.venv = PathBuf::from(value("--venv")?),
             "--json" => o.json = PathBuf::from(value("--json")?),
+            "--only" => o
+                .only
+                .extend(value("--only")?.split(',').map(str::to_string)),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n\n{USAGE}")),
         }
@@ -158,7 +165,7 @@ fn run_role(m: &BTreeMap<String, String>) -> i32 {
                 floor::SharedPage::open(&arg::<String>(m, "name"))
             })
             .map_err(|e| e.to_string())?;
-            floor::echo(&page);
+            floor::echo(&page, arg(m, "payload"));
             Ok(())
         })(),
         "wake-send" => lanes::wake_sender(
@@ -254,6 +261,12 @@ fn strings(parts: &[&dyn ToString]) -> Vec<String> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Task {
     PingPong,
+    /// Diagnostic: signal and an 80-byte payload (16-byte prefix + 64 B) in separate lines.
+    SplitPingPong,
+    AtomicCopy(usize),
+    RepMovsbCopy(usize),
+    /// Diagnostic: push + pop of a 64 B queue in one thread.
+    QueueSameThread,
     Memcpy(usize),
     Lane(Kind, usize),
     Wake(usize),
@@ -329,13 +342,33 @@ impl Run {
         let b = self.budget;
         let warm = 200.min(b.small / 10);
         match task {
-            Task::PingPong => {
+            Task::PingPong | Task::SplitPingPong => {
+                let (payload, key) = match task {
+                    Task::PingPong => (0usize, "floor/pingpong/64"),
+                    _ => (80, "diagnostic/pingpong-split/64"),
+                };
                 let name = format!("/{}", self.unique("floor"));
                 let page = floor::SharedPage::create(&name).map_err(|e| e.to_string())?;
-                let v = with_child(strings(&[&"floor-echo", &"--name", &name]), || {
-                    floor::ping_pong(&page, warm, b.small)
-                })?;
-                results.add("floor/pingpong/64".into(), v);
+                let args = strings(&[&"floor-echo", &"--name", &name, &"--payload", &payload]);
+                let v = with_child(args, || floor::ping_pong(&page, payload, warm, b.small))?;
+                results.add(key.into(), v);
+            }
+            Task::AtomicCopy(size) => {
+                let ns = floor::atomic_copy_ns(size, b.batches, b.batch_time);
+                results.add(format!("diagnostic/atomic-copy/{size}"), [ns]);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Task::RepMovsbCopy(size) => {
+                let ns = floor::rep_movsb_copy_ns(size, b.batches, b.batch_time);
+                results.add(format!("diagnostic/rep-movsb-copy/{size}"), [ns]);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Task::RepMovsbCopy(_) => return Err("x86_64 only".into()),
+            Task::QueueSameThread => {
+                let name = self.unique("pushpop");
+                let ns = lanes::queue_push_pop_ns(&name, 64, b.batches, b.batch_time)
+                    .map_err(|e| e.to_string())?;
+                results.add("diagnostic/queue-push+pop-one-thread/64".into(), [ns]);
             }
             Task::Memcpy(size) => {
                 let ns = floor::memcpy_ns(size, b.batches, b.batch_time);
@@ -473,9 +506,15 @@ impl Run {
 }
 
 fn tasks(options: &Options) -> Vec<Task> {
-    let mut t = vec![Task::PingPong];
+    let mut t = vec![Task::PingPong, Task::SplitPingPong, Task::QueueSameThread];
     for size in [64, 40_000, 1024 * KIB, 4_000_000] {
         t.push(Task::Memcpy(size));
+    }
+    for size in THROUGHPUT_SIZES {
+        t.push(Task::AtomicCopy(size));
+        if cfg!(target_arch = "x86_64") {
+            t.push(Task::RepMovsbCopy(size));
+        }
     }
     for kind in Kind::ALL {
         for size in LATENCY_SIZES {
@@ -501,12 +540,22 @@ fn tasks(options: &Options) -> Vec<Task> {
     if options.with_pyshmem {
         t.push(Task::Pyshmem);
     }
+    if !options.only.is_empty() {
+        t.retain(|&task| {
+            let name = task_name(task);
+            options.only.iter().any(|o| name.contains(o.as_str()))
+        });
+    }
     t
 }
 
 fn task_name(t: Task) -> String {
     match t {
         Task::PingPong => "floor ping-pong".into(),
+        Task::SplitPingPong => "split ping-pong (diagnostic)".into(),
+        Task::AtomicCopy(s) => format!("atomic copy {} (diagnostic)", size_name(s)),
+        Task::RepMovsbCopy(s) => format!("rep movsb copy {} (diagnostic)", size_name(s)),
+        Task::QueueSameThread => "queue push+pop in one thread (diagnostic)".into(),
         Task::Memcpy(s) => format!("memcpy {}", size_name(s)),
         Task::Lane(k, s) => format!("{} {}", k.name(), size_name(s)),
         Task::Wake(s) => format!("stream wake-up {}", size_name(s)),
@@ -668,12 +717,15 @@ impl Report {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
             let throughput = key.starts_with("floor/memcpy")
+                || key.starts_with("diagnostic/atomic-copy")
+                || key.starts_with("diagnostic/rep-movsb-copy")
                 || key.contains("/stream-rw/")
                 || key.contains("/write-read/")
-                || key.contains("/publish-");
-            let publish = key.contains("/publish-");
+                || key.contains("/publish-")
+                || key.contains("one-thread");
+            let publish = key.contains("/publish-") || key.contains("one-thread");
             let mut summary = stats::summarize(&mut values);
-            if throughput && !key.contains("/publish-") {
+            if throughput && !publish {
                 // Per-round medians of ns/op -> Hz of the median round.
                 let hz = 1e9 / summary.p50;
                 summary = Summary {
@@ -781,8 +833,11 @@ impl Report {
         if f.key.contains("/publish-") {
             return (Some("tensorlane/publish-lossy-1/64".into()), vec![]);
         }
-        if f.key.starts_with("floor/") {
+        if f.key.starts_with("floor/") || f.key.contains("one-thread") {
             return (None, vec![]);
+        }
+        if f.key.contains("-copy/") {
+            return (Some(format!("floor/2memcpy/{s}")), vec![]);
         }
         if !f.latency {
             return (
@@ -1050,6 +1105,7 @@ impl Report {
         );
         let latency_order = [
             "floor/pingpong",
+            "diagnostic/pingpong-split",
             "tensorlane/spsc-copy",
             "tensorlane/spsc-loan",
             "tensorlane/spsc-loan-touched",
@@ -1107,6 +1163,8 @@ impl Report {
         for prefix in [
             "floor/memcpy",
             "floor/2memcpy",
+            "diagnostic/atomic-copy",
+            "diagnostic/rep-movsb-copy",
             "tensorlane/stream-rw",
             "pyshmem/write-read",
         ] {
@@ -1152,6 +1210,13 @@ impl Report {
                     cell(r).replace('-', "1.00")
                 );
             }
+        }
+        if let Some(f) = self.get("diagnostic/queue-push+pop-one-thread/64") {
+            let _ = writeln!(
+                s,
+                "\nDiagnostic: queue push + pop of 64 B in one thread: {:.1} ns",
+                f.summary.p50
+            );
         }
         if !self.errors.is_empty() {
             let _ = writeln!(s, "\nFailed measurements:");
