@@ -350,3 +350,46 @@ pub fn broadcast_many_subscribers(items: u64, subscribers: usize) {
     }
     producer.join().unwrap();
 }
+
+/// A GPU lane (the slot protocol of tensorlane-gpu over the real register): the writer
+/// makes `writes` writes into 2 device slots; a reader reads the latest record `reads`
+/// times, copies its slot, then re-checks as the GPU reader does (Acquire fence, then
+/// the number of published writes). A copy the re-check calls whole must be exactly
+/// write `k`.
+#[allow(dead_code)]
+pub fn gpu_slot_protocol<W: GpuWriterRole>(writes: u64, reads: usize, writer: fn(&GpuFixture) -> W) {
+    use tensorlane_verification::sync::{fence, Ordering};
+    let fixture = GpuFixture::new();
+    let mut w = writer(&fixture);
+    let reader_fixture = fixture.clone();
+    let reader = thread::spawn(move || {
+        let records = reader_fixture.records.lane();
+        let mut r = real_register_reader(&reader_fixture.records);
+        let mut record = [0u8; 8];
+        for _ in 0..reads {
+            let k = match r.read(&mut record) {
+                Ok(info) => info.seq,
+                Err(ReadError::Empty) | Err(ReadError::Stalled { .. }) => continue,
+                Err(e) => panic!("unexpected read error: {e}"),
+            };
+            assert_eq!(u64::from_le_bytes(record), k % GPU_SLOTS, "record of write {k}");
+            let copy: Vec<u64> = reader_fixture
+                .slot(k)
+                .iter()
+                .map(|word| word.load(Ordering::Relaxed))
+                .collect();
+            fence(Ordering::Acquire);
+            if records.published() < k + GPU_SLOTS - 1 {
+                for word in copy {
+                    if word != k {
+                        panic!("torn read: device slot of write {k} holds word {word}");
+                    }
+                }
+            }
+        }
+    });
+    for k in 1..=writes {
+        w.write(k);
+    }
+    reader.join().unwrap();
+}

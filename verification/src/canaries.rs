@@ -5,7 +5,8 @@
 //! checker to report the scenario as failing. Nothing in core refers to them.
 
 use crate::roles::{
-    BroadcastFixture, QueueFixture, QueueProducerRole, RegisterFixture, Subscriber,
+    BroadcastFixture, GpuFixture, GpuWriterRole, QueueFixture, QueueProducerRole, RegisterFixture,
+    Subscriber, GPU_SLOTS,
 };
 use crate::roles::{BroadcastProducerRole, RegisterReaderRole, RegisterWriterRole};
 use crate::sync::{fence, Ordering};
@@ -265,5 +266,38 @@ impl RegisterReaderRole for PlainPayloadReader {
             len,
             missed: 0,
         })
+    }
+}
+
+/// A GPU lane writer that reuses a device slot without the release fence of step 1
+/// (gpu/src/lane.rs): a reader's re-check after its copy may then see an old count of
+/// published writes although its copy already holds bytes of the newer write.
+pub struct UnfencedGpuWriter {
+    fixture: GpuFixture,
+    records: tensorlane_core::SeqlockWriter<
+        std::sync::Arc<tensorlane_core::HeapRegion<tensorlane_core::SeqlockHeader>>,
+    >,
+}
+
+/// The writer without the fence.
+pub fn unfenced_gpu_writer(fixture: &GpuFixture) -> UnfencedGpuWriter {
+    UnfencedGpuWriter {
+        fixture: fixture.clone(),
+        records: fixture
+            .records
+            .lane()
+            .writer(1)
+            .expect("writer role is free"),
+    }
+}
+
+impl GpuWriterRole for UnfencedGpuWriter {
+    fn write(&mut self, k: u64) {
+        for word in self.fixture.slot(k) {
+            word.store(k, Ordering::Relaxed);
+        }
+        self.records
+            .write(&(k % GPU_SLOTS).to_le_bytes())
+            .expect("record fits");
     }
 }

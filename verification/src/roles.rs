@@ -196,3 +196,84 @@ pub fn real_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscriber 
         .subscribe(SubscribeOptions::lossless().with_history(1), token)
         .expect("a free table entry")
 }
+
+/// Device slots of a GPU lane (tensorlane-gpu), as its host backend maps them.
+pub const GPU_SLOTS: u64 = 2;
+/// Words of each modelled device slot.
+pub const GPU_SLOT_WORDS: usize = 2;
+
+/// A GPU lane's slot protocol (gpu/src/lane.rs, docs/LAYOUT.md section 16) over the
+/// real core: the record lane is a register, the device slots are atomic words, as the
+/// host backend maps them. Copies complete at once (the inline host backend): what is
+/// checked is the writer's fence before reusing a slot against the reader's re-check
+/// after copying it.
+#[derive(Clone)]
+pub struct GpuFixture {
+    /// The record lane.
+    pub records: RegisterFixture,
+    /// `GPU_SLOTS` slots of `GPU_SLOT_WORDS` words.
+    pub slots: Arc<[tensorlane_core::AtomicU64]>,
+}
+
+impl GpuFixture {
+    /// A fresh lane.
+    pub fn new() -> Self {
+        GpuFixture {
+            records: RegisterFixture::new(2, 8),
+            slots: (0..GPU_SLOTS as usize * GPU_SLOT_WORDS)
+                .map(|_| tensorlane_core::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The words of device slot `slot`.
+    pub fn slot(&self, slot: u64) -> &[tensorlane_core::AtomicU64] {
+        let start = (slot % GPU_SLOTS) as usize * GPU_SLOT_WORDS;
+        &self.slots[start..start + GPU_SLOT_WORDS]
+    }
+}
+
+impl Default for GpuFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes a GPU lane.
+pub trait GpuWriterRole: Send + 'static {
+    /// Writes write `k` (1, 2, ...): every word of slot `k mod GPU_SLOTS` holds `k`.
+    fn write(&mut self, k: u64);
+}
+
+/// The real GPU writer's steps (gpu/src/lane.rs, "the slot protocol").
+pub struct RealGpuWriter {
+    fixture: GpuFixture,
+    records: SeqlockWriter<Arc<HeapRegion<SeqlockHeader>>>,
+}
+
+/// The real GPU writer.
+pub fn real_gpu_writer(fixture: &GpuFixture) -> RealGpuWriter {
+    RealGpuWriter {
+        fixture: fixture.clone(),
+        records: fixture
+            .records
+            .lane()
+            .writer(1)
+            .expect("writer role is free"),
+    }
+}
+
+impl GpuWriterRole for RealGpuWriter {
+    fn write(&mut self, k: u64) {
+        // Step 1. Release: pairs with the reader's Acquire fence before its re-check.
+        crate::sync::fence(crate::sync::Ordering::Release);
+        // Step 2: the copy into the slot (completes at once here).
+        for word in self.fixture.slot(k) {
+            word.store(k, crate::sync::Ordering::Relaxed);
+        }
+        // Step 3: the record (the slot index), through the record lane.
+        self.records
+            .write(&(k % GPU_SLOTS).to_le_bytes())
+            .expect("record fits");
+    }
+}

@@ -50,6 +50,13 @@ fn register_one_writer_two_readers() {
     check(|| register_writer_and_readers(3, 2, 1, real_register_writer, real_register_reader));
 }
 
+/// The GPU lanes' slot protocol (tensorlane-gpu): fence before reusing a device
+/// slot, re-check after copying it.
+#[test]
+fn gpu_slot_reuse_and_recheck() {
+    check(|| gpu_slot_protocol(4, 2, real_gpu_writer));
+}
+
 #[test]
 fn queue_wraps_around() {
     check(|| queue_producer_and_consumer(3, real_queue_producer));
@@ -121,4 +128,10 @@ fn canary_join_without_epoch_is_caught() {
 #[should_panic(expected = "lost item")]
 fn canary_producer_without_seqcst_fence_is_caught() {
     check(|| broadcast_join_races_publish(3, real_lossless_join, canaries::unfenced_producer));
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_gpu_writer_without_fence_is_caught() {
+    check(|| gpu_slot_protocol(4, 2, canaries::unfenced_gpu_writer));
 }

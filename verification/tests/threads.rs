@@ -26,6 +26,15 @@ fn register() {
 }
 
 #[test]
+fn gpu_slot_protocol_threads() {
+    gpu_slot_protocol(
+        if cfg!(miri) { 20 } else { 20_000 },
+        if cfg!(miri) { 20 } else { 20_000 },
+        real_gpu_writer,
+    );
+}
+
+#[test]
 fn queue() {
     for _ in 0..REPEAT {
         queue_producer_and_consumer(ITEMS, real_queue_producer);
