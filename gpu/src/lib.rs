@@ -10,8 +10,8 @@
 //! See [`lane`] for the protocol and docs/LAYOUT.md for the bytes.
 //!
 //! Two [`Backend`]s share that protocol:
-//! - [`CudaBackend`](cuda::CudaBackend): CUDA through cudarc's driver bindings, loaded
-//!   at run time ([`gpu_available`](cuda::gpu_available) says whether a device can be
+//! - [`CudaBackend`]: CUDA through cudarc's driver bindings, loaded
+//!   at run time ([`gpu_available`] says whether a device can be
 //!   used, and never panics);
 //! - [`HostBackend`]: memfd slots and completion words, with a delayed-completion mode
 //!   that keeps copies in flight, so the protocol is tested on machines without a GPU.
