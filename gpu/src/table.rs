@@ -169,6 +169,9 @@ impl LaneTable {
             return Err(corrupt("ndim", ndim, "at most 8"));
         }
         let shape: Vec<u64> = (0..ndim as usize).map(|i| word(9 + i)).collect();
+        if let Some(i) = (ndim as usize..MAX_DIMS).find(|&i| word(9 + i) != 0) {
+            return Err(corrupt("unused shape word", word(9 + i), "0"));
+        }
         let spec = TensorSpec::new(dtype, &shape)
             .map_err(|e| GpuError::Corrupt(format!("lane table shape: {e}")))?;
         if word(17) != spec.byte_len() as u64 {
@@ -352,6 +355,7 @@ mod tests {
             (18, 1),
             (18, 251),
             (19, 3),
+            (16, 1),
             (20, 2),
             (21, 1 << 40),
             (22, 1000),

@@ -19,5 +19,6 @@
 
 pub mod canaries;
 pub mod hostile;
+pub mod hostile_gpu;
 pub mod roles;
 pub mod sync;

@@ -12,7 +12,14 @@ use std::path::{Path, PathBuf};
 use tensorlane_verification::hostile::{run_header, run_hostile, HostileOutcome, Structure};
 
 /// The fuzz targets, by their names in `fuzz/Cargo.toml`.
-const TARGETS: [&str; 5] = ["register", "spsc", "broadcast", "header", "hostile_control"];
+const TARGETS: [&str; 6] = [
+    "register",
+    "spsc",
+    "broadcast",
+    "header",
+    "hostile_control",
+    "gpu_handoff",
+];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -46,6 +53,7 @@ fn run(target: &str, data: &[u8]) -> Result<Option<HostileOutcome>, String> {
             .map_err(|m| m.to_string()),
         "header" => run_header(data).map(Some).map_err(|v| v.to_string()),
         "hostile_control" => run_hostile(data).map(Some).map_err(|v| v.to_string()),
+        "gpu_handoff" => tensorlane_verification::hostile_gpu::run_gpu_handoff(data).map(|_| None),
         other => panic!("no replay for fuzz target {other}: add it to TARGETS and run()"),
     }
 }
@@ -129,6 +137,11 @@ fn replay_header() {
 #[test]
 fn replay_hostile_control() {
     replay("hostile_control");
+}
+
+#[test]
+fn replay_gpu_handoff() {
+    replay("gpu_handoff");
 }
 
 /// A new target, corpus or regression folder must be replayed here too.
