@@ -64,11 +64,12 @@ pub struct GpuLaneOptions {
 /// The writer's side of the slots: the backend's writer, the table, the server.
 #[derive(Debug)]
 pub(crate) struct Exporter<B: Backend> {
+    // Declared first, so dropped first: nobody is handed the slots while they are
+    // freed.
+    _server: Server,
     pub slots: B::Writer,
     pub table: LaneTable,
     pub checksum: u64,
-    // Serves the table until the writer is dropped.
-    _server: Server,
 }
 
 impl<B: Backend> Exporter<B> {
@@ -106,10 +107,10 @@ impl<B: Backend> Exporter<B> {
         let checksum = table.checksum();
         let server = Server::start(name, table.encode(), export.fds)?;
         Ok(Exporter {
+            _server: server,
             slots: writer,
             table,
             checksum,
-            _server: server,
         })
     }
 
