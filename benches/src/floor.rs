@@ -10,6 +10,15 @@
 //!   writes a payload into cache lines of its own after the signal's line, and the
 //!   other side reads it after seeing the signal: the least a transport that
 //!   signals through a counter separate from its slot can take.
+//! - Inline ping-pong (a diagnostic): one signal word per direction, each followed
+//!   in the same cache line by the payload, so that the line that carries the signal
+//!   also carries the first bytes of the payload: the least a transport that
+//!   publishes through a per-slot stamp can take.
+//! - Futex wake-up: the receiving process sleeps in `FUTEX_WAIT` on a shared word;
+//!   the sending process pauses, stores its `CLOCK_MONOTONIC` time, bumps the word
+//!   and calls `FUTEX_WAKE`; the receiver subtracts the time from its own when it
+//!   wakes. The least a blocking wake-up between two processes costs here (system
+//!   calls, scheduler, and on a virtual machine the wake-up of an idle virtual CPU).
 //! - `memcpy`: `copy_from_slice` between two buffers of the payload size, warm.
 //! - Atomic copy (a diagnostic): the payload stored into relaxed `AtomicU64` words
 //!   and loaded back, word by word, as the core's seqlock copies it.
@@ -195,6 +204,142 @@ pub fn echo(page: &SharedPage, payload: usize) {
             let got = read_words(ping);
             write_words(pong, got);
             word.store(v + 1, Ordering::Release);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Offset of the futex word (32 bits) and of the timestamp of the futex floor.
+const FUTEX_WORD: usize = 64;
+const FUTEX_TIME: usize = 128;
+
+fn futex_word(page: &SharedPage) -> &std::sync::atomic::AtomicU32 {
+    // SAFETY: offset 64 is 4-aligned and inside the page mapping, which lives as long
+    // as `page`; every process accesses the word only atomically.
+    unsafe { &*((page.ptr as *const u8).add(FUTEX_WORD) as *const std::sync::atomic::AtomicU32) }
+}
+
+fn futex(word: &std::sync::atomic::AtomicU32, op: libc::c_int, value: u32, timeout_ms: i64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned 32-bit atomic in a shared mapping and `ts`
+    // outlives the call; FUTEX_WAIT only compares and sleeps, FUTEX_WAKE only wakes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            value,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// The sending side of the futex floor: `count` wake-ups, pausing `gap` before each.
+pub fn futex_sender(page: &SharedPage, count: usize, gap: Duration) {
+    let word = futex_word(page);
+    let time = &payload_words(page, FUTEX_TIME, 8)[0];
+    std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..count {
+        std::thread::sleep(gap);
+        time.store(crate::clock::monotonic_ns(), Ordering::Relaxed);
+        word.fetch_add(1, Ordering::SeqCst);
+        futex(word, libc::FUTEX_WAKE, i32::MAX as u32, 0);
+    }
+}
+
+/// The receiving side of the futex floor: one-way wake-up latencies in ns of `count`
+/// wake-ups after `warmup`.
+pub fn futex_receiver(page: &SharedPage, warmup: usize, count: usize) -> Result<Vec<f64>, String> {
+    let word = futex_word(page);
+    let time = &payload_words(page, FUTEX_TIME, 8)[0];
+    let mut seen = word.load(Ordering::SeqCst);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..warmup + count {
+        let start = Instant::now();
+        while word.load(Ordering::SeqCst) == seen {
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(format!("no wake-up {i} within 5 s"));
+            }
+            futex(word, libc::FUTEX_WAIT, seen, 100);
+        }
+        let now = crate::clock::monotonic_ns();
+        seen = word.load(Ordering::SeqCst);
+        if i >= warmup {
+            out.push(now.saturating_sub(time.load(Ordering::Relaxed)) as f64);
+        }
+    }
+    Ok(out)
+}
+
+/// Offsets of the two signal words of the inline ping-pong (measuring side, echoing
+/// side); each direction's payload follows its signal word.
+const INLINE: [usize; 2] = [0, 2048];
+
+/// The measuring side of the inline ping-pong (see the module documentation), with a
+/// `payload`-byte payload after each signal word.
+pub fn ping_pong_inline(
+    page: &SharedPage,
+    payload: usize,
+    warmup: usize,
+    samples: usize,
+) -> Result<Vec<f64>, String> {
+    let (ping_sig, pong_sig) = (
+        &payload_words(page, INLINE[0], 8)[0],
+        &payload_words(page, INLINE[1], 8)[0],
+    );
+    let (ping, pong) = (
+        payload_words(page, INLINE[0] + 8, payload),
+        payload_words(page, INLINE[1] + 8, payload),
+    );
+    let mut out = Vec::with_capacity(samples);
+    let deadline = Duration::from_secs(10);
+    for i in 1..=(warmup + samples) as u64 {
+        let start = Instant::now();
+        write_words(ping, i);
+        ping_sig.store(i, Ordering::Release);
+        let mut spins = 0u32;
+        while pong_sig.load(Ordering::Acquire) != i {
+            spins = spins.wrapping_add(1);
+            if spins & 4095 == 0 && start.elapsed() > deadline {
+                return Err(format!("no answer to ping {i}"));
+            }
+            std::hint::spin_loop();
+        }
+        black_box(read_words(pong));
+        let rtt = start.elapsed();
+        if i as usize > warmup {
+            out.push(rtt.as_nanos() as f64 / 2.0);
+        }
+    }
+    ping_sig.store(u64::MAX, Ordering::Release);
+    Ok(out)
+}
+
+/// The echoing side of the inline ping-pong, until the measuring side signals
+/// `u64::MAX`.
+pub fn echo_inline(page: &SharedPage, payload: usize) {
+    let (ping_sig, pong_sig) = (
+        &payload_words(page, INLINE[0], 8)[0],
+        &payload_words(page, INLINE[1], 8)[0],
+    );
+    let (ping, pong) = (
+        payload_words(page, INLINE[0] + 8, payload),
+        payload_words(page, INLINE[1] + 8, payload),
+    );
+    let mut last = 0;
+    loop {
+        let v = ping_sig.load(Ordering::Acquire);
+        if v == u64::MAX {
+            return;
+        }
+        if v != last {
+            last = v;
+            write_words(pong, read_words(ping));
+            pong_sig.store(v, Ordering::Release);
         } else {
             std::hint::spin_loop();
         }

@@ -62,7 +62,7 @@ fn target_dir() -> PathBuf {
 const USAGE: &str =
     "usage: compare [--rounds N] [--quick] [--with-pyshmem] [--venv DIR] [--json FILE]
 
-  --rounds N        interleaved rounds (default 5)
+  --rounds N        interleaved rounds (default 10; the samples are shared out)
   --quick           a tenth of the samples and 2 rounds (for development)
   --with-pyshmem    measure pyshmem: creates DIR (python3 -m venv) and installs
                     pyshmem 1.4.0 and numpy into it if they are missing
@@ -74,7 +74,7 @@ iceoryx2 is measured when the binary is built with `--features iceoryx2`.";
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
-        rounds: 5,
+        rounds: 10,
         scale: 1,
         with_pyshmem: false,
         venv: target_dir().join("pyshmem-venv"),
@@ -109,7 +109,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             other => return Err(format!("unknown argument {other}\n\n{USAGE}")),
         }
     }
-    o.rounds = rounds.unwrap_or(if o.scale > 1 { 2 } else { 5 });
+    o.rounds = rounds.unwrap_or(if o.scale > 1 { 2 } else { 10 });
     Ok(o)
 }
 
@@ -165,7 +165,19 @@ fn run_role(m: &BTreeMap<String, String>) -> i32 {
                 floor::SharedPage::open(&arg::<String>(m, "name"))
             })
             .map_err(|e| e.to_string())?;
-            floor::echo(&page, arg(m, "payload"));
+            if arg::<u8>(m, "inline") == 1 {
+                floor::echo_inline(&page, arg(m, "payload"));
+            } else {
+                floor::echo(&page, arg(m, "payload"));
+            }
+            Ok(())
+        })(),
+        "futex-send" => (|| {
+            let page = lanes::retry(secs(5), || {
+                floor::SharedPage::open(&arg::<String>(m, "name"))
+            })
+            .map_err(|e| e.to_string())?;
+            floor::futex_sender(&page, arg(m, "count"), WAKE_GAP);
             Ok(())
         })(),
         "wake-send" => lanes::wake_sender(
@@ -263,6 +275,9 @@ enum Task {
     PingPong,
     /// Diagnostic: signal and an 80-byte payload (16-byte prefix + 64 B) in separate lines.
     SplitPingPong,
+    /// Diagnostic: per-direction signal word followed by the 80-byte payload.
+    InlinePingPong,
+    FutexWake,
     AtomicCopy(usize),
     RepMovsbCopy(usize),
     /// Diagnostic: push + pop of a 64 B queue in one thread.
@@ -342,16 +357,46 @@ impl Run {
         let b = self.budget;
         let warm = 200.min(b.small / 10);
         match task {
-            Task::PingPong | Task::SplitPingPong => {
+            Task::PingPong | Task::SplitPingPong | Task::InlinePingPong => {
                 let (payload, key) = match task {
                     Task::PingPong => (0usize, "floor/pingpong/64"),
-                    _ => (80, "diagnostic/pingpong-split/64"),
+                    Task::SplitPingPong => (80, "diagnostic/pingpong-split/64"),
+                    _ => (80, "diagnostic/pingpong-inline/64"),
                 };
+                let inline = u8::from(task == Task::InlinePingPong);
                 let name = format!("/{}", self.unique("floor"));
                 let page = floor::SharedPage::create(&name).map_err(|e| e.to_string())?;
-                let args = strings(&[&"floor-echo", &"--name", &name, &"--payload", &payload]);
-                let v = with_child(args, || floor::ping_pong(&page, payload, warm, b.small))?;
+                let args = strings(&[
+                    &"floor-echo",
+                    &"--name",
+                    &name,
+                    &"--payload",
+                    &payload,
+                    &"--inline",
+                    &inline,
+                ]);
+                let v = with_child(args, || {
+                    if inline == 1 {
+                        floor::ping_pong_inline(&page, payload, warm, b.small)
+                    } else {
+                        floor::ping_pong(&page, payload, warm, b.small)
+                    }
+                })?;
                 results.add(key.into(), v);
+            }
+            Task::FutexWake => {
+                let name = format!("/{}", self.unique("futex"));
+                let page = floor::SharedPage::create(&name).map_err(|e| e.to_string())?;
+                let warmup = 5;
+                let args = strings(&[
+                    &"futex-send",
+                    &"--name",
+                    &name,
+                    &"--count",
+                    &(warmup + b.wake),
+                ]);
+                let v = with_child(args, || floor::futex_receiver(&page, warmup, b.wake))?;
+                results.add("floor/futex-wake/64".into(), v);
             }
             Task::AtomicCopy(size) => {
                 let ns = floor::atomic_copy_ns(size, b.batches, b.batch_time);
@@ -506,7 +551,13 @@ impl Run {
 }
 
 fn tasks(options: &Options) -> Vec<Task> {
-    let mut t = vec![Task::PingPong, Task::SplitPingPong, Task::QueueSameThread];
+    let mut t = vec![
+        Task::PingPong,
+        Task::SplitPingPong,
+        Task::InlinePingPong,
+        Task::QueueSameThread,
+        Task::FutexWake,
+    ];
     for size in [64, 40_000, 1024 * KIB, 4_000_000] {
         t.push(Task::Memcpy(size));
     }
@@ -553,6 +604,8 @@ fn task_name(t: Task) -> String {
     match t {
         Task::PingPong => "floor ping-pong".into(),
         Task::SplitPingPong => "split ping-pong (diagnostic)".into(),
+        Task::InlinePingPong => "inline ping-pong (diagnostic)".into(),
+        Task::FutexWake => "floor futex wake-up".into(),
         Task::AtomicCopy(s) => format!("atomic copy {} (diagnostic)", size_name(s)),
         Task::RepMovsbCopy(s) => format!("rep movsb copy {} (diagnostic)", size_name(s)),
         Task::QueueSameThread => "queue push+pop in one thread (diagnostic)".into(),
@@ -857,7 +910,12 @@ impl Report {
             ("pyshmem ping-pong".into(), format!("pyshmem/pingpong/{s}")),
             ("pyshmem wake".into(), format!("pyshmem/wake/{s}")),
         ];
-        (Some("floor/pingpong/64".into()), peers)
+        let floor = if f.key.contains("wake") {
+            "floor/futex-wake/64"
+        } else {
+            "floor/pingpong/64"
+        };
+        (Some(floor.into()), peers)
     }
 
     fn ratio(&self, f: &Figure, reference: &str) -> Option<(f64, f64, f64)> {
@@ -1043,6 +1101,9 @@ impl Report {
         let t = "blocking wake-up (futex) p50 < 10 us";
         out.push(match self.p50("tensorlane/stream-wake/64") {
             Some(w) => {
+                let floor = self.p50("floor/futex-wake/64").map_or(String::new(), |f| {
+                    format!("; futex floor {:.1} us ({:.2}x)", f / 1000.0, w / f)
+                });
                 let peer = self
                     .p50("pyshmem/wake/64")
                     .map_or(String::from("pyshmem not measured"), |p| {
@@ -1051,7 +1112,7 @@ impl Report {
                 (
                     t.into(),
                     verdict(w < 10_000.0),
-                    format!("{:.1} us; {peer}", w / 1000.0),
+                    format!("{:.1} us; {peer}{floor}", w / 1000.0),
                 )
             }
             None => (t.into(), missing().0, missing().1),
@@ -1096,7 +1157,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "\nOne-way latency, ns (polling: half round trip; wake: one-way timestamps). Ratios of p50."
+            "\nOne-way latency, ns (polling: half round trip; wake: one-way timestamps). Ratios of p50;\nx floor: to the ping-pong floor (polling) or to the futex floor (wake)."
         );
         let _ = writeln!(
             s,
@@ -1106,6 +1167,8 @@ impl Report {
         let latency_order = [
             "floor/pingpong",
             "diagnostic/pingpong-split",
+            "diagnostic/pingpong-inline",
+            "floor/futex-wake",
             "tensorlane/spsc-copy",
             "tensorlane/spsc-loan",
             "tensorlane/spsc-loan-touched",
@@ -1144,7 +1207,11 @@ impl Report {
                     f.summary.p50,
                     f.summary.p99,
                     f.summary.p999,
-                    cell(r("floor/pingpong/64".into())),
+                    cell(r(if wake {
+                        "floor/futex-wake/64".into()
+                    } else {
+                        "floor/pingpong/64".into()
+                    })),
                     cell(r(format!("iceoryx2/touched/{size}"))),
                     cell(r(format!("iceoryx2/untouched/{size}"))),
                     cell(r(format!("{py}/{size}"))),
