@@ -19,7 +19,9 @@
 //!   and calls `FUTEX_WAKE`; the receiver subtracts the time from its own when it
 //!   wakes. The least a blocking wake-up between two processes costs here (system
 //!   calls, scheduler, and on a virtual machine the wake-up of an idle virtual CPU).
-//! - `memcpy`: `copy_from_slice` between two buffers of the payload size, warm.
+//! - `memcpy`: `copy_from_slice` between two buffers of the payload size, warm; and
+//!   two `memcpy`s, source to a middle buffer to a destination (what a write and a
+//!   read through shared memory must at least do).
 //! - Atomic copy (a diagnostic): the payload stored into relaxed `AtomicU64` words
 //!   and loaded back, word by word, as the core's seqlock copies it.
 //! - `rep movsb` copy (a diagnostic, x86_64): the same two copies done by one
@@ -373,6 +375,19 @@ pub fn memcpy_ns(size: usize, batches: usize, batch_time: Duration) -> f64 {
     let mut dst = vec![0u8; size];
     time_op(batches, batch_time, || {
         dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst);
+    })
+}
+
+/// Nanoseconds per pair of `memcpy`s of `size` bytes, source to middle to
+/// destination (three buffers), measured like [`memcpy_ns`].
+pub fn two_memcpy_ns(size: usize, batches: usize, batch_time: Duration) -> f64 {
+    let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut mid = vec![0u8; size];
+    let mut dst = vec![0u8; size];
+    time_op(batches, batch_time, || {
+        mid.copy_from_slice(black_box(&src));
+        dst.copy_from_slice(black_box(&mid));
         black_box(&mut dst);
     })
 }

@@ -418,6 +418,8 @@ impl Run {
             Task::Memcpy(size) => {
                 let ns = floor::memcpy_ns(size, b.batches, b.batch_time);
                 results.add(format!("floor/memcpy/{size}"), [ns]);
+                let ns = floor::two_memcpy_ns(size, b.batches, b.batch_time);
+                results.add(format!("floor/2memcpy/{size}"), [ns]);
             }
             Task::Lane(kind, size) => {
                 let (ping, pong) = (self.unique("ping"), self.unique("pong"));
@@ -770,6 +772,7 @@ impl Report {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
             let throughput = key.starts_with("floor/memcpy")
+                || key.starts_with("floor/2memcpy")
                 || key.starts_with("diagnostic/atomic-copy")
                 || key.starts_with("diagnostic/rep-movsb-copy")
                 || key.contains("/stream-rw/")
@@ -797,31 +800,6 @@ impl Report {
                     latency: !throughput || publish,
                     size,
                     summary,
-                },
-            );
-        }
-        // Two memcpys: the floor of a write+read.
-        let memcpys: Vec<Figure> = figures
-            .values()
-            .filter(|f| f.key.starts_with("floor/memcpy/"))
-            .cloned()
-            .collect();
-        for f in memcpys {
-            let hz = f.summary.p50 / 2.0;
-            figures.insert(
-                format!("floor/2memcpy/{}", f.size),
-                Figure {
-                    key: format!("floor/2memcpy/{}", f.size),
-                    latency: false,
-                    size: f.size,
-                    summary: Summary {
-                        p50: hz,
-                        min: hz,
-                        p99: hz,
-                        p999: hz,
-                        mean: hz,
-                        ..f.summary
-                    },
                 },
             );
         }
