@@ -867,7 +867,7 @@ impl Report {
         if f.key.starts_with("floor/") || f.key.contains("one-thread") {
             return (None, vec![]);
         }
-        if f.key.contains("-copy/") {
+        if f.key.starts_with("diagnostic/") && f.key.contains("-copy/") {
             return (Some(format!("floor/2memcpy/{s}")), vec![]);
         }
         if !f.latency {
