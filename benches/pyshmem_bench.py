@@ -16,6 +16,9 @@ one JSON object on stdout.
                 parks in read_after; the sender (another process) sleeps GAP_US and
                 writes a payload carrying time.monotonic_ns(); the receiver subtracts
                 it from its own clock when read_after returns: one way, in ns.
+  The measuring process pins itself to CPU $TLB_PIN_PARENT and the second
+  processes to CPU $TLB_PIN_CHILD when these are set.
+
   echo PING PONG SIZE          (child of pingpong)
   wake-send NAME SIZE COUNT GAP_US   (child of wake)
 """
@@ -31,6 +34,16 @@ import pyshmem
 
 STOP = 2**64 - 1
 TIMEOUT = 10.0
+
+
+def pin(variable):
+    """Pins this process to the CPU named by environment variable `variable`."""
+    cpu = os.environ.get(variable)
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {int(cpu)})
+        except OSError:
+            pass
 
 
 def shape_of(size):
@@ -188,6 +201,7 @@ def wake_send(name, size, count, gap_us):
 
 def main():
     role = sys.argv[1]
+    pin("TLB_PIN_PARENT" if role == "run" else "TLB_PIN_CHILD")
     if role == "echo":
         echo(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif role == "wake-send":

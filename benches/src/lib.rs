@@ -3,6 +3,7 @@
 //! peers (iceoryx2, pyshmem) in one run.
 //!
 //! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds, comparable between processes.
+//! - [`cpu`]: pinning a process to one CPU.
 //! - [`stats`]: percentiles and medians of samples.
 //! - [`floor`]: the floors, a cache-line ping-pong between two processes over a
 //!   shared mapping and `memcpy` of each payload size.
@@ -19,6 +20,7 @@
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 pub mod clock;
+pub mod cpu;
 pub mod floor;
 #[cfg(feature = "iceoryx2")]
 pub mod ice;

@@ -49,7 +49,12 @@ struct Options {
     json: PathBuf,
     /// Only the tasks whose name contains one of these.
     only: Vec<String>,
+    /// CPUs of the measuring and of the second process, if pinned.
+    pin: Option<(usize, usize)>,
 }
+
+/// CPU of the second processes (set once, before any is started).
+static CHILD_CPU: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
 
 fn target_dir() -> PathBuf {
     // .../<target>/release/compare -> .../<target>
@@ -68,6 +73,7 @@ const USAGE: &str =
                     pyshmem 1.4.0 and numpy into it if they are missing
   --venv DIR        the virtual environment (default <target>/pyshmem-venv)
   --json FILE       where to write the results (default <target>/tensorlane-compare.json)
+  --no-pin          do not pin the two processes to CPUs 0 and 1
   --only A,B        only the tasks whose name contains A or B (e.g. \"spsc\", \"memcpy\")
 
 iceoryx2 is measured when the binary is built with `--features iceoryx2`.";
@@ -80,6 +86,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         venv: target_dir().join("pyshmem-venv"),
         json: target_dir().join("tensorlane-compare.json"),
         only: Vec::new(),
+        pin: (std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2).then_some((0, 1)),
     };
     let mut rounds = None;
     let mut it = args.iter();
@@ -99,6 +106,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 )
             }
             "--quick" => o.scale = 10,
+            "--no-pin" => o.pin = None,
             "--with-pyshmem" => o.with_pyshmem = true,
             "--venv" => o.venv = PathBuf::from(value("--venv")?),
             "--json" => o.json = PathBuf::from(value("--json")?),
@@ -149,6 +157,9 @@ pub fn main() -> i32 {
 
 fn run_role(m: &BTreeMap<String, String>) -> i32 {
     let role: String = arg(m, "role");
+    if let Some(cpu) = m.get("cpu").and_then(|c| c.parse().ok()) {
+        tensorlane_benches::cpu::pin(cpu);
+    }
     let result: Result<(), String> = match role.as_str() {
         "echo" => (|| {
             let kind = Kind::parse(&arg::<String>(m, "kind")).ok_or("bad --kind")?;
@@ -222,10 +233,12 @@ fn secs(s: u64) -> Duration {
 
 fn spawn(args: &[String]) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    Command::new(exe)
-        .arg("--role")
-        .args(args)
-        .stdin(Stdio::null())
+    let mut cmd = Command::new(exe);
+    cmd.arg("--role").args(args);
+    if let Some(cpu) = CHILD_CPU.get().copied().flatten() {
+        cmd.arg("--cpu").arg(cpu.to_string());
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -627,6 +640,14 @@ fn task_name(t: Task) -> String {
 
 fn run_parent(options: &Options) -> i32 {
     let tasks = tasks(options);
+    let pinned = options
+        .pin
+        .filter(|&(me, _)| tensorlane_benches::cpu::pin(me));
+    let _ = CHILD_CPU.set(pinned.map(|(_, child)| child));
+    if let Some((me, child)) = pinned {
+        std::env::set_var("TLB_PIN_PARENT", me.to_string());
+        std::env::set_var("TLB_PIN_CHILD", child.to_string());
+    }
     let mut run = Run {
         options: options.clone(),
         budget: Budget::new(options),
@@ -831,6 +852,7 @@ impl Report {
             "machine": machine(),
             "rustc": command_output("rustc", &["--version"]),
             "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "pinned_cpus": CHILD_CPU.get().copied().flatten().map(|c| json!({"measuring": options.pin.map(|p| p.0), "second": c})),
             "rounds": options.rounds,
             "round_trips_per_round": {"64": b.small, "1048576": b.large},
             "wakeups_per_round": b.wake,
