@@ -150,7 +150,10 @@ pub trait SlotWriter {
     ///
     /// # Safety
     /// `src` must be memory of this backend's device, valid for `src.len` bytes until
-    /// [`synchronize`](Self::synchronize) returns, and not written meanwhile.
+    /// [`synchronize`](Self::synchronize) returns, and not written meanwhile. For the
+    /// host backend, `src` must be private memory of this process: a slot or view of
+    /// another lane is shared memory another process writes, which only atomic accesses
+    /// may touch.
     unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError>;
 
     /// Records `slot`'s event after all work enqueued so far.
@@ -171,9 +174,17 @@ pub trait SlotWriter {
 pub trait SlotReader {
     /// Makes this reader's later work on `slot` wait for the slot's event, as last
     /// recorded before this call (CUDA's `cuStreamWaitEvent` semantics: events carry no
-    /// value), giving up after `timeout` if it never fires (for example because the
-    /// writer died with the copy in flight).
-    fn wait(&mut self, slot: usize, timeout: Duration) -> Result<(), GpuError>;
+    /// value). Gives up with `Timeout` after `timeout` if it never fires (for example
+    /// because the writer died with the copy in flight), and with `Overwritten` as soon
+    /// as `stale` says the write waited for can no longer be read whole (the writer has
+    /// begun reusing the slot). Later copies of this reader are bounded by the same
+    /// `timeout`.
+    fn wait(
+        &mut self,
+        slot: usize,
+        timeout: Duration,
+        stale: &mut dyn FnMut() -> bool,
+    ) -> Result<(), GpuError>;
 
     /// Copies the first `dst.len()` bytes of `slot` into `dst` and waits for the copy
     /// to complete.
@@ -184,7 +195,8 @@ pub trait SlotReader {
     ///
     /// # Safety
     /// `dst` must be memory of this backend's device, valid for writes of `dst.len`
-    /// bytes and not used by anything else until this returns.
+    /// bytes and not used by anything else until this returns (for the host backend:
+    /// private memory of this process, not another lane's shared slot).
     unsafe fn copy_to_device(&mut self, slot: usize, dst: DevicePtr) -> Result<(), GpuError>;
 
     /// Blocks until this reader's enqueued work (for example a kernel reading a view)

@@ -32,10 +32,11 @@
 use crate::backend::{Backend, BackendKind, DeviceId, DevicePtr, Export, SlotReader, SlotWriter};
 use crate::error::GpuError;
 use memmap2::MmapRaw;
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -76,27 +77,40 @@ struct Mapping {
     words: usize,
 }
 
+/// Seals of every memfd of a lane: its size can never change, so no process can make
+/// another's mapping fault by truncating it.
+const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_SEAL);
+
 impl Mapping {
-    /// Maps `file` (at least `bytes` long, checked) shared, read-write.
-    fn map(file: &File, bytes: usize) -> Result<Self, GpuError> {
+    /// Maps `file` (at least `bytes` long, checked) shared: read-write for the
+    /// writer, read-only for readers (who only load).
+    fn map(file: &File, bytes: usize, writable: bool) -> Result<Self, GpuError> {
         let len = file.metadata()?.len();
-        if len < bytes as u64 {
+        let words = bytes.div_ceil(8).max(1);
+        if len < words as u64 * 8 {
             return Err(GpuError::Corrupt(format!(
-                "memfd of {len} bytes, expected at least {bytes}"
+                "memfd of {len} bytes, expected at least {}",
+                words * 8
             )));
         }
-        let words = bytes.div_ceil(8);
-        let map = memmap2::MmapOptions::new()
-            .len(words.max(1) * 8)
-            .map_raw(file)?;
+        let mut options = memmap2::MmapOptions::new();
+        options.len(words * 8);
+        let map = if writable {
+            options.map_raw(file)?
+        } else {
+            options.map_raw_read_only(file)?
+        };
         Ok(Mapping { map, words })
     }
 
     fn words(&self) -> &[AtomicU64] {
-        // SAFETY: the mapping is page-aligned, at least `words * 8` bytes long (mapped
-        // with that length from a file checked to be that long), shared and writable,
+        // SAFETY: the mapping is page-aligned, `words * 8` bytes long (mapped with that
+        // length from a file checked, and sealed, to be at least that long), shared,
         // and lives as long as `self`. AtomicU64 has no invalid bit patterns, and all
-        // access to the memory, here and in other processes, is atomic.
+        // access to the memory, here and in other processes, is atomic. A read-only
+        // mapping (readers) is only ever loaded from.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.words) }
     }
 
@@ -108,12 +122,27 @@ impl Mapping {
     }
 }
 
-/// Creates a memfd of `bytes` (rounded up to whole words).
+/// Creates a sealed memfd of `bytes` (rounded up to whole words).
 fn new_memfd(name: &str, bytes: usize) -> Result<File, GpuError> {
-    let fd: OwnedFd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(std::io::Error::from)?;
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    let fd: OwnedFd = memfd_create(name, flags).map_err(std::io::Error::from)?;
     let file = File::from(fd);
     file.set_len((bytes.div_ceil(8).max(1) * 8) as u64)?;
+    fcntl(&file, FcntlArg::F_ADD_SEALS(SEALS)).map_err(std::io::Error::from)?;
     Ok(file)
+}
+
+/// Checks that a received memfd can neither shrink nor grow.
+fn check_sealed(file: &File) -> Result<(), GpuError> {
+    let seals = fcntl(file, FcntlArg::F_GET_SEALS).map_err(std::io::Error::from)?;
+    if SealFlag::from_bits_truncate(seals).contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW)
+    {
+        Ok(())
+    } else {
+        Err(GpuError::Corrupt(format!(
+            "a slot descriptor without size seals ({seals:#x})"
+        )))
+    }
 }
 
 /// The slots and events of one lane, mapped in one process.
@@ -226,11 +255,11 @@ impl Backend for HostBackend {
         let mut memory = Vec::with_capacity(slots);
         for _ in 0..slots {
             let file = new_memfd("tensorlane-slot", bytes)?;
-            memory.push(Mapping::map(&file, bytes)?);
+            memory.push(Mapping::map(&file, bytes, true)?);
             fds.push(OwnedFd::from(file));
         }
         let file = new_memfd("tensorlane-events", events_bytes)?;
-        let events = Mapping::map(&file, events_bytes)?;
+        let events = Mapping::map(&file, events_bytes, true)?;
         fds.push(OwnedFd::from(file));
         let slots = Arc::new(Slots {
             memory,
@@ -289,9 +318,13 @@ impl Backend for HostBackend {
         let events_file = files.pop().expect("slots + 1 descriptors");
         let memory = files
             .iter()
-            .map(|file| Mapping::map(file, bytes))
+            .map(|file| {
+                check_sealed(file)?;
+                Mapping::map(file, bytes, false)
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let events = Mapping::map(&events_file, events_bytes)?;
+        check_sealed(&events_file)?;
+        let events = Mapping::map(&events_file, events_bytes, false)?;
         Ok(HostReader {
             slots: Slots {
                 memory,
@@ -307,6 +340,11 @@ fn run_stream(slots: &Slots, queue: &mpsc::Receiver<Job>, delay: Duration) {
         match job {
             Job::Copy { slot, data } => {
                 std::thread::sleep(delay);
+                // Release: the writer's step-1 fence is in its own thread; this one
+                // stands for it here, before the stores into the reused slot (pairs
+                // with the reader's Acquire fence before its re-check). The writer's
+                // publication of the previous write happens before this job was sent.
+                fence(Ordering::Release);
                 slots.store(slot, &data);
             }
             Job::Record { slot, count } => slots.complete(slot, count),
@@ -353,6 +391,9 @@ impl SlotWriter for HostWriter {
     }
 
     unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError> {
+        if src.len == 0 {
+            return self.copy_from_host(slot, &[]);
+        }
         // SAFETY: for the host backend device memory is memory of this process; the
         // caller guarantees `src` is valid for `src.len` bytes and not written until
         // the copy is done (it is staged right here).
@@ -415,7 +456,12 @@ impl HostReader {
 }
 
 impl SlotReader for HostReader {
-    fn wait(&mut self, slot: usize, timeout: Duration) -> Result<(), GpuError> {
+    fn wait(
+        &mut self,
+        slot: usize,
+        timeout: Duration,
+        stale: &mut dyn FnMut() -> bool,
+    ) -> Result<(), GpuError> {
         self.slots.check(slot, 0)?;
         let (issued, completed) = self.slots.event(slot);
         // Acquire pairs with the Release store in `Slots::issue`.
@@ -425,6 +471,9 @@ impl SlotReader for HostReader {
         // Acquire pairs with the Release store in `Slots::complete`. (Counts wrap after
         // 2^64 records; `wrapping_sub` keeps the comparison right across the wrap.)
         while target.wrapping_sub(completed.load(Ordering::Acquire)) as i64 > 0 {
+            if stale() {
+                return Err(GpuError::Overwritten);
+            }
             if Instant::now() >= deadline {
                 return Err(GpuError::Timeout);
             }
@@ -446,6 +495,9 @@ impl SlotReader for HostReader {
 
     unsafe fn copy_to_device(&mut self, slot: usize, dst: DevicePtr) -> Result<(), GpuError> {
         self.slots.check(slot, dst.len)?;
+        if dst.len == 0 {
+            return Ok(());
+        }
         // SAFETY: for the host backend device memory is memory of this process; the
         // caller guarantees `dst` is valid for writes of `dst.len` bytes and unused by
         // anything else until this returns.

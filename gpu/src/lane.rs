@@ -43,6 +43,10 @@ use tensorlane_shm::{DType, Kind, LaneName, TensorSpec};
 /// writer's hand-off when it opens a lane.
 pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a writer of a legacy CUDA IPC lane waits, once it has given up its role,
+/// before freeing its slots (readers check the role before touching them).
+pub const LEGACY_GRACE: Duration = Duration::from_millis(100);
+
 /// The tensor of a lane's records: `u64[RECORD_WORDS]`.
 pub fn record_spec() -> TensorSpec {
     TensorSpec::new(DType::U64, &[RECORD_WORDS as u64]).expect("a valid spec")
@@ -70,6 +74,16 @@ pub(crate) struct Exporter<B: Backend> {
     pub slots: B::Writer,
     pub table: LaneTable,
     pub checksum: u64,
+}
+
+impl<B: Backend> Drop for Exporter<B> {
+    fn drop(&mut self) {
+        // The record lane (and with it the writer role) is dropped before the exporter:
+        // readers that checked the role before it went may still be copying.
+        if self.table.backend == BackendKind::CudaLegacyIpc {
+            std::thread::sleep(LEGACY_GRACE);
+        }
+    }
 }
 
 impl<B: Backend> Exporter<B> {
@@ -213,20 +227,34 @@ impl<B: Backend> Importer<B> {
         Record::check(record, seq, &self.table, self.checksum)
     }
 
-    /// Step 2: waits for `slot`'s event (recorded before the record was published); a
-    /// missing event is the writer's death (`WriterGone`) or a timeout.
+    /// Step 2: waits for `slot`'s event (recorded before write `seq`'s record was
+    /// published). A missing event is the writer's death (`WriterGone`) or a timeout;
+    /// a write the writer has already begun to overwrite is `Overwritten` at once (its
+    /// read is lost: waiting for it would only starve the reader).
     ///
-    /// Legacy CUDA IPC memory is the writer's allocation: once the writer's process is
-    /// gone it may be freed under the importer, so for such lanes the writer's liveness
-    /// is checked before every use of a slot (a writer dying during the copy itself
-    /// remains a window the driver does not let us close). Memfd and VMM slots are
-    /// reference-counted and stay valid.
-    pub fn wait(&mut self, slot: usize, writer_alive: impl Fn() -> bool) -> Result<(), GpuError> {
-        if self.table.backend == BackendKind::CudaLegacyIpc && !writer_alive() {
+    /// CUDA lanes' events, and legacy IPC lanes' memory, belong to the writer's
+    /// process: once it is gone they may be destroyed under the importer, so for CUDA
+    /// lanes the writer's liveness is checked before the wait and again before the slot
+    /// is touched. (A writer dying between that check and the copy remains a window the
+    /// driver does not let us close; a writer dropped in a live process first gives up
+    /// its role, then waits [`LEGACY_GRACE`] before freeing legacy slots.) Memfd and
+    /// VMM memory is reference-counted and stays valid.
+    pub fn wait(
+        &mut self,
+        slot: usize,
+        seq: u64,
+        writer_alive: impl Fn() -> bool,
+        published: impl Fn() -> u64,
+    ) -> Result<(), GpuError> {
+        let foreign = self.table.backend != BackendKind::Host;
+        if foreign && !writer_alive() {
             return Err(GpuError::WriterGone);
         }
-        match self.slots.wait(slot, self.timeout) {
+        let slots = self.table.slots as u64;
+        let mut stale = || published() >= seq.saturating_add(slots - 1);
+        match self.slots.wait(slot, self.timeout, &mut stale) {
             Err(GpuError::Timeout) if !writer_alive() => Err(GpuError::WriterGone),
+            Ok(()) if foreign && !writer_alive() => Err(GpuError::WriterGone),
             other => other,
         }
     }

@@ -246,20 +246,33 @@ impl<B: Backend> GpuStreamReader<B> {
     }
 
     /// A zero-copy view of the latest write's slot, ready once this returns (the
-    /// reader's stream waits on the write's event). The writer does not wait for
-    /// views: check [`StreamView::release`] to learn whether it stayed whole.
+    /// write's event has fired: work enqueued on the reader's stream from now on
+    /// follows it). The writer does not wait for views: check
+    /// [`StreamView::release`] to learn whether it stayed whole.
     pub fn view(&mut self) -> Result<Option<StreamView<'_, B>>, GpuError> {
-        let Some((frame, slot)) = self.next_record(false)? else {
-            return Ok(None);
-        };
-        let alive = || self.lane.writer_alive();
-        self.importer.wait(slot, alive)?;
-        Ok(Some(StreamView {
-            ptr: self.importer.slots.slot_ptr(slot),
-            slot,
-            frame,
-            reader: self,
-        }))
+        for _ in 0..READ_ATTEMPTS {
+            let Some((frame, slot)) = self.next_record(false)? else {
+                return Ok(None);
+            };
+            let lane = &self.lane;
+            match self
+                .importer
+                .wait(slot, frame.seq, || lane.writer_alive(), || lane.published())
+            {
+                Ok(()) => {
+                    return Ok(Some(StreamView {
+                        ptr: self.importer.slots.slot_ptr(slot),
+                        slot,
+                        frame,
+                        reader: self,
+                    }))
+                }
+                // Already being overwritten: take the latest.
+                Err(GpuError::Overwritten) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(GpuError::Overwritten)
     }
 
     /// Counts the writes skipped since the last one returned (reads retried after an
@@ -273,16 +286,16 @@ impl<B: Backend> GpuStreamReader<B> {
         frame
     }
 
-    /// Reads the next record (`only_new`: newer than the last returned) and its slot.
+    /// Reads the latest record and its slot (`only_new`: `None` unless it is newer than
+    /// the last write this reader returned; a write whose device part failed is
+    /// returned by the next call).
     fn next_record(&mut self, only_new: bool) -> Result<Option<(Frame, usize)>, GpuError> {
-        let frame = if only_new {
-            self.lane.read_new(&mut self.record)?
-        } else {
-            self.lane.read(&mut self.record)?
-        };
-        let Some(frame) = frame else {
+        let Some(frame) = self.lane.read(&mut self.record)? else {
             return Ok(None);
         };
+        if only_new && frame.seq <= self.last {
+            return Ok(None);
+        }
         let slot = self.importer.slot_of(&self.record, frame.seq)?;
         Ok(Some((frame, slot)))
     }
@@ -305,7 +318,17 @@ impl<B: Backend> GpuStreamReader<B> {
                 return Ok(None);
             };
             let lane = &self.lane;
-            self.importer.wait(slot, || lane.writer_alive())?;
+            match self
+                .importer
+                .wait(slot, frame.seq, || lane.writer_alive(), || lane.published())
+            {
+                Ok(()) => {}
+                Err(GpuError::Overwritten) => {
+                    only_new = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             copy(&mut self.importer.slots, slot)?;
             if self.importer.intact(frame.seq, || lane.published()) {
                 return Ok(Some(self.returned(frame)));

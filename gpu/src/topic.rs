@@ -246,16 +246,49 @@ impl<B: Backend> GpuTopicSubscriber<B> {
     /// released (the publisher cannot reach it); a lossy one learns at
     /// [`TopicView::release`] whether it did.
     pub fn recv_view(&mut self, timeout: Option<Duration>) -> Result<TopicView<'_, B>, GpuError> {
-        let (frame, slot, write) = self.next_record(timeout)?;
+        loop {
+            let (frame, slot, write) = self.next_record(timeout)?;
+            if self.wait(slot, write, frame)? {
+                return Ok(TopicView {
+                    ptr: self.importer.slots.slot_ptr(slot),
+                    slot,
+                    write,
+                    frame,
+                    subscriber: self,
+                });
+            }
+        }
+    }
+
+    /// Waits for item `write`'s event: `false` if a lossy subscriber lost the item to
+    /// an overwrite (counted as dropped).
+    fn wait(&mut self, slot: usize, write: u64, frame: Frame) -> Result<bool, GpuError> {
         let lane = &self.lane;
-        self.importer.wait(slot, || lane.publisher_alive())?;
-        Ok(TopicView {
-            ptr: self.importer.slots.slot_ptr(slot),
-            slot,
-            write,
-            frame,
-            subscriber: self,
-        })
+        match self
+            .importer
+            .wait(slot, write, || lane.publisher_alive(), || lane.published())
+        {
+            Ok(()) => Ok(true),
+            Err(GpuError::Overwritten) => {
+                self.overwritten_under(frame)?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An item whose slot was overwritten under this subscriber: dropped (lossy), or
+    /// corruption (lossless: the publisher cannot get that far ahead of it).
+    fn overwritten_under(&mut self, frame: Frame) -> Result<(), GpuError> {
+        if self.lane.is_lossless() {
+            return Err(GpuError::Corrupt(format!(
+                "item {} was overwritten under a lossless subscriber",
+                frame.seq
+            )));
+        }
+        self.overwritten += 1;
+        self.unreported += frame.skipped + 1;
+        Ok(())
     }
 
     fn next_record(&mut self, timeout: Option<Duration>) -> Result<(Frame, usize, u64), GpuError> {
@@ -279,26 +312,16 @@ impl<B: Backend> GpuTopicSubscriber<B> {
         }
         loop {
             let (frame, slot, write) = self.next_record(timeout)?;
-            let lane = &self.lane;
-            self.importer.wait(slot, || lane.publisher_alive())?;
+            if !self.wait(slot, write, frame)? {
+                continue;
+            }
             copy(&mut self.importer.slots, slot)?;
+            let lane = &self.lane;
             if self.importer.intact(write, || lane.published()) {
                 return Ok(self.returned(frame));
             }
-            if self.lane.is_lossless() {
-                return Err(GpuError::Corrupt(format!(
-                    "item {} was overwritten under a lossless subscriber",
-                    frame.seq
-                )));
-            }
-            self.dropped_overwritten(frame);
+            self.overwritten_under(frame)?;
         }
-    }
-
-    /// An item whose slot was overwritten under this lossy subscriber: dropped.
-    fn dropped_overwritten(&mut self, frame: Frame) {
-        self.overwritten += 1;
-        self.unreported += frame.skipped + 1;
     }
 
     /// Adds the drops not yet reported to the frame returned.
@@ -355,7 +378,7 @@ impl<B: Backend> TopicView<'_, B> {
         {
             Ok(self.subscriber.returned(self.frame))
         } else {
-            self.subscriber.dropped_overwritten(self.frame);
+            self.subscriber.overwritten_under(self.frame)?;
             Err(GpuError::Overwritten)
         }
     }

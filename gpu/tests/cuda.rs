@@ -852,7 +852,7 @@ fn child_role() {
     if let Some(marker) = &h.gated_marker {
         // The copy is held back in the parent: the event must not complete.
         let t = Instant::now();
-        let res = r.wait(h.slot, Duration::from_millis(300));
+        let res = r.wait(h.slot, Duration::from_millis(300), &mut || false);
         assert!(
             matches!(res, Err(GpuError::Timeout)),
             "child: expected Timeout, got {res:?}"
@@ -860,7 +860,8 @@ fn child_role() {
         assert!(t.elapsed() >= Duration::from_millis(300));
         std::fs::write(marker, b"timed out").unwrap();
     }
-    r.wait(h.slot, Duration::from_secs(60)).unwrap();
+    r.wait(h.slot, Duration::from_secs(60), &mut || false)
+        .unwrap();
     let want = pattern(h.seed, h.bytes);
     let mut back = vec![0u8; h.bytes];
     r.copy_to_host(h.slot, &mut back).unwrap();
@@ -877,7 +878,8 @@ fn child_role() {
     // A slot never written: its event was never recorded, so waiting returns at once.
     let other = (h.slot + 1) % h.slots;
     if other != h.slot {
-        r.wait(other, Duration::from_secs(5)).unwrap();
+        r.wait(other, Duration::from_secs(5), &mut || false)
+            .unwrap();
     }
     r.synchronize().unwrap();
     eprintln!(

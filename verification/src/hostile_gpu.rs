@@ -223,7 +223,7 @@ fn host_import(input: &mut ByteCursor<'_>, outcome: &mut HandoffOutcome) -> Resu
         let len = input.below(257);
         let result = match input.byte() % 4 {
             0 => reader.copy_to_host(slot, &mut buf[..len]),
-            1 => reader.wait(slot, Duration::ZERO),
+            1 => reader.wait(slot, Duration::ZERO, &mut || false),
             2 => writer.copy_from_host(slot, &buf[..len]),
             _ => writer.record(slot),
         };

@@ -300,15 +300,6 @@ impl Stream {
             sys::cuMemcpyDtoDAsync_v2(dst, src, len, self.raw)
         })
     }
-
-    /// Makes the stream's later work wait for `event`'s most recent record.
-    pub(crate) fn wait_event(&self, event: &Event) -> Result<(), GpuError> {
-        self.dev.bind()?;
-        // SAFETY: both handles are live objects of the current context; flags must be 0.
-        check("cuStreamWaitEvent", unsafe {
-            sys::cuStreamWaitEvent(self.raw, event.raw, 0)
-        })
-    }
 }
 
 impl Drop for Stream {

@@ -225,12 +225,7 @@ impl Backend for CudaBackend {
                 event: event_handle,
                 mem: mem_handle,
             });
-            out.push(WriterSlot {
-                mem,
-                event,
-                staged: Event::local(&self.dev)?,
-                staging: None,
-            });
+            out.push(WriterSlot { mem, event });
         }
         let blob = Blob {
             kind: self.kind,

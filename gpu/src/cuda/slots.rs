@@ -18,20 +18,31 @@
 //! - Slot indices and lengths are checked on every call, with typed errors.
 //!
 //! Staging: [`CudaWriter::copy_from_host`] must let the caller reuse `src` at once, so
-//! it copies `src` into a pinned staging buffer of the slot and enqueues the
-//! asynchronous host-to-device copy from there. Before the staging buffer is refilled,
-//! the previous copy out of it must have finished: a private event of the slot is
-//! recorded right after every copy out of the staging buffer, and the next
-//! `copy_from_host` into that slot synchronizes on it first. (The slot's interprocess
-//! event is not used for this: the caller may copy twice before recording it, and it
-//! covers everything on the stream rather than just the staging copy.) The staging
-//! buffer is allocated on the slot's first host copy.
+//! it copies `src` into a pinned staging buffer and enqueues the asynchronous
+//! host-to-device copy from there. The writer has [`STAGING_BUFFERS`] such buffers,
+//! used in turn (not one per slot: page-locked memory is scarce), each with a private
+//! event recorded right after every copy out of it; before a buffer is refilled, the
+//! writer synchronizes on that event. (The slots' interprocess events are not used for
+//! this: the caller may copy twice before recording one, and they cover everything on
+//! the stream rather than just the staging copy.) Buffers are allocated on first use.
+//!
+//! Readers wait for a slot's event on the host: [`SlotReader::wait`] polls
+//! `cuEventQuery` until the event's most recent record has completed (bounded by its
+//! timeout), and only then does the reader enqueue anything touching the slot, so
+//! everything it enqueues later is ordered after the write. The reader's stream is
+//! never made to wait on the writer's event (`cuStreamWaitEvent`): that would tie it to
+//! whatever the writer records on the event next, and a writer that died with such a
+//! record in flight would leave the reader's stream (and its `cuStreamSynchronize`,
+//! and its `Drop`) blocked forever. The reader's stream only ever holds its own work.
 
 use super::driver::{Device, Event, EventState, IpcMapping, LinearAlloc, Pinned, Stream, VmmAlloc};
 use crate::backend::{BackendKind, DevicePtr, SlotReader, SlotWriter};
 use crate::error::GpuError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Pinned staging buffers of a writer, used in turn.
+pub const STAGING_BUFFERS: usize = 2;
 
 /// A slot's device memory on the writer's side.
 #[derive(Debug)]
@@ -58,10 +69,13 @@ pub(crate) struct WriterSlot {
     pub(crate) mem: OwnedMem,
     /// The interprocess event readers wait on.
     pub(crate) event: Event,
-    /// Recorded after each copy out of `staging`.
-    pub(crate) staged: Event,
-    /// Pinned staging for host copies (allocated on first use).
-    pub(crate) staging: Option<Pinned>,
+}
+
+/// A pinned staging buffer and the event recorded after each copy out of it.
+#[derive(Debug)]
+struct Staging {
+    buffer: Pinned,
+    copied: Event,
 }
 
 /// Error for a slot index out of range.
@@ -86,6 +100,8 @@ pub struct CudaWriter {
     // Field order is drop order: the stream (synchronized again on drop) goes after
     // the slots only because `Drop` synchronizes it first.
     slots: Vec<WriterSlot>,
+    staging: Vec<Staging>,
+    next_staging: usize,
     stream: Stream,
     dev: Arc<Device>,
     kind: BackendKind,
@@ -102,6 +118,8 @@ impl CudaWriter {
     ) -> CudaWriter {
         CudaWriter {
             slots,
+            staging: Vec::with_capacity(STAGING_BUFFERS),
+            next_staging: 0,
             stream,
             dev,
             kind,
@@ -141,33 +159,34 @@ impl CudaWriter {
 
 impl SlotWriter for CudaWriter {
     fn copy_from_host(&mut self, slot: usize, src: &[u8]) -> Result<(), GpuError> {
-        let slots = self.slots.len();
-        let s = self
-            .slots
-            .get_mut(slot)
-            .ok_or_else(|| bad_slot(slot, slots))?;
+        let dst = self.slot(slot)?.mem.addr();
         if src.len() > self.bytes {
             return Err(too_long(src.len(), self.bytes));
         }
         if src.is_empty() {
             return Ok(());
         }
-        // The previous copy out of this staging buffer must be done before it is
-        // overwritten; `staged` was recorded right after that copy (at once if never).
-        s.staged.synchronize()?;
-        let staging = match &mut s.staging {
-            Some(p) => p,
-            None => s.staging.insert(Pinned::new(&self.dev, self.bytes)?),
-        };
-        staging.as_mut_slice()[..src.len()].copy_from_slice(src);
+        let turn = self.next_staging;
+        if turn == self.staging.len() {
+            self.staging.push(Staging {
+                buffer: Pinned::new(&self.dev, self.bytes)?,
+                copied: Event::local(&self.dev)?,
+            });
+        }
+        self.next_staging = (turn + 1) % STAGING_BUFFERS;
+        let staging = &mut self.staging[turn];
+        // The previous copy out of this buffer must be done before it is refilled;
+        // `copied` was recorded right after that copy.
+        staging.copied.synchronize()?;
+        staging.buffer.as_mut_slice()[..src.len()].copy_from_slice(src);
         // SAFETY: the slot's memory holds at least `bytes >= src.len()` bytes and lives
         // as long as `self`; the staging buffer is pinned, holds `src.len()` bytes, and
-        // is not written again before `staged` (recorded next) has completed.
+        // is not written again before `copied` (recorded next) has completed.
         unsafe {
             self.stream
-                .copy_htod(s.mem.addr(), staging.as_ptr(), src.len())?;
+                .copy_htod(dst, staging.buffer.as_ptr(), src.len())?;
         }
-        s.staged.record(&self.stream)
+        staging.copied.record(&self.stream)
     }
 
     unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError> {
@@ -305,33 +324,44 @@ const SPIN_POLLS: u32 = 64;
 /// Sleep between polls after the spinning phase.
 const POLL_SLEEP: Duration = Duration::from_micros(50);
 
+/// Yields for the first polls, then sleeps between them.
+fn pause(polls: &mut u32) {
+    if *polls < SPIN_POLLS {
+        *polls += 1;
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(POLL_SLEEP);
+    }
+}
+
 impl SlotReader for CudaReader {
-    /// Polls the slot's event until its most recent record has completed, then makes
-    /// the reader's stream wait on it (covering a record the writer made meanwhile, for
-    /// a later write). CUDA events carry no value: an event says only that the slot's
-    /// most recent record completed, so the lane layer re-checks the sequence after
-    /// reading. An event never recorded counts as completed.
-    fn wait(&mut self, slot: usize, timeout: Duration) -> Result<(), GpuError> {
+    /// Polls the slot's event until its most recent record has completed (see the
+    /// module docs for why the reader's stream is not made to wait on it). CUDA events
+    /// carry no value: an event says only that the slot's most recent record completed,
+    /// so the lane layer re-checks the sequence after reading. An event never recorded
+    /// counts as completed.
+    fn wait(
+        &mut self,
+        slot: usize,
+        timeout: Duration,
+        stale: &mut dyn FnMut() -> bool,
+    ) -> Result<(), GpuError> {
         let s = self.slot(slot)?;
         let start = Instant::now();
         let mut polls = 0u32;
-        loop {
-            match s.event.query()? {
-                EventState::Done => break,
-                EventState::Pending => {
-                    if start.elapsed() >= timeout {
-                        return Err(GpuError::Timeout);
-                    }
-                    if polls < SPIN_POLLS {
-                        polls += 1;
-                        std::thread::yield_now();
-                    } else {
-                        std::thread::sleep(POLL_SLEEP);
-                    }
-                }
+        while let EventState::Pending = s.event.query()? {
+            // A write later than the one waited for is being recorded on the event:
+            // the read is lost anyway, stop waiting for it.
+            if stale() {
+                return Err(GpuError::Overwritten);
             }
+            if start.elapsed() >= timeout {
+                return Err(GpuError::Timeout);
+            }
+            pause(&mut polls);
         }
-        self.stream.wait_event(&s.event)
+        // Complete: work enqueued on the reader's stream from now on follows the write.
+        Ok(())
     }
 
     fn copy_to_host(&mut self, slot: usize, dst: &mut [u8]) -> Result<(), GpuError> {
@@ -340,7 +370,8 @@ impl SlotReader for CudaReader {
             return Err(too_long(dst.len(), self.bytes));
         }
         // SAFETY: the mapping holds at least `bytes >= dst.len()` bytes (checked at
-        // import); `dst` is borrowed mutably until the stream is synchronized below.
+        // import); `dst` is borrowed mutably until the stream, which holds only this
+        // reader's own work, is synchronized below.
         unsafe { self.stream.copy_dtoh(dst.as_mut_ptr(), src, dst.len())? };
         self.stream.synchronize()
     }
@@ -375,7 +406,8 @@ impl SlotReader for CudaReader {
 
 impl Drop for CudaReader {
     fn drop(&mut self) {
-        // Nothing enqueued may still read the mappings closed next.
+        // Nothing enqueued may still read the mappings closed next (the stream holds
+        // only this reader's own work, so this returns).
         let _ = self.stream.synchronize();
     }
 }
