@@ -10,9 +10,9 @@
 //! 2. record slot `d`'s event after it ([`SlotWriter::record`]);
 //! 3. only then publish the write's record through the shared-memory core.
 //!
-//! A reader that sees the record makes its own stream wait on slot `d`'s event
-//! ([`SlotReader::wait`]), copies or uses the slot, then re-checks the lane's sequence
-//! to learn whether the writer has begun reusing the slot meanwhile.
+//! A reader that sees the record waits until slot `d`'s event has fired
+//! ([`SlotReader::wait`]), then copies or uses the slot, then re-checks the lane's
+//! sequence to learn whether the writer has begun reusing the slot meanwhile.
 //!
 //! Two implementations: [`crate::host`] (memfd slots, completion words; runs
 //! everywhere, with a delayed-completion mode) and [`crate::cuda`] (CUDA IPC through
@@ -172,13 +172,12 @@ pub trait SlotWriter {
 
 /// A reader's side of a lane's slots.
 pub trait SlotReader {
-    /// Makes this reader's later work on `slot` wait for the slot's event, as last
-    /// recorded before this call (CUDA's `cuStreamWaitEvent` semantics: events carry no
-    /// value). Gives up with `Timeout` after `timeout` if it never fires (for example
-    /// because the writer died with the copy in flight), and with `Overwritten` as soon
-    /// as `stale` says the write waited for can no longer be read whole (the writer has
-    /// begun reusing the slot). Later copies of this reader are bounded by the same
-    /// `timeout`.
+    /// Returns once the slot's event, as last recorded before this call, has fired
+    /// (events carry no value, as CUDA's do), so that everything this reader does with
+    /// the slot afterwards follows the write. Gives up with `Timeout` after `timeout`
+    /// if it never fires (for example because the writer died with the copy in
+    /// flight), and with `Overwritten` as soon as `stale` says the write waited for can
+    /// no longer be read whole (the writer has begun reusing the slot).
     fn wait(
         &mut self,
         slot: usize,

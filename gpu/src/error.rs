@@ -70,6 +70,15 @@ pub enum GpuError {
     /// A timed operation ran out of time (for a read: the write's completion event never
     /// fired).
     Timeout,
+    /// The item was published at `position`, but its CPU mirror was not (for example
+    /// a lossless mirror subscriber held the mirror back past the timeout). Publishing
+    /// again would publish a second item.
+    Mirror {
+        /// Position of the published item.
+        position: u64,
+        /// Why the mirror failed.
+        source: Box<GpuError>,
+    },
     /// An operating-system call failed.
     Io(io::Error),
     /// The shared-memory lane carrying the records failed.
@@ -113,6 +122,10 @@ impl fmt::Display for GpuError {
             GpuError::Overwritten => f.write_str("the slot was overwritten while it was read"),
             GpuError::WriterGone => f.write_str("the writer is gone"),
             GpuError::Timeout => f.write_str("timed out"),
+            GpuError::Mirror { position, source } => write!(
+                f,
+                "item {position} was published, but not to the CPU mirror: {source}"
+            ),
             GpuError::Io(e) => write!(f, "{e}"),
             GpuError::Lane(e) => write!(f, "{e}"),
         }
@@ -124,6 +137,7 @@ impl std::error::Error for GpuError {
         match self {
             GpuError::Io(e) => Some(e),
             GpuError::Lane(e) => Some(e),
+            GpuError::Mirror { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

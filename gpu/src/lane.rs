@@ -21,8 +21,9 @@
 //! A reader that received the record of write `k`
 //! 1. checks it against the table (slot `k mod D`, the tensor's bytes, the table's
 //!    checksum): anything else is [`GpuError::Corrupt`];
-//! 2. makes its stream wait on the slot's event (bounded: a writer that died with the
-//!    copy in flight never fires it);
+//! 2. waits until the slot's event has fired (bounded: a writer that died with the
+//!    copy in flight never fires it), giving up early once the writer has begun
+//!    reusing the slot (the read is lost);
 //! 3. copies the slot (or hands out a view);
 //! 4. issues an acquire fence and reads how many writes the lane has published. The
 //!    writer starts overwriting slot `k mod D` only after publishing write `k + D - 1`,

@@ -19,7 +19,7 @@
 //! | 9..17 | shape (unused dimensions 0) |
 //! | 17 | tensor bytes |
 //! | 18 | device slots `D` (2 to [`MAX_DEVICE_SLOTS`]) |
-//! | 19 | bytes of each slot's allocation (at least the tensor bytes) |
+//! | 19 | bytes of each slot (the tensor bytes; a backend may allocate more) |
 //! | 20 | 1 if the lane has a CPU mirror `<name>.cpu`, else 0 |
 //! | 21 | blob bytes (at most [`MAX_BLOB_BYTES`]) |
 //! | 22 | file descriptors sent with the table |
@@ -54,7 +54,8 @@ pub struct LaneTable {
     pub spec: TensorSpec,
     /// Device slots.
     pub slots: usize,
-    /// Bytes of each slot's allocation.
+    /// Bytes of each slot (the tensor bytes; a backend may allocate more, as its blob
+    /// says).
     pub slot_bytes: usize,
     /// Whether `<name>.cpu` mirrors every write in host memory.
     pub mirror: bool,

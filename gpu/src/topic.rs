@@ -17,6 +17,14 @@ use crate::table::RECORD_WORDS;
 use std::time::Duration;
 use tensorlane_shm::{Frame, Kind, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber};
 
+/// The error of an item published at `position` whose mirror failed.
+fn mirrored(position: u64, source: GpuError) -> GpuError {
+    GpuError::Mirror {
+        position,
+        source: Box::new(source),
+    }
+}
+
 /// The publisher of a GPU topic. It owns the device slots and serves them to
 /// subscribers until dropped.
 #[derive(Debug)]
@@ -92,7 +100,9 @@ impl<B: Backend> GpuTopicPublisher<B> {
 
     /// Publishes `tensor` (host memory), waiting up to `timeout` (`None`: forever)
     /// while a live lossless subscriber is a full ring behind. Returns the position.
-    /// The mirror, if any, is published after the record, with the same timeout.
+    /// The mirror, if any, is published after the record, with the same timeout; if
+    /// only the mirror fails, the error is [`GpuError::Mirror`] with the position (do
+    /// not publish the item again).
     pub fn publish(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, GpuError> {
         self.exporter.check_size(tensor.len())?;
         let (write, slot) = self.next_slot();
@@ -101,7 +111,9 @@ impl<B: Backend> GpuTopicPublisher<B> {
         self.exporter.slots.record(slot)?;
         let position = self.publish_record(write, timeout)?;
         if let Some(mirror) = &mut self.mirror {
-            mirror.publish(tensor, timeout)?;
+            mirror
+                .publish(tensor, timeout)
+                .map_err(|e| mirrored(position, e.into()))?;
         }
         Ok(position)
     }
@@ -125,8 +137,11 @@ impl<B: Backend> GpuTopicPublisher<B> {
         let position = self.publish_record(write, timeout)?;
         if let Some(mirror) = &mut self.mirror {
             self.staging.resize(src.len, 0);
-            self.exporter.slots.copy_to_host(slot, &mut self.staging)?;
-            mirror.publish(&self.staging, timeout)?;
+            self.exporter
+                .slots
+                .copy_to_host(slot, &mut self.staging)
+                .and_then(|()| Ok(mirror.publish(&self.staging, timeout)?))
+                .map_err(|e| mirrored(position, e))?;
         }
         Ok(position)
     }
@@ -164,14 +179,20 @@ pub struct GpuTopicSubscriber<B: Backend> {
 impl<B: Backend> GpuTopicSubscriber<B> {
     /// Joins GPU topic `name` and imports its slots with `backend`.
     pub fn open(backend: &B, name: &str, options: SubscribeOptions) -> Result<Self, GpuError> {
+        Self::open_with_timeout(backend, name, options, DEFAULT_EVENT_TIMEOUT)
+    }
+
+    /// [`open`](Self::open), waiting at most `timeout` for the publisher's hand-off
+    /// and, later, for each item's completion event.
+    pub fn open_with_timeout(
+        backend: &B,
+        name: &str,
+        options: SubscribeOptions,
+        timeout: Duration,
+    ) -> Result<Self, GpuError> {
         let lane = TopicSubscriber::open_expect(name, &record_spec(), options)?;
-        let importer = Importer::open(
-            backend,
-            name,
-            Kind::Topic,
-            lane.info().creator_pid,
-            DEFAULT_EVENT_TIMEOUT,
-        )?;
+        let importer =
+            Importer::open(backend, name, Kind::Topic, lane.info().creator_pid, timeout)?;
         Ok(GpuTopicSubscriber {
             lane,
             importer,

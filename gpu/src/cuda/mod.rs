@@ -25,9 +25,9 @@
 //!   with these handles; they come from `cuMemAlloc_v2` or `cuMemCreate`.
 //! - *Notify before the copy completes.* A write is: copy on the writer's stream, then
 //!   [`SlotWriter::record`] of the slot's event, and only then the lane layer publishes
-//!   the sequence. A reader polls the event
-//!   ([`SlotReader::wait`](crate::backend::SlotReader::wait)) and makes its stream wait
-//!   on it before touching the slot, so it never reads a copy still in flight.
+//!   the sequence. A reader polls the event until it has fired
+//!   ([`SlotReader::wait`](crate::backend::SlotReader::wait)) before enqueueing
+//!   anything on the slot, so it never reads a copy still in flight.
 //! - *Base-allocation offset.* A legacy handle names the whole base allocation, and
 //!   the importer gets the base address. Each slot is its own allocation, and
 //!   [`Backend::create`] checks with `cuMemGetAddressRange_v2` that the slot pointer is
