@@ -23,6 +23,12 @@
 //! Readers are lossy by nature (a stream holds the latest value): a read that raced the
 //! writer reusing its slot is retried on the latest write; a zero-copy
 //! [`StreamView`] tells at [`StreamView::release`] whether it stayed whole.
+//!
+//! Choose the slot count above the number of writes the writer keeps in flight: a
+//! writer whose device copies lag `D - 1` writes behind its `write` calls has begun
+//! reusing every slot whose copy has completed, so readers find every write already
+//! overwritten and report `Overwritten`. [`GpuStreamWriter::synchronize`] bounds the
+//! lag.
 
 use crate::backend::{Backend, DevicePtr, SlotReader, SlotWriter};
 use crate::error::GpuError;
