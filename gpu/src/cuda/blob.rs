@@ -298,7 +298,12 @@ pub fn validate(
         ));
     }
     let pid = c.u32()?;
-    let _reserved = c.u32()?;
+    let reserved = c.u32()?;
+    if reserved != 0 {
+        return Err(corrupt(format!(
+            "CUDA export blob has {reserved:#x} in its reserved word"
+        )));
+    }
     let nonce: [u8; 16] = c.take()?;
     let exporter = ProcessTag { pid, nonce };
     let mut entries = Vec::with_capacity(slots);
