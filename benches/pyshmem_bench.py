@@ -166,8 +166,15 @@ def wake(prefix, size, samples, gap_us):
     warmup = 5
     total = warmup + samples
     reader = pyshmem.create(name, shape=(size,), dtype=np.uint8, notify=True)
+    # Wake-ups run unpinned (a woken process pinned to a busy CPU would wait for it).
+    pinned = None
+    if hasattr(os, "sched_getaffinity"):
+        pinned = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    env = {k: v for k, v in os.environ.items() if k != "TLB_PIN_CHILD"}
     child = subprocess.Popen(
-        [sys.executable, __file__, "wake-send", name, str(size), str(total), str(gap_us)]
+        [sys.executable, __file__, "wake-send", name, str(size), str(total), str(gap_us)],
+        env=env,
     )
     try:
         buf = np.zeros(size, dtype=np.uint8)
@@ -184,6 +191,8 @@ def wake(prefix, size, samples, gap_us):
         if child.poll() is None:
             child.kill()
         reader.unlink()
+        if pinned is not None:
+            os.sched_setaffinity(0, pinned)
     return out
 
 

@@ -253,26 +253,30 @@ pub fn futex_sender(page: &SharedPage, count: usize, gap: Duration) {
     }
 }
 
-/// The receiving side of the futex floor: one-way wake-up latencies in ns of `count`
-/// wake-ups after `warmup`.
+/// The receiving side of the futex floor: one-way wake-up latencies in ns of the
+/// wake-ups after the first `warmup`, until the sender's `warmup + count`-th (a
+/// wake-up that found more than one bump, which only a late start or a descheduled
+/// receiver causes, is not counted).
 pub fn futex_receiver(page: &SharedPage, warmup: usize, count: usize) -> Result<Vec<f64>, String> {
     let word = futex_word(page);
     let time = &payload_words(page, FUTEX_TIME, 8)[0];
+    let total = (warmup + count) as u32;
     let mut seen = word.load(Ordering::SeqCst);
     let mut out = Vec::with_capacity(count);
-    for i in 0..warmup + count {
+    while seen < total {
         let start = Instant::now();
         while word.load(Ordering::SeqCst) == seen {
             if start.elapsed() > Duration::from_secs(5) {
-                return Err(format!("no wake-up {i} within 5 s"));
+                return Err(format!("no wake-up after {seen} within 5 s"));
             }
             futex(word, libc::FUTEX_WAIT, seen, 100);
         }
         let now = crate::clock::monotonic_ns();
-        seen = word.load(Ordering::SeqCst);
-        if i >= warmup {
+        let next = word.load(Ordering::SeqCst);
+        if next == seen + 1 && next as usize > warmup {
             out.push(now.saturating_sub(time.load(Ordering::Relaxed)) as f64);
         }
+        seen = next;
     }
     Ok(out)
 }

@@ -53,6 +53,9 @@ struct Options {
     pin: Option<(usize, usize)>,
 }
 
+/// CPU of the measuring process when pinned.
+const PARENT_CPU: usize = 0;
+
 /// CPU of the second processes (set once, before any is started).
 static CHILD_CPU: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
 
@@ -86,7 +89,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         venv: target_dir().join("pyshmem-venv"),
         json: target_dir().join("tensorlane-compare.json"),
         only: Vec::new(),
-        pin: (std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2).then_some((0, 1)),
+        pin: (std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2)
+            .then_some((PARENT_CPU, 1)),
     };
     let mut rounds = None;
     let mut it = args.iter();
@@ -231,11 +235,11 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn spawn(args: &[String]) -> Result<Child, String> {
+fn spawn(args: &[String], pinned: bool) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("--role").args(args);
-    if let Some(cpu) = CHILD_CPU.get().copied().flatten() {
+    if let Some(cpu) = CHILD_CPU.get().copied().flatten().filter(|_| pinned) {
         cmd.arg("--cpu").arg(cpu.to_string());
     }
     cmd.stdin(Stdio::null())
@@ -269,7 +273,33 @@ fn with_child<T>(
     args: Vec<String>,
     measure: impl FnOnce() -> Result<T, String>,
 ) -> Result<T, String> {
-    let child = spawn(&args)?;
+    with_child_pinned(args, true, measure)
+}
+
+/// Like [`with_child`]; unpinned (`pinned == false`), both processes may run on any
+/// CPU meanwhile.
+fn with_child_pinned<T>(
+    args: Vec<String>,
+    pinned: bool,
+    measure: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let parent_cpu = CHILD_CPU.get().copied().flatten().map(|_| PARENT_CPU);
+    if let (false, Some(_)) = (pinned, parent_cpu) {
+        tensorlane_benches::cpu::unpin();
+    }
+    let result = with_child_inner(args, pinned, measure);
+    if let (false, Some(cpu)) = (pinned, parent_cpu) {
+        tensorlane_benches::cpu::pin(cpu);
+    }
+    result
+}
+
+fn with_child_inner<T>(
+    args: Vec<String>,
+    pinned: bool,
+    measure: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let child = spawn(&args, pinned)?;
     let result = measure();
     let exited = finish(child, result.is_ok());
     let value = result?;
@@ -408,7 +438,9 @@ impl Run {
                     &"--count",
                     &(warmup + b.wake),
                 ]);
-                let v = with_child(args, || floor::futex_receiver(&page, warmup, b.wake))?;
+                let v = with_child_pinned(args, false, || {
+                    floor::futex_receiver(&page, warmup, b.wake)
+                })?;
                 results.add("floor/futex-wake/64".into(), v);
             }
             Task::AtomicCopy(size) => {
@@ -471,7 +503,7 @@ impl Run {
                     &"--count",
                     &(warmup + b.wake),
                 ]);
-                let result = with_child(args, || {
+                let result = with_child_pinned(args, false, || {
                     lanes::wake_receiver(&name, size, warmup, b.wake).map_err(|e| e.to_string())
                 });
                 lanes::unlink(&name);
@@ -726,7 +758,9 @@ fn machine() -> Value {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Online CPUs of the machine (not this process's affinity, which may be pinned).
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(0);
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
