@@ -170,6 +170,13 @@ impl Slots {
         Ok(())
     }
 
+    /// The memory of `slot`; an empty range for a slot out of range.
+    fn ptr(&self, slot: usize) -> DevicePtr {
+        self.memory
+            .get(slot)
+            .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
+    }
+
     /// The slot's event: (records issued, records completed).
     fn event(&self, slot: usize) -> (&AtomicU64, &AtomicU64) {
         let words = &self.events.words()[slot * EVENT_STRIDE / 8..];
@@ -422,10 +429,7 @@ impl SlotWriter for HostWriter {
     }
 
     fn slot_ptr(&self, slot: usize) -> DevicePtr {
-        self.slots
-            .memory
-            .get(slot)
-            .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
+        self.slots.ptr(slot)
     }
 }
 
@@ -511,9 +515,6 @@ impl SlotReader for HostReader {
     }
 
     fn slot_ptr(&self, slot: usize) -> DevicePtr {
-        self.slots
-            .memory
-            .get(slot)
-            .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
+        self.slots.ptr(slot)
     }
 }

@@ -58,6 +58,23 @@ pub fn mirror_name(name: &str) -> String {
     format!("{name}.cpu")
 }
 
+/// Creates a lane's record lane with `create`; if that fails, the mirror (created
+/// before it, if `mirrored`) is unlinked again.
+pub(crate) fn record_lane<L>(
+    name: &str,
+    mirrored: bool,
+    create: impl FnOnce() -> Result<L, tensorlane_shm::LaneError>,
+) -> Result<L, GpuError> {
+    create().map_err(|e| {
+        if mirrored {
+            if let Ok(mirror) = LaneName::new(&mirror_name(name)) {
+                let _ = tensorlane_shm::segment::unlink(&mirror);
+            }
+        }
+        e.into()
+    })
+}
+
 /// Options of a GPU lane at creation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GpuLaneOptions {

@@ -33,7 +33,8 @@
 use crate::backend::{Backend, DevicePtr, SlotReader, SlotWriter};
 use crate::error::GpuError;
 use crate::lane::{
-    mirror_name, record_spec, Exporter, GpuLaneOptions, Importer, DEFAULT_EVENT_TIMEOUT,
+    mirror_name, record_lane, record_spec, Exporter, GpuLaneOptions, Importer,
+    DEFAULT_EVENT_TIMEOUT,
 };
 use crate::table::RECORD_WORDS;
 use std::time::Duration;
@@ -72,17 +73,9 @@ impl<B: Backend> GpuStreamWriter<B> {
         } else {
             None
         };
-        let lane = match StreamWriter::create(name, &record_spec(), RECORD_SLOTS) {
-            Ok(lane) => lane,
-            Err(e) => {
-                if mirror.is_some() {
-                    let _ = tensorlane_shm::segment::unlink(
-                        &tensorlane_shm::LaneName::new(&mirror_name(name)).expect("checked"),
-                    );
-                }
-                return Err(e.into());
-            }
-        };
+        let lane = record_lane(name, mirror.is_some(), || {
+            StreamWriter::create(name, &record_spec(), RECORD_SLOTS)
+        })?;
         Ok(GpuStreamWriter {
             lane,
             mirror,

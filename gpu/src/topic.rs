@@ -11,7 +11,8 @@
 use crate::backend::{Backend, DevicePtr, SlotReader, SlotWriter};
 use crate::error::GpuError;
 use crate::lane::{
-    mirror_name, record_spec, Exporter, GpuLaneOptions, Importer, DEFAULT_EVENT_TIMEOUT,
+    mirror_name, record_lane, record_spec, Exporter, GpuLaneOptions, Importer,
+    DEFAULT_EVENT_TIMEOUT,
 };
 use crate::table::RECORD_WORDS;
 use std::time::Duration;
@@ -58,17 +59,9 @@ impl<B: Backend> GpuTopicPublisher<B> {
         } else {
             None
         };
-        let lane = match TopicPublisher::create(name, &record_spec(), capacity, max_subscribers) {
-            Ok(lane) => lane,
-            Err(e) => {
-                if mirror.is_some() {
-                    let _ = tensorlane_shm::segment::unlink(
-                        &tensorlane_shm::LaneName::new(&mirror_name(name)).expect("checked"),
-                    );
-                }
-                return Err(e.into());
-            }
-        };
+        let lane = record_lane(name, mirror.is_some(), || {
+            TopicPublisher::create(name, &record_spec(), capacity, max_subscribers)
+        })?;
         Ok(GpuTopicPublisher {
             lane,
             mirror,

@@ -10,6 +10,10 @@
 //! p99 over the run, through CLOCK_REALTIME on one machine).
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
+mod common;
+
+use common::{fill, unlink, whole};
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +22,7 @@ use tensorlane_gpu::{
     gpu_available, mirror_name, CudaBackend, GpuLaneOptions, GpuStreamReader, GpuStreamWriter,
     GpuTopicPublisher, GpuTopicSubscriber,
 };
-use tensorlane_shm::{segment, DType, LaneName, StreamReader, SubscribeOptions, TensorSpec};
+use tensorlane_shm::{DType, StreamReader, SubscribeOptions, TensorSpec};
 
 const ROLE: &str = "TENSORLANE_CUDA_LANE_ROLE";
 const LANE: &str = "TENSORLANE_CUDA_LANE";
@@ -27,18 +31,6 @@ const WRITES: u64 = 200;
 
 fn spec() -> TensorSpec {
     TensorSpec::new(DType::U64, &[WORDS as u64]).unwrap()
-}
-
-fn fill(k: u64, out: &mut [u8]) {
-    for (j, chunk) in out.chunks_exact_mut(8).enumerate() {
-        chunk.copy_from_slice(&((k << 32) ^ j as u64).to_le_bytes());
-    }
-}
-
-fn whole(k: u64, data: &[u8]) -> bool {
-    data.chunks_exact(8)
-        .enumerate()
-        .all(|(j, c)| u64::from_le_bytes(c.try_into().unwrap()) == (k << 32) ^ j as u64)
 }
 
 fn now_ns() -> u64 {
@@ -54,14 +46,6 @@ fn skip(name: &str) -> bool {
     }
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED (no CUDA device): {name}");
     true
-}
-
-fn unlink(name: &str) {
-    for n in [name.to_string(), mirror_name(name)] {
-        if let Ok(n) = LaneName::new(&n) {
-            let _ = segment::unlink(&n);
-        }
-    }
 }
 
 /// Runs a child role when `TENSORLANE_CUDA_LANE_ROLE` is set.

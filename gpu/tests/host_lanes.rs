@@ -18,6 +18,10 @@
 //! must catch both.
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
+mod common;
+
+use common::{fill, unlink, whole, SALT};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -36,11 +40,10 @@ use tensorlane_model::{
     check_lossless_complete, check_lossy, check_register_reader, Delivery, RegisterObservation,
 };
 use tensorlane_shm::{
-    segment, DType, Kind, LaneError, LaneName, StreamReader, StreamWriter, SubscribeOptions,
-    TensorSpec, TopicSubscriber,
+    DType, Kind, LaneError, StreamReader, StreamWriter, SubscribeOptions, TensorSpec,
+    TopicSubscriber,
 };
 
-const SALT: u64 = 0x5eed_f9b0;
 const ROLE: &str = "TENSORLANE_GPU_ROLE";
 const LANE: &str = "TENSORLANE_GPU_LANE";
 const ARGS: &str = "TENSORLANE_GPU_ARGS";
@@ -50,18 +53,6 @@ const WORDS: usize = 2048;
 
 fn spec() -> TensorSpec {
     TensorSpec::new(DType::U64, &[WORDS as u64]).unwrap()
-}
-
-fn fill(k: u64, out: &mut [u8]) {
-    for (j, chunk) in out.chunks_exact_mut(8).enumerate() {
-        chunk.copy_from_slice(&(SALT ^ (k << 24) ^ j as u64).to_le_bytes());
-    }
-}
-
-fn whole(k: u64, data: &[u8]) -> bool {
-    data.chunks_exact(8)
-        .enumerate()
-        .all(|(j, c)| u64::from_le_bytes(c.try_into().unwrap()) == SALT ^ (k << 24) ^ j as u64)
 }
 
 fn backend_from(args: &BTreeMap<String, u64>) -> HostBackend {
@@ -79,14 +70,6 @@ fn unique(tag: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn unlink(name: &str) {
-    for n in [name.to_string(), mirror_name(name)] {
-        if let Ok(n) = LaneName::new(&n) {
-            let _ = segment::unlink(&n);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------
