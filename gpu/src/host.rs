@@ -9,7 +9,7 @@
 //! | one interprocess event per slot | two counters per slot (on their own 128-byte line) in an events memfd, passed the same way: records issued, records completed |
 //! | `cuMemcpyHtoDAsync` on the writer's stream | a copy run by the writer's stream thread (delayed mode) or inline |
 //! | `cuEventRecord` after the copy | the writer bumps "issued" at once; the stream thread sets "completed" to that count once the work before it is done |
-//! | `cuStreamWaitEvent` + `cuEventQuery` | the reader reads "issued", then waits (bounded) until "completed" reaches it |
+//! | `cuEventQuery` polled until the last record completed | the reader reads "issued", then waits (bounded) until "completed" reaches it |
 //!
 //! Like a CUDA event, the counters carry no write sequence: a reader waits for the
 //! most recent record issued before its wait, whatever write that was. A writer that
