@@ -12,6 +12,10 @@
 //! tensor they get and report `torn` (any word wrong: stale, torn or zero) and the
 //! sequences they saw.
 //!
+//! Crashes: a writer killed with its copy in flight (readers get `WriterGone`), and a
+//! lossless subscriber killed while it holds the publisher back (evicted; the
+//! publisher resumes).
+//!
 //! Canaries: a writer that publishes a record before recording the slot's event (the
 //! "notify before the copy finished" bug) and a reader that copies without waiting on
 //! the event are built from the crate's public pieces; in delayed mode the same checks
@@ -99,6 +103,7 @@ fn child_entry() {
         "topic-mirror" => topic_mirror_subscriber(&lane, &args),
         "slow-writer" => slow_writer(&lane, &args),
         "racing-viewer" => racing_viewer(&lane, &args),
+        "idle-subscriber" => idle_subscriber(&lane),
         other => Err(format!("unknown role {other}")),
     };
     match result {
@@ -393,6 +398,17 @@ fn racing_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
         "tally read={} torn={} overwritten={}",
         tally.read, tally.torn, tally.overwritten
     ));
+    Ok(())
+}
+
+/// A lossless subscriber that never receives: it holds the publisher back until it
+/// is killed.
+fn idle_subscriber(lane: &str) -> Result<(), String> {
+    let backend = HostBackend::new();
+    let _subscriber = GpuTopicSubscriber::open(&backend, lane, SubscribeOptions::lossless())
+        .map_err(|e| e.to_string())?;
+    say("ready");
+    std::thread::sleep(Duration::from_secs(30));
     Ok(())
 }
 
@@ -871,5 +887,41 @@ fn canary_skipping_the_recheck_is_caught() {
         "{checked:?}"
     );
     drop(writer);
+    unlink(&name);
+}
+
+/// A lossless GPU-topic subscriber killed while it holds the publisher back: the
+/// publisher evicts it and carries on.
+#[test]
+fn a_killed_lossless_subscriber_is_evicted() {
+    let name = unique("evict");
+    let backend = HostBackend::new();
+    let mut publisher =
+        GpuTopicPublisher::create(&backend, &name, &spec(), 4, 4, GpuLaneOptions::default())
+            .unwrap();
+    let mut kid = Kid::spawn("idle-subscriber", &name, "");
+    kid.expect("ready");
+    let mut data = vec![0u8; WORDS * 8];
+    for position in 0..4 {
+        fill(position, &mut data);
+        publisher.publish(&data, Some(Duration::ZERO)).unwrap();
+    }
+    // The ring is full and its lossless subscriber alive: the publisher waits.
+    assert!(matches!(
+        publisher.publish(&data, Some(Duration::from_millis(50))),
+        Err(GpuError::Timeout)
+    ));
+    kid.child.kill().unwrap();
+    kid.child.wait().unwrap();
+    let started = Instant::now();
+    for position in 4..12 {
+        fill(position, &mut data);
+        publisher
+            .publish(&data, Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    assert_eq!(publisher.evicted(), 1);
+    println!("publisher resumed {:?} after the kill", started.elapsed());
+    drop(publisher);
     unlink(&name);
 }
