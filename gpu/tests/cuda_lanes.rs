@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{fill, unlink, whole};
+use common::{fill, unlink, whole, Cleanup};
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -207,6 +207,7 @@ fn field(summary: &str, key: &str) -> u64 {
 
 fn stream_case(backend: CudaBackend, tag: &str) {
     let name = format!("cuda-lane-{}-{tag}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
     let options = GpuLaneOptions { mirror: true };
     let mut writer = GpuStreamWriter::create(&backend, &name, &spec(), 3, options).unwrap();
     let (gpu_child, gpu_lines) = spawn("stream", &name);
@@ -261,6 +262,7 @@ fn cuda_topic_lossless_across_processes() {
     }
     let backend = CudaBackend::new(0).unwrap();
     let name = format!("cuda-topic-{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
     let mut publisher =
         GpuTopicPublisher::create(&backend, &name, &spec(), 4, 4, GpuLaneOptions::default())
             .unwrap();

@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{fill, unlink, whole, SALT};
+use common::{fill, unlink, whole, Cleanup, SALT};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -542,6 +542,7 @@ fn write_all<B: Backend>(writer: &mut GpuStreamWriter<B>, writes: u64, pace: Dur
 
 fn stream_case(delay_us: u64) {
     let name = unique("stream");
+    let _cleanup = Cleanup(name.clone());
     let writes = 400;
     let backend = backend_from(&parse(&format!("delay_us={delay_us}")));
     let options = GpuLaneOptions { mirror: true };
@@ -591,6 +592,7 @@ fn stream_to_reader_processes_with_copies_in_flight() {
 
 fn topic_case(delay_us: u64) {
     let name = unique("topic");
+    let _cleanup = Cleanup(name.clone());
     let items = 300u64;
     let backend = backend_from(&parse(&format!("delay_us={delay_us}")));
     let options = GpuLaneOptions { mirror: true };
@@ -706,6 +708,7 @@ impl PublishBeforeRecordWriter {
 #[test]
 fn canary_publishing_before_the_event_is_caught() {
     let name = unique("canary-writer");
+    let _cleanup = Cleanup(name.clone());
     let backend = HostBackend::delayed(Duration::from_millis(3));
     let mut writer = PublishBeforeRecordWriter::create(&backend, &name);
     let writes = 30;
@@ -730,6 +733,7 @@ fn canary_publishing_before_the_event_is_caught() {
 #[test]
 fn canary_reading_without_waiting_on_the_event_is_caught() {
     let name = unique("canary-reader");
+    let _cleanup = Cleanup(name.clone());
     let backend = HostBackend::delayed(Duration::from_millis(3));
     let mut writer =
         GpuStreamWriter::create(&backend, &name, &spec(), 3, GpuLaneOptions::default()).unwrap();
@@ -751,6 +755,7 @@ fn canary_reading_without_waiting_on_the_event_is_caught() {
 #[test]
 fn a_writer_killed_with_its_copy_in_flight_is_reported_gone() {
     let name = unique("killed");
+    let _cleanup = Cleanup(name.clone());
     let mut kid = Kid::spawn("slow-writer", &name, "delay_us=3000000");
     kid.expect("ready");
     let backend = HostBackend::new();
@@ -775,6 +780,7 @@ fn a_writer_killed_with_its_copy_in_flight_is_reported_gone() {
 fn errors_are_typed() {
     let backend = HostBackend::new();
     let name = unique("errors");
+    let _cleanup = Cleanup(name.clone());
     let mut writer =
         GpuStreamWriter::create(&backend, &name, &spec(), 3, GpuLaneOptions::default()).unwrap();
     // The process that created a lane cannot open it.
@@ -816,6 +822,7 @@ fn errors_are_typed() {
     unlink(&name);
     // An ordinary shm stream is not a GPU lane.
     let plain = unique("plain");
+    let _plain_cleanup = Cleanup(plain.clone());
     let _shm = StreamWriter::create(&plain, &spec(), 2).unwrap();
     assert!(matches!(
         GpuStreamReader::open(&backend, &plain),
@@ -855,6 +862,7 @@ fn errors_are_typed() {
 #[test]
 fn canary_skipping_the_recheck_is_caught() {
     let name = unique("racing");
+    let _cleanup = Cleanup(name.clone());
     let backend = HostBackend::new();
     let mut writer =
         GpuStreamWriter::create(&backend, &name, &spec(), 2, GpuLaneOptions::default()).unwrap();
@@ -895,6 +903,7 @@ fn canary_skipping_the_recheck_is_caught() {
 #[test]
 fn a_killed_lossless_subscriber_is_evicted() {
     let name = unique("evict");
+    let _cleanup = Cleanup(name.clone());
     let backend = HostBackend::new();
     let mut publisher =
         GpuTopicPublisher::create(&backend, &name, &spec(), 4, 4, GpuLaneOptions::default())

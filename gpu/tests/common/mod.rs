@@ -28,3 +28,12 @@ pub fn unlink(name: &str) {
         }
     }
 }
+
+/// Unlinks a GPU lane when dropped, so that a failing test leaves nothing behind.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        unlink(&self.0);
+    }
+}
