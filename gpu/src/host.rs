@@ -397,6 +397,9 @@ impl SlotWriter for HostWriter {
         })
     }
 
+    /// # Safety
+    /// The contract of [`SlotWriter::copy_from_device`]: `src` is valid for `src.len`
+    /// bytes and not written until the copy completes.
     unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError> {
         if src.len == 0 {
             return self.copy_from_host(slot, &[]);
@@ -497,6 +500,9 @@ impl SlotReader for HostReader {
         Ok(())
     }
 
+    /// # Safety
+    /// The contract of [`SlotReader::copy_to_device`]: `dst` is valid for writes of
+    /// `dst.len` bytes and used by nothing else until this returns.
     unsafe fn copy_to_device(&mut self, slot: usize, dst: DevicePtr) -> Result<(), GpuError> {
         self.slots.check(slot, dst.len)?;
         if dst.len == 0 {

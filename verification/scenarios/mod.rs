@@ -393,3 +393,46 @@ pub fn gpu_slot_protocol<W: GpuWriterRole>(writes: u64, reads: usize, writer: fn
     }
     reader.join().unwrap();
 }
+
+/// The host backend's event (tensorlane-gpu, delayed mode): the writer enqueues the
+/// copy of write 1, issues a record of the slot's event (Release) and publishes the
+/// record; its stream thread, concurrently, copies and completes the record. A reader
+/// that read the record and finds the event completed up to the count issued must
+/// find the copy in the slot.
+#[allow(dead_code)]
+pub fn gpu_host_event<S: GpuStreamThreadRole>(reads: usize, stream: S) {
+    use tensorlane_verification::sync::Ordering;
+    let fixture = GpuFixture::new();
+    let mut records = fixture.records.lane().writer(1).expect("writer role is free");
+    let stream_fixture = fixture.clone();
+    // The copy job was enqueued first: the stream thread may run it at any time.
+    let stream_thread = thread::spawn(move || stream.copy_and_complete(&stream_fixture, 1, 1));
+    let reader_fixture = fixture.clone();
+    let reader = thread::spawn(move || {
+        let mut r = real_register_reader(&reader_fixture.records);
+        let mut record = [0u8; 8];
+        for _ in 0..reads {
+            let k = match r.read(&mut record) {
+                Ok(info) => info.seq,
+                Err(ReadError::Empty) | Err(ReadError::Stalled { .. }) => continue,
+                Err(e) => panic!("unexpected read error: {e}"),
+            };
+            // `HostReader::wait`, one poll: Acquire on both counters.
+            let target = reader_fixture.event[0].load(Ordering::Acquire);
+            assert!(target >= 1, "record of write {k} published before its event was issued");
+            if reader_fixture.event[1].load(Ordering::Acquire) >= target {
+                for word in reader_fixture.slot(k) {
+                    let word = word.load(Ordering::Relaxed);
+                    if word != k {
+                        panic!("torn read: completed event, slot of write {k} holds {word}");
+                    }
+                }
+            }
+        }
+    });
+    // `Slots::issue`, then the record.
+    fixture.event[0].store(1, Ordering::Release);
+    records.write(&(1 % GPU_SLOTS).to_le_bytes()).expect("record fits");
+    stream_thread.join().unwrap();
+    reader.join().unwrap();
+}

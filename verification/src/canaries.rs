@@ -8,7 +8,9 @@ use crate::roles::{
     BroadcastFixture, GpuFixture, GpuWriterRole, QueueFixture, QueueProducerRole, RegisterFixture,
     Subscriber, GPU_SLOTS,
 };
-use crate::roles::{BroadcastProducerRole, RegisterReaderRole, RegisterWriterRole};
+use crate::roles::{
+    BroadcastProducerRole, GpuStreamThreadRole, RegisterReaderRole, RegisterWriterRole,
+};
 use crate::sync::{fence, Ordering};
 use tensorlane_core::{
     entry, AtomicU64, PublishError, PushError, ReadError, ReadInfo, Region, SubscribeOptions,
@@ -299,5 +301,19 @@ impl GpuWriterRole for UnfencedGpuWriter {
         self.records
             .write(&(k % GPU_SLOTS).to_le_bytes())
             .expect("record fits");
+    }
+}
+
+/// A host-backend stream thread that completes an event record with a Relaxed store:
+/// a reader that sees the record completed may still read the slot as it was before
+/// the copy.
+pub struct RelaxedCompletion;
+
+impl GpuStreamThreadRole for RelaxedCompletion {
+    fn copy_and_complete(&self, fixture: &GpuFixture, k: u64, count: u64) {
+        for word in fixture.slot(k) {
+            word.store(k, Ordering::Relaxed);
+        }
+        fixture.event[1].store(count, Ordering::Relaxed);
     }
 }

@@ -213,6 +213,8 @@ pub struct GpuFixture {
     pub records: RegisterFixture,
     /// `GPU_SLOTS` slots of `GPU_SLOT_WORDS` words.
     pub slots: Arc<[tensorlane_core::AtomicU64]>,
+    /// One slot's host-backend event: records issued (word 0) and completed (word 1).
+    pub event: Arc<[tensorlane_core::AtomicU64]>,
 }
 
 impl GpuFixture {
@@ -223,6 +225,7 @@ impl GpuFixture {
             slots: (0..GPU_SLOTS as usize * GPU_SLOT_WORDS)
                 .map(|_| tensorlane_core::AtomicU64::new(0))
                 .collect(),
+            event: (0..2).map(|_| tensorlane_core::AtomicU64::new(0)).collect(),
         }
     }
 
@@ -275,5 +278,28 @@ impl GpuWriterRole for RealGpuWriter {
         self.records
             .write(&(k % GPU_SLOTS).to_le_bytes())
             .expect("record fits");
+    }
+}
+
+/// The stream thread of the host backend's delayed mode (gpu/src/host.rs): runs an
+/// enqueued copy into a slot, then the event record enqueued after it.
+pub trait GpuStreamThreadRole: Send + 'static {
+    /// Copies write `k` into its slot, then completes record `count` of the event.
+    fn copy_and_complete(&self, fixture: &GpuFixture, k: u64, count: u64);
+}
+
+/// The real stream thread (`run_stream` in gpu/src/host.rs).
+pub struct RealGpuStreamThread;
+
+impl GpuStreamThreadRole for RealGpuStreamThread {
+    fn copy_and_complete(&self, fixture: &GpuFixture, k: u64, count: u64) {
+        // Job::Copy: the fence standing for the writer's step 1, then the stores.
+        crate::sync::fence(crate::sync::Ordering::Release);
+        for word in fixture.slot(k) {
+            word.store(k, crate::sync::Ordering::Relaxed);
+        }
+        // Job::Record (`Slots::complete`). Release: pairs with the reader's Acquire
+        // load of `completed` in `HostReader::wait`.
+        fixture.event[1].store(count, crate::sync::Ordering::Release);
     }
 }

@@ -57,6 +57,12 @@ fn gpu_slot_reuse_and_recheck() {
     check(|| gpu_slot_protocol(4, 2, real_gpu_writer));
 }
 
+/// The host backend's event counters (tensorlane-gpu's delayed mode).
+#[test]
+fn gpu_host_event_completion() {
+    check(|| gpu_host_event(3, RealGpuStreamThread));
+}
+
 #[test]
 fn queue_wraps_around() {
     check(|| queue_producer_and_consumer(3, real_queue_producer));
@@ -134,4 +140,10 @@ fn canary_producer_without_seqcst_fence_is_caught() {
 #[should_panic(expected = "torn read")]
 fn canary_gpu_writer_without_fence_is_caught() {
     check(|| gpu_slot_protocol(4, 2, canaries::unfenced_gpu_writer));
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_gpu_relaxed_event_completion_is_caught() {
+    check(|| gpu_host_event(3, canaries::RelaxedCompletion));
 }

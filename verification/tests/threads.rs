@@ -35,6 +35,13 @@ fn gpu_slot_protocol_threads() {
 }
 
 #[test]
+fn gpu_host_event_threads() {
+    for _ in 0..if cfg!(miri) { 5 } else { 200 } {
+        gpu_host_event(50, RealGpuStreamThread);
+    }
+}
+
+#[test]
 fn queue() {
     for _ in 0..REPEAT {
         queue_producer_and_consumer(ITEMS, real_queue_producer);

@@ -189,6 +189,9 @@ impl SlotWriter for CudaWriter {
         staging.copied.record(&self.stream)
     }
 
+    /// # Safety
+    /// The contract of [`SlotWriter::copy_from_device`]: `src` is valid for `src.len`
+    /// bytes and not written until the copy completes.
     unsafe fn copy_from_device(&mut self, slot: usize, src: DevicePtr) -> Result<(), GpuError> {
         let dst = self.slot(slot)?.mem.addr();
         if src.len > self.bytes {
@@ -376,6 +379,9 @@ impl SlotReader for CudaReader {
         self.stream.synchronize()
     }
 
+    /// # Safety
+    /// The contract of [`SlotReader::copy_to_device`]: `dst` is valid for writes of
+    /// `dst.len` bytes and used by nothing else until this returns.
     unsafe fn copy_to_device(&mut self, slot: usize, dst: DevicePtr) -> Result<(), GpuError> {
         let src = self.slot(slot)?.mem.addr();
         if dst.len > self.bytes {
