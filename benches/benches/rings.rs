@@ -14,8 +14,8 @@ mod bench {
     use std::hint::black_box;
     use std::time::{Duration, Instant};
     use tensorlane_core::{
-        Broadcast, BroadcastGeometry, BroadcastHeader, HeapRegion, Spsc, SpscGeometry, SpscHeader,
-        SubscribeOptions,
+        Broadcast, BroadcastGeometry, BroadcastHeader, Exclusive, HeapRegion, Spsc, SpscGeometry,
+        SpscHeader, SubscribeOptions,
     };
 
     fn spsc(c: &mut Criterion) {
@@ -27,7 +27,8 @@ mod bench {
             group.throughput(Throughput::Bytes(size as u64));
             let geometry = SpscGeometry::new(8, size).expect("geometry");
             let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
-            let ring = Spsc::new(&region, geometry).expect("ring");
+            // SAFETY: this ring is the only user of `region`, through its handles.
+            let ring = Spsc::new(unsafe { Exclusive::new(&region) }, geometry).expect("ring");
             let mut producer = ring.producer(1).expect("producer");
             let mut consumer = ring.consumer(2).expect("consumer");
             let src = vec![7u8; size];

@@ -93,14 +93,19 @@ impl Tx for QueueTx {
                         .push(&self.buf, Some(Duration::ZERO))
                         .map(|_| ())
                 }
-                Kind::QueueLoan => self
-                    .producer
-                    .push_with(Some(Duration::ZERO), |b| put_counter(b, counter))
-                    .map(|_| ()),
-                _ => self
-                    .producer
-                    .push_with(Some(Duration::ZERO), |b| fill_payload(b, counter))
-                    .map(|_| ()),
+                // SAFETY: both ends of the benchmark's queue are this harness's own
+                // processes, which follow docs/LAYOUT.md.
+                Kind::QueueLoan => unsafe {
+                    self.producer
+                        .push_with(Some(Duration::ZERO), |b| put_counter(b, counter))
+                }
+                .map(|_| ()),
+                // SAFETY: as above.
+                _ => unsafe {
+                    self.producer
+                        .push_with(Some(Duration::ZERO), |b| fill_payload(b, counter))
+                }
+                .map(|_| ()),
             };
             match sent {
                 Ok(()) => return,
@@ -124,12 +129,17 @@ impl Rx for QueueRx {
                 .consumer
                 .pop(&mut self.buf, Some(Duration::ZERO))
                 .map(|_| get_counter(&self.buf)),
-            Kind::QueueLoan => self
-                .consumer
-                .pop_with(Some(Duration::ZERO), |_, b| get_counter(b)),
-            _ => self
-                .consumer
-                .pop_with(Some(Duration::ZERO), |_, b| read_payload(b)),
+            // SAFETY: both ends of the benchmark's queue are this harness's own
+            // processes, which follow docs/LAYOUT.md.
+            Kind::QueueLoan => unsafe {
+                self.consumer
+                    .pop_with(Some(Duration::ZERO), |_, b| get_counter(b))
+            },
+            // SAFETY: as above.
+            _ => unsafe {
+                self.consumer
+                    .pop_with(Some(Duration::ZERO), |_, b| read_payload(b))
+            },
         };
         match got {
             Ok(c) => Some(c),

@@ -6,6 +6,20 @@
 //! claimant gets [`ClaimError::Held`], never a shared role. Deciding that an owner is
 //! dead is not this crate's business: [`takeover`] replaces a given owner, and the
 //! caller vouches that it is gone.
+//!
+//! # What makes a take-over safe
+//! A claim word orders a hand-over only when the previous owner gave the role back:
+//! its Release in [`release`] pairs with the next claimant's Acquire. An owner that
+//! died never stored to the word after claiming it, and its claim was a plain Acquire
+//! compare-exchange, so a take-over's compare-exchange that reads the dead owner's
+//! token synchronises with nothing. What orders the dead owner's last stores before
+//! the successor's first loads is outside this crate: the kernel, which releases the
+//! dead process's lock (`fcntl` record lock or `flock`) only after the process has
+//! stopped, and whose lock acquisition by the successor is a synchronising operation
+//! (the shm layer takes the role's lock before every take-over). Within one process
+//! the same holds when the previous handle was dropped or forgotten by code that
+//! happens-before the take-over (program order or a thread join). Every take-over
+//! call states this requirement in its contract.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -35,9 +49,10 @@ pub(crate) fn takeover(word: &AtomicU64, previous: u64, token: u64) -> Result<()
     if token == 0 {
         return Err(ClaimError::ZeroToken);
     }
-    // Acquire on success pairs with the Release in `release` (or with the release
-    // stores of the previous owner's last operation): the new owner starts from the
-    // state the previous one left.
+    // Acquire on success pairs with the Release in `release` when the previous owner
+    // gave the role back. When it died holding the role, this Acquire reads its claim
+    // (which released nothing) and orders nothing: the caller's contract (module docs)
+    // supplies the happens-before edge, through the kernel-released lock.
     word.compare_exchange(previous, token, Ordering::Acquire, Ordering::Relaxed)
         .map(|_| ())
         .map_err(|owner| ClaimError::Held { owner })

@@ -18,7 +18,9 @@
 //!   region. Impossible values are reported as [`Corruption`], never trusted.
 //! - Payload that a reader may read while a writer writes it is accessed as relaxed
 //!   atomic words ordered by fences around sequence stamps; plain byte slices are
-//!   handed out only where the protocol excludes concurrent access (SPSC loans).
+//!   handed out only where the protocol excludes concurrent access (SPSC loans), and
+//!   only over an [`Exclusive`] region, whose unsafe constructor is the caller's
+//!   promise that nothing outside the protocol writes the memory.
 //! - Operations return at once: `Full`, `Empty`, `Stalled` after a bounded number of
 //!   attempts. Waiting is the caller's business.
 //!
@@ -38,6 +40,12 @@ compile_error!(
     "tensorlane's shared-memory layout is little-endian; big-endian hosts are not supported"
 );
 
+// Every shared word is an `AtomicU64`: targets without 64-bit atomics cannot take part.
+#[cfg(not(target_has_atomic = "64"))]
+compile_error!(
+    "tensorlane-core needs 64-bit atomics (`target_has_atomic = \"64\"`); this target has none"
+);
+
 #[cfg(feature = "alloc")]
 extern crate alloc;
 #[cfg(any(test, feature = "loom", feature = "shuttle"))]
@@ -52,9 +60,11 @@ mod seqlock;
 mod slot;
 mod spsc;
 mod sync;
+mod words;
 
 #[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
 mod tests;
+
 
 pub use broadcast::{
     entry, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,
@@ -68,7 +78,7 @@ pub use line::{Line, LINE_BYTES, LINE_WORDS};
 pub use region::attach;
 #[cfg(feature = "alloc")]
 pub use region::HeapRegion;
-pub use region::{AttachError, ControlBlock, Parts, Region};
+pub use region::{AttachError, ControlBlock, Exclusive, Parts, Region};
 pub use seqlock::{
     ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
     WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
@@ -82,3 +92,4 @@ pub use spsc::{
 /// The atomic word of every control block and body: `core`'s `AtomicU64`, or the
 /// checker's under `loom` / `shuttle`.
 pub use sync::AtomicU64;
+pub use words::ReadWords;

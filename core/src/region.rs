@@ -13,6 +13,11 @@
 //! - [`attach`]: the one unsafe cast from mapped bytes to a header and a body,
 //!   compiled only without the checkers (their atomics have another layout).
 //!
+//! Any of them may be wrapped in [`Exclusive`], the caller's unsafe promise that one
+//! structure alone uses the memory, which is what byte views (SPSC loans as `&mut
+//! [u8]` / `&[u8]`) rest on. Without it a structure offers atomic words only, and no
+//! store by anyone into any word is undefined behaviour.
+//!
 //! An all-zero region is a freshly initialised one for every structure here.
 
 use crate::sync::AtomicU64;
@@ -53,6 +58,90 @@ impl<R: Region + ?Sized> Region for alloc::sync::Arc<R> {
     #[inline]
     fn body(&self) -> &[AtomicU64] {
         (**self).body()
+    }
+}
+
+/// A region whose memory only one structure touches: the unsafe promise that unlocks
+/// byte views.
+///
+/// Every structure works over any [`Region`] through atomic words, and nothing any
+/// code stores into those words (through [`Region::body`], a second structure over
+/// the same body, another process) can make it misbehave beyond reporting
+/// [`Corruption`](crate::Corruption). Byte views are different: the SPSC ring's
+/// [`bytes_mut`](crate::SpscLoan::bytes_mut) and [`bytes`](crate::SpscPeek::bytes)
+/// are plain `&mut [u8]` / `&[u8]` over slot memory, and a store into a slot while
+/// such a slice lives is undefined behaviour. The ring's protocol excludes that store
+/// for every access made through its handles; `Exclusive` is the caller's promise
+/// that no other access exists. Only structures built on an `Exclusive` region offer
+/// byte views.
+///
+/// Without the promise, byte views do not compile:
+/// ```compile_fail,E0599
+/// use tensorlane_core::{HeapRegion, Spsc, SpscGeometry, SpscHeader};
+/// let geometry = SpscGeometry::new(2, 8).unwrap();
+/// let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
+/// let ring = Spsc::new(&region, geometry).unwrap();
+/// let mut producer = ring.producer(1).unwrap();
+/// let mut loan = producer.loan().unwrap();
+/// loan.bytes_mut()[0] = 1;
+/// ```
+///
+/// With it:
+/// ```
+/// # #[cfg(not(any(feature = "loom", feature = "shuttle")))] {
+/// use tensorlane_core::{Exclusive, HeapRegion, Spsc, SpscGeometry, SpscHeader};
+/// let geometry = SpscGeometry::new(2, 8).unwrap();
+/// let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
+/// // SAFETY: `region` is used by this ring only, and only through its handles.
+/// let ring = Spsc::new(unsafe { Exclusive::new(&region) }, geometry).unwrap();
+/// let mut producer = ring.producer(1).unwrap();
+/// let mut loan = producer.loan().unwrap();
+/// loan.bytes_mut()[0] = 1;
+/// loan.commit(1).unwrap();
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Exclusive<R> {
+    region: R,
+}
+
+impl<R: Region> Exclusive<R> {
+    /// Promises that byte views of `region` are never written or viewed twice.
+    ///
+    /// # Safety
+    /// While any byte view handed out by a structure built on the returned value (or
+    /// a clone of it) is alive:
+    /// - nothing writes the memory it views except through that view itself (a
+    ///   `&mut [u8]` loan), or nothing at all (a `&[u8]` peek);
+    /// - no other byte view of the same memory exists.
+    ///
+    /// The structure's handles guarantee both among themselves, provided that at
+    /// most one structure is built over this memory (never a second one over the same
+    /// body with another header), that every take-over keeps the `# Safety` contract
+    /// of the take-over call, and that every other writer of the header or the body
+    /// (code in this process storing through [`Region::header`] / [`Region::body`],
+    /// other threads, other processes) either follows the structure's protocol
+    /// (docs/LAYOUT.md: it never writes a slot or a counter it does not own) or writes
+    /// only while no byte view is alive.
+    pub unsafe fn new(region: R) -> Self {
+        Exclusive { region }
+    }
+
+    /// The region this wraps.
+    pub fn into_inner(self) -> R {
+        self.region
+    }
+}
+
+impl<R: Region> Region for Exclusive<R> {
+    type Header = R::Header;
+    #[inline]
+    fn header(&self) -> &R::Header {
+        self.region.header()
+    }
+    #[inline]
+    fn body(&self) -> &[AtomicU64] {
+        self.region.body()
     }
 }
 

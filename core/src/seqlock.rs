@@ -183,6 +183,13 @@ impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
     /// Takes the writer role over from `previous`, which the caller knows is gone
     /// (for example: its process died). Writes continue after the last published
     /// sequence; a write `previous` left unfinished is never published.
+    ///
+    /// The caller must know that `previous`'s last store happens-before this call:
+    /// the claim word cannot order it, because a dead owner never released it (see
+    /// the shm layer, which takes over only while holding the role's kernel-released
+    /// lock). The writer touches payload only through atomic words, so breaking this
+    /// is no undefined behaviour, but a previous writer still writing makes readers'
+    /// values torn; hence the requirement.
     pub fn takeover(&self, previous: u64, token: u64) -> Result<SeqlockWriter<R>, ClaimError>
     where
         R: Clone,

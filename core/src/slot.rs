@@ -23,9 +23,16 @@ pub const LENGTH_WORD: usize = 1;
 /// Index of the first payload word inside a slot.
 pub const PAYLOAD_WORD: usize = 2;
 
-/// Largest slot payload the geometry accepts (1 TiB): keeps every offset far from
-/// overflow on 64-bit hosts while allowing any tensor a machine can hold.
+/// Largest slot payload the geometry accepts: 1 TiB on 64-bit targets, 256 MiB on
+/// 32-bit ones. Keeps every offset far from overflowing `usize` while allowing any
+/// tensor the target can address (the geometry still checks every product).
+#[cfg(target_pointer_width = "64")]
 pub const MAX_SLOT_BYTES: usize = 1 << 40;
+/// Largest slot payload the geometry accepts: 1 TiB on 64-bit targets, 256 MiB on
+/// 32-bit ones. Keeps every offset far from overflowing `usize` while allowing any
+/// tensor the target can address (the geometry still checks every product).
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_SLOT_BYTES: usize = 1 << 28;
 
 /// Words in one slot of `slot_bytes` payload bytes, rounded up to whole lines.
 /// `None` if `slot_bytes` exceeds [`MAX_SLOT_BYTES`].

@@ -16,18 +16,24 @@
 //! - The producer never writes a slot the consumer may still read, and the consumer
 //!   never reads a slot the producer may still write: a slot is handed over by the
 //!   release store of a counter and taken by the acquire load of that counter. This
-//!   exclusion is what makes the zero-copy loans ([`SpscProducer::loan`],
-//!   [`SpscConsumer::peek`]) plain byte slices.
-//! - A `tail - head` outside `0..=C`, or a length word above the slot size, is
-//!   reported as [`Corruption`] and never used as an index.
+//!   exclusion is what lets the zero-copy loans ([`SpscProducer::loan`],
+//!   [`SpscConsumer::peek`]) be plain byte slices on a ring built over an
+//!   [`Exclusive`] region (whose promise is that nothing outside the protocol writes
+//!   the memory); over any other region they offer atomic words only.
+//! - A `tail - head` outside `0..=C` is reported as [`Corruption`] and never used as
+//!   an index, nor kept: a handle caches the other side's counter only after it was
+//!   found possible, so a counter restored after a corruption resumes the ring.
+//! - An item whose length word exceeds the slot size is removed and reported as
+//!   [`Corruption`] by `pop` and `peek` alike: the ring moves past it.
 //!
 //! # Example
 //! ```
 //! # #[cfg(not(any(feature = "loom", feature = "shuttle")))] {
-//! use tensorlane_core::{HeapRegion, Spsc, SpscGeometry, SpscHeader, PopError};
+//! use tensorlane_core::{Exclusive, HeapRegion, Spsc, SpscGeometry, SpscHeader, PopError};
 //! let geometry = SpscGeometry::new(4, 32).unwrap();
 //! let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
-//! let ring = Spsc::new(&region, geometry).unwrap();
+//! // SAFETY: this ring is the only user of `region`, through its handles.
+//! let ring = Spsc::new(unsafe { Exclusive::new(&region) }, geometry).unwrap();
 //! let mut producer = ring.producer(1).unwrap();
 //! let mut consumer = ring.consumer(2).unwrap();
 //!
@@ -49,9 +55,10 @@
 use crate::claim::{self, ClaimError};
 use crate::error::{check_body, check_count, Corruption, GeometryError};
 use crate::line::Line;
-use crate::region::{sealed, ControlBlock, Region};
+use crate::region::{sealed, ControlBlock, Exclusive, Region};
 use crate::slot::{load_bytes, load_parts, parts_len, slot_stride, store_parts, Slot};
 use crate::sync::{AtomicU64, Ordering};
+use crate::words::ReadWords;
 
 /// Largest ring capacity.
 pub const MAX_RING_CAPACITY: usize = 1 << 24;
@@ -204,9 +211,12 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
     ///
     /// # Safety
     /// The previous producer must be gone (its process exited, or its handle was
-    /// dropped or forgotten and will never be used again): a live one could still be
-    /// writing through a loan's byte slice while the new one writes the same slot,
-    /// which is a data race. The shm layer guarantees this with a kernel-released lock.
+    /// dropped or forgotten and will never be used again) and its last access must
+    /// happen-before this call: a live one could still be writing through a loan's
+    /// byte slice while the new one writes the same slot, which is a data race. The
+    /// claim word does not order a dead owner's stores (it never released the role);
+    /// the shm layer gets the order from the kernel, by taking the role's lock, which
+    /// the kernel releases only once the previous holder's process has stopped.
     pub unsafe fn producer_takeover(
         &self,
         previous: u64,
@@ -242,9 +252,9 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
     /// released is delivered again.
     ///
     /// # Safety
-    /// The previous consumer must be gone, as for
-    /// [`producer_takeover`](Self::producer_takeover): a live one could still be
-    /// reading a peeked slot's byte slice while the producer rewrites it.
+    /// The previous consumer must be gone and its last access must happen-before this
+    /// call, as for [`producer_takeover`](Self::producer_takeover): a live one could
+    /// still be reading a peeked slot's byte slice while the producer rewrites it.
     pub unsafe fn consumer_takeover(
         &self,
         previous: u64,
@@ -337,14 +347,23 @@ impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
 
     /// Free slots, as far as this producer knows (reloads the consumer's counter).
     pub fn free(&mut self) -> Result<usize, PushError> {
-        // Acquire pairs with the consumer's Release store of `head`.
-        self.cached_head = self.ring.region.header().head.load(Ordering::Acquire);
+        let used = self.reload_head()?;
+        Ok(self.ring.geometry.capacity - used as usize)
+    }
+
+    /// Loads the consumer's `head`, checks it and only then caches it; returns the
+    /// occupancy.
+    fn reload_head(&mut self) -> Result<u64, PushError> {
+        // Acquire pairs with the consumer's Release store of `head`: the consumer's
+        // reads of every slot it released happen-before our next writes to them.
+        let head = self.ring.region.header().head.load(Ordering::Acquire);
         let used = self
             .ring
             .geometry
-            .occupancy(self.cached_head, self.tail)
+            .occupancy(head, self.tail)
             .map_err(PushError::Corrupt)?;
-        Ok(self.ring.geometry.capacity - used as usize)
+        self.cached_head = head;
+        Ok(used)
     }
 
     /// Position the next item will get.
@@ -354,20 +373,11 @@ impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
 
     fn free_slot(&mut self) -> Result<Slot<'_>, PushError> {
         // On success the slot at `tail` is free: the consumer released it.
-        let geometry = &self.ring.geometry;
-        let capacity = geometry.capacity as u64;
-        if self.tail.wrapping_sub(self.cached_head) >= capacity {
-            // Acquire pairs with the consumer's Release store of `head`: the consumer's
-            // reads of the slot we are about to overwrite happen-before our writes.
-            self.cached_head = self.ring.region.header().head.load(Ordering::Acquire);
-            let used = geometry
-                .occupancy(self.cached_head, self.tail)
-                .map_err(PushError::Corrupt)?;
-            if used == capacity {
-                return Err(PushError::Full);
-            }
+        let capacity = self.ring.geometry.capacity as u64;
+        if self.tail.wrapping_sub(self.cached_head) >= capacity && self.reload_head()? == capacity {
+            return Err(PushError::Full);
         }
-        Ok(geometry.slot(self.ring.region.body(), self.tail))
+        Ok(self.ring.geometry.slot(self.ring.region.body(), self.tail))
     }
 
     fn publish(&mut self) -> u64 {
@@ -391,8 +401,10 @@ impl<R: Region<Header = SpscHeader>> Drop for SpscProducer<R> {
 }
 
 /// A free slot lent to the producer. Only the producer can touch it until
-/// [`commit`](Self::commit) hands it to the consumer.
+/// [`commit`](Self::commit) hands it to the consumer; dropping the loan pushes
+/// nothing (the slot stays free and the next loan gets it again).
 #[derive(Debug)]
+#[must_use = "a loan pushes nothing unless it is committed"]
 pub struct SpscLoan<'a, R: Region<Header = SpscHeader>> {
     producer: &'a mut SpscProducer<R>,
 }
@@ -408,17 +420,6 @@ impl<R: Region<Header = SpscHeader>> SpscLoan<'_, R> {
         self.producer.ring.geometry.slot_bytes
     }
 
-    /// The slot as bytes, to fill in place.
-    #[cfg(not(any(feature = "loom", feature = "shuttle")))]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.slot_bytes();
-        // SAFETY: the slot at `tail` is free (the consumer released it: `head` was
-        // loaded with Acquire and `tail - head < C`) and is not visible to the consumer
-        // until `commit` stores the new tail, so this loan is its only accessor; `len`
-        // bytes fit in the payload words (geometry).
-        unsafe { crate::slot::bytes_view::as_bytes_mut(self.slot().payload(), len) }
-    }
-
     /// The slot as payload words (little-endian bytes), to fill in place.
     pub fn words(&self) -> &[AtomicU64] {
         self.slot().payload()
@@ -432,6 +433,22 @@ impl<R: Region<Header = SpscHeader>> SpscLoan<'_, R> {
         }
         self.slot().length().store(len as u64, Ordering::Relaxed);
         Ok(self.producer.publish())
+    }
+}
+
+impl<R: Region<Header = SpscHeader>> SpscLoan<'_, Exclusive<R>> {
+    /// The slot as bytes, to fill in place (a ring over an [`Exclusive`] region only).
+    #[cfg(not(any(feature = "loom", feature = "shuttle")))]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.slot_bytes();
+        // SAFETY: the slot at `tail` is free (the consumer released it: `head` was
+        // loaded with Acquire and checked, `tail - head < C`) and is not visible to the
+        // consumer until `commit` stores the new tail, so among this ring's handles
+        // this loan is its only accessor, and `&mut self` keeps `words()` from being
+        // used alongside. The `Exclusive` region promises that no one else writes or
+        // views it while the slice lives. `len` bytes fit in the payload words
+        // (geometry).
+        unsafe { crate::slot::bytes_view::as_bytes_mut(self.slot().payload(), len) }
     }
 }
 
@@ -454,7 +471,8 @@ pub enum PopError {
         /// Bytes needed.
         needed: usize,
     },
-    /// The producer's counter or the slot's length is impossible.
+    /// The producer's counter is impossible (nothing was removed), or the next item's
+    /// length is (that item was removed).
     Corrupt(Corruption),
 }
 
@@ -502,7 +520,8 @@ impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
     }
 
     /// Lends the next item for reading in place; [`SpscPeek::release`] removes it,
-    /// dropping the guard leaves it in the ring.
+    /// dropping the guard leaves it in the ring. An item whose length is impossible
+    /// is removed and reported, as by [`pop`](Self::pop).
     pub fn peek(&mut self) -> Result<SpscPeek<'_, R>, PopError> {
         let (_, len) = self.next_item()?;
         Ok(SpscPeek {
@@ -513,14 +532,22 @@ impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
 
     /// Items waiting, as far as this consumer knows (reloads the producer's counter).
     pub fn available(&mut self) -> Result<usize, PopError> {
-        // Acquire pairs with the producer's Release store of `tail`.
-        self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
+        Ok(self.reload_tail()? as usize)
+    }
+
+    /// Loads the producer's `tail`, checks it and only then caches it; returns the
+    /// occupancy.
+    fn reload_tail(&mut self) -> Result<u64, PopError> {
+        // Acquire pairs with the producer's Release store of `tail`: the length and
+        // payload of every slot up to it are visible to our loads.
+        let tail = self.ring.region.header().tail.load(Ordering::Acquire);
         let used = self
             .ring
             .geometry
-            .occupancy(self.head, self.cached_tail)
+            .occupancy(self.head, tail)
             .map_err(PopError::Corrupt)?;
-        Ok(used as usize)
+        self.cached_tail = tail;
+        Ok(used)
     }
 
     /// Position of the next item.
@@ -528,28 +555,26 @@ impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
         self.head
     }
 
+    /// The slot and length of the next item. An item with an impossible length is
+    /// removed here and reported.
     fn next_item(&mut self) -> Result<(Slot<'_>, usize), PopError> {
-        let geometry = &self.ring.geometry;
-        if self.head == self.cached_tail {
-            // Acquire pairs with the producer's Release store of `tail`: the slot's
-            // length and payload are visible below.
-            self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
-            geometry
-                .occupancy(self.head, self.cached_tail)
-                .map_err(PopError::Corrupt)?;
-            if self.head == self.cached_tail {
-                return Err(PopError::Empty);
-            }
+        if self.head == self.cached_tail && self.reload_tail()? == 0 {
+            return Err(PopError::Empty);
         }
+        let geometry = self.ring.geometry;
         let slot = geometry.slot(self.ring.region.body(), self.head);
         let len = slot.length().load(Ordering::Relaxed);
         if len > geometry.slot_bytes as u64 {
+            self.release_one();
             return Err(PopError::Corrupt(Corruption::Length {
                 found: len,
                 max: geometry.slot_bytes as u64,
             }));
         }
-        Ok((slot, len as usize))
+        Ok((
+            geometry.slot(self.ring.region.body(), self.head),
+            len as usize,
+        ))
     }
 
     fn release_one(&mut self) {
@@ -571,8 +596,10 @@ impl<R: Region<Header = SpscHeader>> Drop for SpscConsumer<R> {
 }
 
 /// The next item, lent to the consumer. The producer cannot overwrite it until
-/// [`release`](Self::release).
+/// [`release`](Self::release); dropping the guard leaves the item in the ring (the
+/// next peek or pop gets it again).
 #[derive(Debug)]
+#[must_use = "a peeked item stays in the ring unless it is released"]
 pub struct SpscPeek<'a, R: Region<Header = SpscHeader>> {
     consumer: &'a mut SpscConsumer<R>,
     len: usize,
@@ -601,19 +628,10 @@ impl<R: Region<Header = SpscHeader>> SpscPeek<'_, R> {
         self.len == 0
     }
 
-    /// The item's bytes, in place.
-    #[cfg(not(any(feature = "loom", feature = "shuttle")))]
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the slot at `head` was published by the producer's Release store of
-        // `tail` (loaded with Acquire) and the producer cannot write it again until
-        // `release` stores a new head, so nothing writes these bytes while the guard
-        // lives; `len` was checked against the slot size.
-        unsafe { crate::slot::bytes_view::as_bytes(self.payload(), self.len) }
-    }
-
-    /// The item's payload words (little-endian bytes).
-    pub fn words(&self) -> &[AtomicU64] {
-        self.payload()
+    /// The item's payload words (little-endian bytes), load-only: a byte view of the
+    /// same item may be alive alongside.
+    pub fn words(&self) -> ReadWords<'_> {
+        ReadWords::new(self.payload())
     }
 
     /// Copies the item into `buf` (which must hold [`len`](Self::len) bytes).
@@ -628,5 +646,19 @@ impl<R: Region<Header = SpscHeader>> SpscPeek<'_, R> {
     /// Removes the item from the ring.
     pub fn release(self) {
         self.consumer.release_one();
+    }
+}
+
+impl<R: Region<Header = SpscHeader>> SpscPeek<'_, Exclusive<R>> {
+    /// The item's bytes, in place (a ring over an [`Exclusive`] region only).
+    #[cfg(not(any(feature = "loom", feature = "shuttle")))]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the slot at `head` was published by the producer's Release store of
+        // `tail` (loaded with Acquire and checked) and, among this ring's handles, the
+        // producer cannot write it again until `release` stores a new head; the guard
+        // hands out only load-only words besides. The `Exclusive` region promises that
+        // no one else writes it while the slice lives. `len` was checked against the
+        // slot size.
+        unsafe { crate::slot::bytes_view::as_bytes(self.payload(), self.len) }
     }
 }

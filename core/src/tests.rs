@@ -174,7 +174,8 @@ mod spsc {
     #[test]
     fn loans_and_peeks() {
         let (region, geometry) = ring(2, 16);
-        let ring = Spsc::new(&region, geometry).unwrap();
+        // SAFETY: this ring is the only user of `region`, through its handles.
+        let ring = Spsc::new(unsafe { Exclusive::new(&region) }, geometry).unwrap();
         let mut producer = ring.producer(1).unwrap();
         let mut consumer = ring.consumer(2).unwrap();
         {
@@ -247,6 +248,7 @@ mod spsc {
             consumer.pop(&mut [0u8; 8]),
             Err(PopError::Corrupt(Corruption::Length { .. }))
         ));
+        assert_eq!(consumer.head(), 1, "the impossible item was removed");
         region.header().head.store(u64::MAX - 5, RELAXED);
         for _ in 0..3 {
             producer.push(b"b").unwrap_or(0);
@@ -258,9 +260,109 @@ mod spsc {
     }
 
     #[test]
-    fn takeover_after_a_producer_dies_mid_push() {
+    fn a_counter_found_impossible_is_not_cached() {
+        // The consumer: a corrupt tail reported once, then restored, must not make the
+        // next pop deliver an item that was never pushed.
         let (region, geometry) = ring(4, 8);
         let ring = Spsc::new(&region, geometry).unwrap();
+        let mut producer = ring.producer(1).unwrap();
+        let mut consumer = ring.consumer(2).unwrap();
+        let mut buf = [0u8; 8];
+        producer.push(b"a").unwrap();
+        consumer.pop(&mut buf).unwrap();
+        region.header().tail.store(100, RELAXED);
+        assert!(matches!(
+            consumer.available(),
+            Err(PopError::Corrupt(Corruption::Indices { .. }))
+        ));
+        region.header().tail.store(1, RELAXED);
+        assert_eq!(consumer.pop(&mut buf), Err(PopError::Empty));
+        assert_eq!(consumer.available(), Ok(0));
+        assert_eq!(consumer.head(), 1);
+
+        // The producer: a corrupt head reported once, then restored, must not make
+        // the producer overwrite items the consumer has not taken.
+        for item in [b"b", b"c", b"d", b"e"] {
+            producer.push(item).unwrap();
+        }
+        region.header().head.store(6, RELAXED); // past the tail: impossible
+        assert!(matches!(
+            producer.free(),
+            Err(PushError::Corrupt(Corruption::Indices { .. }))
+        ));
+        region.header().head.store(1, RELAXED);
+        assert_eq!(producer.push(b"f"), Err(PushError::Full));
+        for want in [b"b", b"c", b"d", b"e"] {
+            consumer.pop(&mut buf).unwrap();
+            assert_eq!(&buf[..1], want);
+        }
+    }
+
+    #[test]
+    fn pop_and_peek_remove_an_item_of_impossible_length_alike() {
+        let (region, geometry) = ring(4, 8);
+        let stride = geometry.slot_stride();
+        let ring = Spsc::new(&region, geometry).unwrap();
+        let mut producer = ring.producer(1).unwrap();
+        let mut consumer = ring.consumer(2).unwrap();
+        for item in [b"a", b"b", b"c"] {
+            producer.push(item).unwrap();
+        }
+        word(&region, LENGTH_WORD).store(9, RELAXED);
+        word(&region, stride + LENGTH_WORD).store(9, RELAXED);
+        assert!(matches!(
+            consumer.peek(),
+            Err(PopError::Corrupt(Corruption::Length { found: 9, max: 8 }))
+        ));
+        assert!(matches!(
+            consumer.pop(&mut [0u8; 8]),
+            Err(PopError::Corrupt(Corruption::Length { found: 9, max: 8 }))
+        ));
+        let peek = consumer.peek().unwrap();
+        assert_eq!((peek.position(), peek.len()), (2, 1));
+        let mut c = [0u8; 1];
+        peek.words().load_bytes(&mut c);
+        assert_eq!(&c, b"c");
+    }
+
+    /// Misuse that compiles without `unsafe`: two rings over one body (each with its own
+    /// header, so both claim a producer and loan the same slot), stores through the
+    /// region while an item is peeked. Over a region that is not `Exclusive` every
+    /// access is an atomic word, so this gives garbage, never undefined behaviour;
+    /// Miri runs this test (and the threaded variant in the verification crate).
+    #[test]
+    fn misuse_without_exclusive_is_only_garbage() {
+        let geometry = SpscGeometry::new(2, 16).unwrap();
+        let body: Vec<AtomicU64> = (0..geometry.body_words())
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let (first, second) = (SpscHeader::default(), SpscHeader::default());
+        let one = Spsc::new(Parts::new(&first, &body), geometry).unwrap();
+        let two = Spsc::new(Parts::new(&second, &body), geometry).unwrap();
+        let mut p1 = one.producer(1).unwrap();
+        let mut p2 = two.producer(1).unwrap();
+        let mut c1 = one.consumer(2).unwrap();
+        let l1 = p1.loan().unwrap();
+        let l2 = p2.loan().unwrap();
+        store_bytes(l1.words(), b"first");
+        store_bytes(l2.words(), b"second");
+        l1.commit(5).unwrap();
+        l2.commit(6).unwrap();
+        let peek = c1.peek().unwrap();
+        let seen = peek.words();
+        body[PAYLOAD_WORD].store(u64::from_le_bytes(*b"garbage!"), RELAXED);
+        let mut got = [0u8; 5];
+        seen.load_bytes(&mut got);
+        assert_eq!(&got, b"garba");
+        peek.release();
+        assert_eq!(c1.available(), Ok(0));
+    }
+
+    #[test]
+    fn takeover_after_a_producer_dies_mid_push() {
+        let (region, geometry) = ring(4, 8);
+        // SAFETY: this ring is the only user of `region`, through its handles.
+        let ring = Spsc::new(unsafe { Exclusive::new(&region) }, geometry).unwrap();
         let mut producer = ring.producer(1).unwrap();
         producer.push(b"1").unwrap();
         // A loan filled but never committed, then the process died.

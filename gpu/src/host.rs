@@ -41,6 +41,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tensorlane_core::ReadWords;
 
 /// Bytes between two slots' event counters in the events memfd (word 0: records
 /// issued, word 1: records completed).
@@ -75,6 +76,7 @@ impl HostBackend {
 struct Mapping {
     map: MmapRaw,
     words: usize,
+    writable: bool,
 }
 
 /// Seals of every memfd of a lane: its size can never change, so no process can make
@@ -102,15 +104,32 @@ impl Mapping {
         } else {
             options.map_raw_read_only(file)?
         };
-        Ok(Mapping { map, words })
+        Ok(Mapping {
+            map,
+            words,
+            writable,
+        })
     }
 
+    /// The words, to store into: the writer's (writable) mappings only.
     fn words(&self) -> &[AtomicU64] {
+        assert!(self.writable, "stores into a read-only mapping");
+        self.atomics()
+    }
+
+    /// The words, load-only: relaxed 8-byte loads, the only atomic access Rust allows
+    /// on read-only memory. Readers order them with an Acquire fence.
+    fn read(&self) -> ReadWords<'_> {
+        ReadWords::new(self.atomics())
+    }
+
+    fn atomics(&self) -> &[AtomicU64] {
         // SAFETY: the mapping is page-aligned, `words * 8` bytes long (mapped with that
         // length from a file checked, and sealed, to be at least that long), shared,
         // and lives as long as `self`. AtomicU64 has no invalid bit patterns, and all
         // access to the memory, here and in other processes, is atomic. A read-only
-        // mapping (readers) is only ever loaded from.
+        // mapping (readers) is reached only through `read`, whose view can only do
+        // relaxed loads, which are allowed on read-only memory.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.words) }
     }
 
@@ -177,10 +196,22 @@ impl Slots {
             .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
     }
 
-    /// The slot's event: (records issued, records completed).
+    /// The slot's event, to store into (the writer): (records issued, records
+    /// completed).
     fn event(&self, slot: usize) -> (&AtomicU64, &AtomicU64) {
         let words = &self.events.words()[slot * EVENT_STRIDE / 8..];
         (&words[0], &words[1])
+    }
+
+    /// The slot's event, load-only (readers map it read-only): (issued, completed),
+    /// each loaded relaxed; the caller orders them with an Acquire fence.
+    fn load_event(&self, slot: usize) -> (u64, u64) {
+        let words = self.events.read();
+        let first = slot * EVENT_STRIDE / 8;
+        (
+            words.load(first).unwrap_or(0),
+            words.load(first + 1).unwrap_or(0),
+        )
     }
 
     fn store(&self, slot: usize, src: &[u8]) {
@@ -188,14 +219,14 @@ impl Slots {
     }
 
     fn load(&self, slot: usize, dst: &mut [u8]) {
-        tensorlane_core::load_bytes(self.memory[slot].words(), dst);
+        self.memory[slot].read().load_bytes(dst);
     }
 
     /// Issues a record of the slot's event; returns its count.
     fn issue(&self, slot: usize) -> u64 {
         let issued = self.event(slot).0;
         // Only the writer's thread writes `issued`. Release: pairs with the reader's
-        // Acquire load in `HostReader::wait` (what was enqueued before is ordered
+        // relaxed load and Acquire fence in `HostReader::wait` (what was enqueued before is ordered
         // before the record the reader then waits for).
         let count = issued.load(Ordering::Relaxed).wrapping_add(1);
         issued.store(count, Ordering::Release);
@@ -205,7 +236,8 @@ impl Slots {
     /// The stream reached record `count` of the slot's event.
     fn complete(&self, slot: usize, count: u64) {
         // Release: the slot bytes the stream stored before this are visible to a
-        // reader whose Acquire load in `HostReader::wait` reads `count` or more.
+        // reader whose relaxed load in `HostReader::wait` reads `count` or more and
+        // whose Acquire fence follows it (`complete_count`).
         self.event(slot).1.store(count, Ordering::Release);
     }
 }
@@ -455,11 +487,21 @@ pub struct HostReader {
 }
 
 impl HostReader {
-    /// The words of `slot`, to read a zero-copy view with relaxed atomic loads (the
-    /// writer may be writing them: check the view with its `release`).
-    pub fn slot_words(&self, slot: usize) -> Option<&[AtomicU64]> {
-        self.slots.memory.get(slot).map(|m| m.words())
+    /// The words of `slot`, load-only (the mapping is read-only), to read a zero-copy
+    /// view with relaxed loads (the writer may be writing them: check the view with
+    /// its `release`).
+    pub fn slot_words(&self, slot: usize) -> Option<ReadWords<'_>> {
+        self.slots.memory.get(slot).map(Mapping::read)
     }
+}
+
+/// The slot's completed count: a relaxed load then an Acquire fence, which pairs with
+/// the Release store in `Slots::complete` (the slot bytes the stream stored before are
+/// visible to the reader's loads after this).
+fn complete_count(slots: &Slots, slot: usize) -> u64 {
+    let (_, completed) = slots.load_event(slot);
+    fence(Ordering::Acquire);
+    completed
 }
 
 impl SlotReader for HostReader {
@@ -470,14 +512,18 @@ impl SlotReader for HostReader {
         stale: &mut dyn FnMut() -> bool,
     ) -> Result<(), GpuError> {
         self.slots.check(slot, 0)?;
-        let (issued, completed) = self.slots.event(slot);
-        // Acquire pairs with the Release store in `Slots::issue`.
-        let target = issued.load(Ordering::Acquire);
+        // The events are mapped read-only here, where Rust allows only relaxed loads:
+        // each load below is relaxed and followed by an Acquire fence, which pairs with
+        // the Release stores in `Slots::issue` and `Slots::complete` exactly as an
+        // Acquire load would (a fence after a load that reads a Release store
+        // synchronises with it).
+        let (target, _) = self.slots.load_event(slot);
+        fence(Ordering::Acquire);
         let deadline = Instant::now() + timeout;
         let mut spins = 0u32;
-        // Acquire pairs with the Release store in `Slots::complete`. (Counts wrap after
-        // 2^64 records; `wrapping_sub` keeps the comparison right across the wrap.)
-        while target.wrapping_sub(completed.load(Ordering::Acquire)) as i64 > 0 {
+        // (Counts wrap after 2^64 records; `wrapping_sub` keeps the comparison right
+        // across the wrap.)
+        while target.wrapping_sub(complete_count(&self.slots, slot)) as i64 > 0 {
             if stale() {
                 return Err(GpuError::Overwritten);
             }

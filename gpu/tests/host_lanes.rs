@@ -215,7 +215,7 @@ fn stream_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
             continue;
         };
         let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
-        tensorlane_core::load_bytes(words, &mut copy);
+        words.load_bytes(&mut copy);
         match view.release() {
             // Only a view that stayed whole counts; a torn one must have said so.
             Ok(frame) => tally.see(frame.seq, frame.skipped, &copy),
@@ -311,7 +311,7 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
                 Err(e) => return Err(e.to_string()),
             };
             let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
-            tensorlane_core::load_bytes(words, &mut out);
+            words.load_bytes(&mut out);
             match view.release() {
                 Ok(frame) => frame,
                 Err(GpuError::Overwritten) => {
@@ -378,7 +378,7 @@ fn racing_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
             continue;
         };
         let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
-        tensorlane_core::load_bytes(words, &mut copy);
+        words.load_bytes(&mut copy);
         let seq = view.frame().seq;
         if !check {
             tally.read += 1;

@@ -29,9 +29,9 @@ use crate::register::{RegisterModel, RegisterReaderModel};
 use crate::spsc::SpscModel;
 use core::fmt;
 use tensorlane_core::{
-    Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastSubscriber, HeapRegion, Mode, PopError,
-    Popped, PushError, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, Spsc, SpscGeometry,
-    SpscHeader, SubscribeOptions,
+    Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastSubscriber, Exclusive, HeapRegion,
+    Mode, PopError, Popped, PushError, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader,
+    Spsc, SpscGeometry, SpscHeader, SubscribeOptions,
 };
 
 /// The first difference between the core and the model.
@@ -300,8 +300,11 @@ pub fn run_spsc_ops_against<S: SpscSpec>(
 ) -> Result<(), Mismatch> {
     let setup = Step::setup();
     let region = HeapRegion::<SpscHeader>::new(geometry.body_words());
+    // SAFETY: this ring is the only user of `region`, through its handles, on this
+    // thread only.
+    let region = unsafe { Exclusive::new(&region) };
     let ring =
-        Spsc::new(&region, geometry).map_err(|e| setup.differ("building the ring", &e, &"Ok"))?;
+        Spsc::new(region, geometry).map_err(|e| setup.differ("building the ring", &e, &"Ok"))?;
     let mut token = 1;
     let mut producer = ring
         .producer(token)
@@ -381,7 +384,7 @@ pub fn run_spsc_ops_against<S: SpscSpec>(
                         let (got, want) = match access {
                             PeekAccess::Bytes => (Ok(peek.bytes().to_vec()), Ok(want_value)),
                             PeekAccess::Words => (
-                                Ok(crate::words::load_le(peek.words(), peek.len())),
+                                Ok(crate::words::load_view(peek.words(), peek.len())),
                                 Ok(want_value),
                             ),
                             PeekAccess::CopyTo(buf) => {

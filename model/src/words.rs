@@ -2,7 +2,7 @@
 //! this conversion that harnesses, canaries and fuzz targets share.
 
 use core::sync::atomic::Ordering;
-use tensorlane_core::AtomicU64;
+use tensorlane_core::{AtomicU64, ReadWords};
 
 /// Stores `bytes` into the first `ceil(len / 8)` words (relaxed; the last word's
 /// unused bytes are zero). Bytes beyond the words are ignored.
@@ -20,6 +20,13 @@ pub fn load_le_into(words: &[AtomicU64], buf: &mut [u8]) {
         let n = chunk.len();
         chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..n]);
     }
+}
+
+/// The first `len` bytes of a load-only view (fewer if its words hold fewer).
+pub fn load_view(words: ReadWords<'_>, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len.min(words.len() * 8)];
+    words.load_bytes(&mut bytes);
+    bytes
 }
 
 /// The first `len` bytes of the words (fewer if the words hold fewer).

@@ -1,5 +1,18 @@
 //! Lossless queues: one producer, one consumer, over the core's SPSC ring.
 //!
+//! # Copies and loans
+//! [`QueueProducer::push`] and [`QueueConsumer::pop`] copy through atomic words: no
+//! process, whatever it writes into the lane, can make them misbehave beyond a
+//! reported [`LaneError::Corrupt`]. The zero-copy loans ([`QueueProducer::push_with`],
+//! [`QueueConsumer::pop_with`]) hand out plain `&mut [u8]` / `&[u8]` over the shared
+//! slot, which is sound only while no other process writes that slot; they are
+//! `unsafe` because that is a promise about the lane's other processes (they follow
+//! docs/LAYOUT.md), which this process cannot check. See the threat model in the
+//! README.
+//!
+//! An item whose length is not the lane's frame size is removed and reported as
+//! `Corrupt` by both `pop` and `pop_with`, so neither wedges on it.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use tensorlane_shm::{QueueConsumer, QueueProducer, TensorSpec};
@@ -9,9 +22,11 @@
 //!
 //! // In another process:
 //! let mut consumer = QueueConsumer::open("jobs").unwrap();
-//! let frame = consumer
-//!     .pop_with(Some(Duration::from_secs(1)), |frame, tensor| (frame.seq, tensor[0]))
-//!     .unwrap();
+//! // SAFETY: every process that writes this queue follows docs/LAYOUT.md.
+//! let frame = unsafe {
+//!     consumer.pop_with(Some(Duration::from_secs(1)), |frame, tensor| (frame.seq, tensor[0]))
+//! }
+//! .unwrap();
 //! assert_eq!(frame, (0, 7));
 //! ```
 
@@ -22,9 +37,14 @@ use crate::lane::{self, wait, Frame, ShmRegion};
 use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
 use std::sync::Arc;
 use std::time::Duration;
-use tensorlane_core::{PopError, PushError, Spsc, SpscConsumer, SpscHeader, SpscProducer};
+use tensorlane_core::{
+    Exclusive, PopError, PushError, Spsc, SpscConsumer, SpscHeader, SpscPeek, SpscProducer,
+};
 
-type Region = ShmRegion<SpscHeader>;
+type Region = Exclusive<ShmRegion<SpscHeader>>;
+
+/// Words of the frame prefix at the start of every slot.
+const FRAME_WORDS: usize = FRAME_BYTES / 8;
 
 fn ring(segment: &Arc<Segment>) -> Spsc<Region> {
     let Geometry::Queue(geometry) = segment.info().geometry else {
@@ -32,7 +52,57 @@ fn ring(segment: &Arc<Segment>) -> Spsc<Region> {
     };
     // SAFETY: the segment's kind is Queue, whose core header is SpscHeader.
     let region = unsafe { ShmRegion::new(segment.clone()) };
+    // SAFETY: the `Exclusive` promise. This process builds one ring per handle over
+    // the segment and writes it only through that handle; the byte views the promise
+    // unlocks are handed out only by `push_with` and `pop_with`, which are `unsafe`
+    // and whose callers promise the rest, that every other process writing the lane
+    // follows its protocol (docs/LAYOUT.md). The copy paths use atomic words only and
+    // need no promise.
+    let region = unsafe { Exclusive::new(region) };
     Spsc::new(region, geometry).expect("segment size validated")
+}
+
+/// The frame id and timestamp from the prefix words of an item.
+fn frame_of(peek: &SpscPeek<'_, Region>) -> Frame {
+    let mut prefix = [0u8; FRAME_BYTES];
+    peek.words().load_bytes(&mut prefix);
+    let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
+    Frame {
+        seq: peek.position(),
+        frame_id,
+        timestamp_ns,
+        skipped: 0,
+    }
+}
+
+/// The next item, if one is waiting and is a frame of `expected` bytes. An item of
+/// any other length is removed and reported: `pop` and `pop_with` treat it alike.
+fn next_frame(
+    consumer: &mut SpscConsumer<Region>,
+    expected: usize,
+) -> Option<Result<SpscPeek<'_, Region>, LaneError>> {
+    match consumer.peek() {
+        Ok(peek) if peek.len() == expected => Some(Ok(peek)),
+        Ok(peek) => {
+            let found = peek.len() as u64;
+            peek.release();
+            Some(Err(LaneError::Corrupt(
+                tensorlane_core::Corruption::Length {
+                    found,
+                    max: expected as u64,
+                },
+            )))
+        }
+        Err(PopError::Empty) => None,
+        Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
+        // A peek copies nothing, so it never needs a buffer.
+        Err(PopError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(
+            tensorlane_core::Corruption::Length {
+                found: needed as u64,
+                max: expected as u64,
+            },
+        ))),
+    }
 }
 
 fn role_taken(segment: &Segment, role: &'static str) -> LaneError {
@@ -124,7 +194,15 @@ impl QueueProducer {
 
     /// Pushes a tensor written in place by `fill` (zero-copy): `fill` gets the slot's
     /// tensor bytes, exclusively, and the item is pushed when it returns.
-    pub fn push_with<T>(
+    ///
+    /// # Safety
+    /// Every other process that can write this lane follows docs/LAYOUT.md: in
+    /// particular none writes a slot it does not own (the consumer never writes a
+    /// slot the producer has not handed over). A process that does, such as a buggy
+    /// or hostile peer with write access to the lane's object, makes this call
+    /// undefined behaviour in this process. Where the peers are not trusted, use
+    /// [`push`](Self::push), which copies through atomic words.
+    pub unsafe fn push_with<T>(
         &mut self,
         timeout: Option<Duration>,
         fill: impl FnOnce(&mut [u8]) -> T,
@@ -143,6 +221,8 @@ impl QueueProducer {
             PushError::Corrupt(c) => LaneError::Corrupt(c),
             _ => LaneError::Timeout,
         })?;
+        // The caller's promise (above) is the part of the `Exclusive` contract this
+        // process cannot keep by itself (see `ring`).
         let bytes = loan.bytes_mut();
         bytes[..FRAME_BYTES].copy_from_slice(&lane::frame_prefix(frame_id, lane::now_ns()));
         let out = fill(&mut bytes[FRAME_BYTES..FRAME_BYTES + tensor_bytes]);
@@ -196,79 +276,61 @@ impl QueueConsumer {
     }
 
     /// Pops the next item into `out`, waiting up to `timeout` (`None`: forever).
+    /// Copies through atomic words: safe whatever other processes write.
     pub fn pop(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
         lane::check_size(self.spec(), out.len())?;
-        let mut prefix = [0u8; FRAME_BYTES];
         let segment = &self.segment;
         let consumer = &mut self.consumer;
         let expected = FRAME_BYTES + out.len();
-        let popped = wait(&segment.header().data, timeout, || {
-            match consumer.pop_parts(&mut [&mut prefix, out]) {
-                Ok(popped) if popped.len == expected => Some(Ok(popped)),
-                Ok(popped) => Some(Err(LaneError::Corrupt(
-                    tensorlane_core::Corruption::Length {
-                        found: popped.len as u64,
-                        max: expected as u64,
-                    },
-                ))),
-                Err(PopError::Empty) => None,
-                Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
-                Err(PopError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(
-                    tensorlane_core::Corruption::Length {
-                        found: needed as u64,
-                        max: expected as u64,
-                    },
-                ))),
-            }
+        let frame = wait(&segment.header().data, timeout, || {
+            next_frame(consumer, expected).map(|peek| {
+                let peek = peek?;
+                let frame = frame_of(&peek);
+                let words = peek.words();
+                words
+                    .slice(FRAME_WORDS..words.len())
+                    .expect("a slot holds its frame prefix")
+                    .load_bytes(out);
+                peek.release();
+                Ok(frame)
+            })
         })?;
         segment.header().space.notify();
-        let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
-        Ok(Frame {
-            seq: popped.position,
-            frame_id,
-            timestamp_ns,
-            skipped: 0,
-        })
+        Ok(frame)
     }
 
     /// Hands the next item to `read` in place (zero-copy), then removes it.
-    pub fn pop_with<T>(
+    ///
+    /// # Safety
+    /// Every other process that can write this lane follows docs/LAYOUT.md: none
+    /// writes a slot it has handed over (the producer never writes an item the
+    /// consumer has not released). A process that does, such as a buggy or hostile
+    /// peer with write access to the lane's object, makes this call undefined
+    /// behaviour in this process. Where the peers are not trusted, use
+    /// [`pop`](Self::pop), which copies through atomic words.
+    pub unsafe fn pop_with<T>(
         &mut self,
         timeout: Option<Duration>,
         read: impl FnOnce(&Frame, &[u8]) -> T,
     ) -> Result<T, LaneError> {
-        let tensor_bytes = self.spec().byte_len();
+        let expected = FRAME_BYTES + self.spec().byte_len();
         let segment = &self.segment;
         let consumer = &mut self.consumer;
-        wait(&segment.header().data, timeout, || {
-            match consumer.available() {
-                Ok(0) => None,
-                Ok(_) => Some(Ok(())),
-                Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
-                Err(_) => None,
-            }
+        let mut read = Some(read);
+        let out = wait(&segment.header().data, timeout, || {
+            next_frame(consumer, expected).map(|peek| {
+                let peek = peek?;
+                let frame = frame_of(&peek);
+                // The caller's promise (above) is the part of the `Exclusive` contract
+                // this process cannot keep by itself (see `ring`).
+                let bytes = peek.bytes();
+                // `wait` stops at the first `Some`, so `read` is taken once.
+                let read = read.take().expect("an item is read once");
+                let out = read(&frame, &bytes[FRAME_BYTES..]);
+                peek.release();
+                Ok(out)
+            })
         })?;
-        let peek = self.consumer.peek().map_err(|e| match e {
-            PopError::Corrupt(c) => LaneError::Corrupt(c),
-            _ => LaneError::Timeout,
-        })?;
-        if peek.len() != FRAME_BYTES + tensor_bytes {
-            return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
-                found: peek.len() as u64,
-                max: (FRAME_BYTES + tensor_bytes) as u64,
-            }));
-        }
-        let bytes = peek.bytes();
-        let prefix: [u8; FRAME_BYTES] = bytes[..FRAME_BYTES].try_into().expect("16 bytes");
-        let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
-        let frame = Frame {
-            seq: peek.position(),
-            frame_id,
-            timestamp_ns,
-            skipped: 0,
-        };
-        let out = read(&frame, &bytes[FRAME_BYTES..]);
-        peek.release();
         segment.header().space.notify();
         Ok(out)
     }

@@ -78,9 +78,8 @@ fn queue_blocking_and_zero_copy() {
         Err(LaneError::RoleTaken { .. })
     ));
     producer.push(&[1; 64], Some(Duration::ZERO)).unwrap();
-    producer
-        .push_with(Some(Duration::ZERO), |bytes| bytes.fill(2))
-        .unwrap();
+    // SAFETY: both ends of the queue are this test, which follows docs/LAYOUT.md.
+    unsafe { producer.push_with(Some(Duration::ZERO), |bytes| bytes.fill(2)) }.unwrap();
     assert!(matches!(
         producer.push(&[3; 64], Some(Duration::from_millis(20))),
         Err(LaneError::Timeout)
@@ -88,9 +87,10 @@ fn queue_blocking_and_zero_copy() {
     let mut out = [0u8; 64];
     let frame = consumer.pop(&mut out, Some(Duration::ZERO)).unwrap();
     assert_eq!((frame.seq, frame.frame_id, out[0]), (0, 1, 1));
-    let (seq, first) = consumer
-        .pop_with(Some(Duration::ZERO), |frame, bytes| (frame.seq, bytes[0]))
-        .unwrap();
+    // SAFETY: as for `push_with` above.
+    let (seq, first) =
+        unsafe { consumer.pop_with(Some(Duration::ZERO), |frame, bytes| (frame.seq, bytes[0])) }
+            .unwrap();
     assert_eq!((seq, first), (1, 2));
     let waiter = std::thread::spawn(move || {
         let mut out = [0u8; 64];
@@ -138,4 +138,40 @@ fn topic_lossless_backpressure_and_lossy_skips() {
         .last_k(2, bytemuck::cast_slice_mut(&mut history))
         .unwrap();
     assert_eq!((frames.len(), history), (2, [1, 2]));
+}
+
+#[test]
+fn pop_and_pop_with_remove_an_item_of_impossible_length_alike() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("badlen");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::bytes(64).unwrap();
+    let mut producer = QueueProducer::create(&name, &spec, 4).unwrap();
+    let mut consumer = QueueConsumer::open(&name).unwrap();
+    for v in 1..=3u8 {
+        producer.push(&[v; 64], Some(Duration::ZERO)).unwrap();
+    }
+    // Items 0 and 1 get a length word the lane cannot carry (LAYOUT.md: the ring's
+    // control block after the 1024-byte segment header, then 128-byte slots whose
+    // word 1 is the length).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/tensorlane.{name}"))
+        .unwrap();
+    for (slot, bad) in [(0u64, 40u64), (1, 1 << 40)] {
+        file.write_at(&bad.to_le_bytes(), 1024 + 384 + slot * 128 + 8)
+            .unwrap();
+    }
+    let mut out = [0u8; 64];
+    assert!(matches!(
+        consumer.pop(&mut out, Some(Duration::ZERO)),
+        Err(LaneError::Corrupt(_))
+    ));
+    // SAFETY: every process writing the lane is this test, which corrupts only a
+    // length word, and never while a loan is out.
+    let second = unsafe { consumer.pop_with(Some(Duration::ZERO), |_, bytes| bytes[0]) };
+    assert!(matches!(second, Err(LaneError::Corrupt(_))), "{second:?}");
+    // Both removed the item they reported: the ring moves on.
+    let frame = consumer.pop(&mut out, Some(Duration::ZERO)).unwrap();
+    assert_eq!((frame.seq, out[0]), (2, 3));
 }

@@ -93,6 +93,28 @@ const TORN: u64 = u64::MAX;
 const CHILD_LIMIT: Duration = Duration::from_secs(30);
 /// Timeout of one blocking lane operation in a child or the parent.
 const STEP: Duration = Duration::from_secs(10);
+
+/// `push_with`, for this suite: every process writing its lanes is this test binary,
+/// which follows docs/LAYOUT.md.
+fn push_in_place<T>(
+    producer: &mut QueueProducer,
+    timeout: Option<Duration>,
+    fill: impl FnOnce(&mut [u8]) -> T,
+) -> Result<(u64, T), LaneError> {
+    // SAFETY: every process that writes the suite's lanes runs this binary's code,
+    // which follows docs/LAYOUT.md.
+    unsafe { producer.push_with(timeout, fill) }
+}
+
+/// `pop_with`, for this suite (see `push_in_place`).
+fn pop_in_place<T>(
+    consumer: &mut QueueConsumer,
+    timeout: Option<Duration>,
+    read: impl FnOnce(&tensorlane_shm::Frame, &[u8]) -> T,
+) -> Result<T, LaneError> {
+    // SAFETY: as in `push_in_place`.
+    unsafe { consumer.pop_with(timeout, read) }
+}
 /// How long a child may take to start and report ready.
 const STARTUP: Duration = Duration::from_secs(10);
 /// How long a child may take to finish its part of a test.
@@ -725,8 +747,7 @@ fn queue_producer(args: &ChildArgs) {
     let mut tensor = vec![0u64; words as usize];
     for k in 0..count {
         let position = if k % 3 == 1 {
-            producer
-                .push_with(Some(STEP), |bytes| fill_bytes(bytes, k))
+            push_in_place(&mut producer, Some(STEP), |bytes| fill_bytes(bytes, k))
                 .map(|(position, ())| position)
         } else {
             fill_words(&mut tensor, k);
@@ -766,26 +787,24 @@ fn queue_consumer(args: &ChildArgs) {
             } else {
                 (0, pause)
             };
-            let position = consumer
-                .pop_with(Some(STEP), |frame, bytes| {
-                    let value = decode_bytes(bytes);
-                    emit(&format!("B {} {} {value} 0", frame.seq, frame.frame_id));
-                    sleep_micros(hold);
-                    emit(&format!("E {}", frame.seq));
-                    frame.seq
-                })
-                .unwrap_or_else(|e| panic!("pop_with: {e}"));
+            let position = pop_in_place(&mut consumer, Some(STEP), |frame, bytes| {
+                let value = decode_bytes(bytes);
+                emit(&format!("B {} {} {value} 0", frame.seq, frame.frame_id));
+                sleep_micros(hold);
+                emit(&format!("E {}", frame.seq));
+                frame.seq
+            })
+            .unwrap_or_else(|e| panic!("pop_with: {e}"));
             emit(&format!("A {position}"));
             sleep_micros(after);
             position
         } else if k % 2 == 0 {
-            consumer
-                .pop_with(Some(STEP), |frame, bytes| {
-                    let value = decode_bytes(bytes);
-                    report.line(format_args!("H {} {} {value} 0", frame.seq, frame.frame_id));
-                    frame.seq
-                })
-                .unwrap_or_else(|e| panic!("pop_with: {e}"))
+            pop_in_place(&mut consumer, Some(STEP), |frame, bytes| {
+                let value = decode_bytes(bytes);
+                report.line(format_args!("H {} {} {value} 0", frame.seq, frame.frame_id));
+                frame.seq
+            })
+            .unwrap_or_else(|e| panic!("pop_with: {e}"))
         } else {
             let frame = consumer
                 .pop(bytemuck::cast_slice_mut(&mut tensor), Some(STEP))
@@ -811,7 +830,7 @@ fn queue_pong(args: &ChildArgs) {
     let mut tensor = vec![0u64; words as usize];
     for r in 0..rounds {
         let value = if r % 2 == 0 {
-            consumer.pop_with(Some(STEP), |_, bytes| decode_bytes(bytes))
+            pop_in_place(&mut consumer, Some(STEP), |_, bytes| decode_bytes(bytes))
         } else {
             consumer
                 .pop(bytemuck::cast_slice_mut(&mut tensor), Some(STEP))
@@ -823,8 +842,7 @@ fn queue_pong(args: &ChildArgs) {
             fill_words(&mut tensor, r + 1);
             producer.push(bytemuck::cast_slice(&tensor), Some(STEP))
         } else {
-            producer
-                .push_with(Some(STEP), |bytes| fill_bytes(bytes, r + 1))
+            push_in_place(&mut producer, Some(STEP), |bytes| fill_bytes(bytes, r + 1))
                 .map(|(position, ())| position)
         }
         .unwrap_or_else(|e| panic!("round {r}: push: {e}"));
@@ -1120,8 +1138,7 @@ fn queue_ping_pong_never_deadlocks() {
     for r in 0..ROUNDS {
         let t = Instant::now();
         if r % 2 == 0 {
-            producer
-                .push_with(Some(STEP), |bytes| fill_bytes(bytes, r))
+            push_in_place(&mut producer, Some(STEP), |bytes| fill_bytes(bytes, r))
                 .map(|(position, ())| position)
         } else {
             fill_words(&mut tensor, r);
@@ -1133,7 +1150,9 @@ fn queue_ping_pong_never_deadlocks() {
                 .pop(bytemuck::cast_slice_mut(&mut tensor), Some(STEP))
                 .map(|frame| (frame.seq, decode_words(&tensor)))
         } else {
-            consumer.pop_with(Some(STEP), |frame, bytes| (frame.seq, decode_bytes(bytes)))
+            pop_in_place(&mut consumer, Some(STEP), |frame, bytes| {
+                (frame.seq, decode_bytes(bytes))
+            })
         }
         .unwrap_or_else(|e| panic!("round {r}: pop: {e}"));
         rtts.push(t.elapsed());

@@ -45,11 +45,11 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use tensorlane_core::{
     attach, entry, AtomicU64, AttachError, Broadcast, BroadcastGeometry, BroadcastHeader,
-    BroadcastProducer, BroadcastSubscriber, ClaimError, ControlBlock, GeometryError, HeapRegion,
-    Mode, PopError, PublishError, PushError, ReadAtError, ReadError, RecvError, Region, Seqlock,
-    SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter, Spsc, SpscConsumer, SpscGeometry,
-    SpscHeader, SpscProducer, SubscribeError, SubscribeOptions, ENTRY_WORDS, LENGTH_WORD,
-    STAMP_WORD,
+    BroadcastProducer, BroadcastSubscriber, ClaimError, ControlBlock, Exclusive, GeometryError,
+    HeapRegion, Mode, PopError, PublishError, PushError, ReadAtError, ReadError, RecvError, Region,
+    Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter, Spsc, SpscConsumer,
+    SpscGeometry, SpscHeader, SpscProducer, SubscribeError, SubscribeOptions, ENTRY_WORDS,
+    LENGTH_WORD, STAMP_WORD,
 };
 use tensorlane_model::harness::payload;
 use tensorlane_shm::header::{self, field, Geometry, SegmentHeader};
@@ -145,7 +145,7 @@ impl std::error::Error for Violation {}
 // ---------------------------------------------------------------------------------
 // Input decoding
 
-use tensorlane_model::words::{load_le, store_le};
+use tensorlane_model::words::{load_view, store_le};
 use tensorlane_model::ByteCursor as Cursor;
 
 /// Values that make good corruptions.
@@ -612,7 +612,10 @@ fn drive_spsc<R>(
 where
     R: Region<Header = SpscHeader> + Clone,
 {
-    let ring = Spsc::new(region.clone(), geometry)
+    // SAFETY: one ring is built over this memory; the run's hostile stores
+    // (`words.overwrite`) are made between operations, never while a loan's or a
+    // peek's byte view is alive, and no other thread or process touches it.
+    let ring = Spsc::new(unsafe { Exclusive::new(region.clone()) }, geometry)
         .map_err(|e| run.violation(format!("building the ring: {e}")))?;
     let header = region.header();
     let words = Words {
@@ -634,12 +637,12 @@ where
     let token = run.token(1);
     let first = ring.producer(token);
     run.note(&first);
-    let mut producer: Option<SpscProducer<R>> = first.ok();
+    let mut producer: Option<SpscProducer<Exclusive<R>>> = first.ok();
     run.op = "claim consumer";
     let token = run.token(1);
     let first = ring.consumer(token);
     run.note(&first);
-    let mut consumer: Option<SpscConsumer<R>> = first.ok();
+    let mut consumer: Option<SpscConsumer<Exclusive<R>>> = first.ok();
     // The items waiting, while the memory is clean.
     let mut waiting: VecDeque<Vec<u8>> = VecDeque::new();
     let mut item = 0u64;
@@ -758,7 +761,7 @@ where
                         )?;
                         let got = match access {
                             0 => Some(peek.bytes().to_vec()),
-                            1 => Some(load_le(peek.words(), len)),
+                            1 => Some(load_view(peek.words(), len)),
                             _ => {
                                 let result = peek.copy_to(&mut buf);
                                 run.ensure(

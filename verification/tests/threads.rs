@@ -67,7 +67,10 @@ fn broadcast_many() {
 #[test]
 fn queue_byte_loans() {
     let fixture = QueueFixture::new(2, 8);
-    let ring = fixture.ring();
+    // SAFETY: this ring is the only structure over the fixture's region, which nothing
+    // else writes.
+    let region = unsafe { tensorlane_core::Exclusive::new(fixture.region.clone()) };
+    let ring = tensorlane_core::Spsc::new(region, fixture.geometry).unwrap();
     let consumer = {
         let ring = ring.clone();
         thread::spawn(move || {
@@ -98,6 +101,45 @@ fn queue_byte_loans() {
         }
     }
     consumer.join().unwrap();
+}
+
+/// Misuse that compiles without `unsafe`, across threads: two rings over one body
+/// (each with its own header, so two producers write the same slots) while a
+/// consumer peeks, and a thread storing into the body directly. Over a region that is
+/// not `Exclusive` the loans offer atomic words only, so Miri finds no data race and
+/// no undefined behaviour: the misuse makes garbage, nothing worse.
+#[test]
+fn queue_misuse_without_exclusive_is_no_ub() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tensorlane_core::{store_bytes, Parts, Region, Spsc, SpscHeader};
+    let fixture = QueueFixture::new(2, 8);
+    let body = fixture.region.body();
+    let headers = [SpscHeader::default(), SpscHeader::default()];
+    thread::scope(|s| {
+        for (i, header) in headers.iter().enumerate() {
+            s.spawn(move || {
+                let ring = Spsc::new(Parts::new(header, body), fixture.geometry).unwrap();
+                let mut p = ring.producer(1).unwrap();
+                let mut c = ring.consumer(2).unwrap();
+                for k in 0..ITEMS {
+                    if let Ok(loan) = p.loan() {
+                        store_bytes(loan.words(), &(k * 2 + i as u64).to_le_bytes());
+                        loan.commit(8).unwrap();
+                    }
+                    if let Ok(peek) = c.peek() {
+                        let mut got = [0u8; 8];
+                        peek.words().load_bytes(&mut got);
+                        peek.release();
+                    }
+                }
+            });
+        }
+        s.spawn(move || {
+            for k in 0..ITEMS {
+                body[(k as usize) % body.len()].store(k, Relaxed);
+            }
+        });
+    });
 }
 
 /// Miri canary: a reader copying the payload with plain loads races the writer.
