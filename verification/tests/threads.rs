@@ -156,3 +156,26 @@ fn miri_canary_plain_payload_read() {
         canaries::plain_payload_reader,
     );
 }
+
+/// Miri canary: the misuse the `Exclusive` promise rules out. A store into a slot
+/// through the region while the consumer holds the item as bytes is undefined
+/// behaviour (Stacked Borrows: the store invalidates the shared byte view), which is
+/// why byte views exist only behind that `unsafe` promise. Ignored in ordinary runs;
+/// `.ci/miri-canary` runs it under Miri and requires Miri to report it.
+#[test]
+#[ignore = "canary: must fail under Miri (run by .ci/miri-canary)"]
+fn miri_canary_store_under_peeked_bytes() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tensorlane_core::{Exclusive, Region, Spsc, PAYLOAD_WORD};
+    let fixture = QueueFixture::new(2, 8);
+    // SAFETY: deliberately broken below: this is the canary.
+    let region = unsafe { Exclusive::new(fixture.region.clone()) };
+    let ring = Spsc::new(region, fixture.geometry).unwrap();
+    let mut p = ring.producer(1).unwrap();
+    let mut c = ring.consumer(2).unwrap();
+    p.push(&7u64.to_le_bytes()).unwrap();
+    let peek = c.peek().unwrap();
+    let bytes = peek.bytes();
+    fixture.region.body()[PAYLOAD_WORD].store(9, Relaxed);
+    assert_eq!(bytes[0], 9);
+}
