@@ -14,8 +14,13 @@
 //! # Publishing position P
 //! 1. SeqCst fence, then load `epoch`. If it changed since the last scan, or if the
 //!    cached minimum lossless head `m` has `P - m >= C`, rescan the table: the minimum
-//!    head over ACTIVE lossless entries. If some entry has `P - head >= C`, return
-//!    [`PublishError::Full`] naming it.
+//!    head over ACTIVE lossless entries. An ACTIVE lossless entry whose head is ahead
+//!    of `P` is impossible: the scan evicts it (a compare-exchange against the state
+//!    word it loaded, generation included), counts it
+//!    ([`BroadcastProducer::evicted_corrupt`]) and goes on, so that one corrupt entry
+//!    does not stop the producer. If some entry has `P - head >= C`, return
+//!    [`PublishError::Full`] naming it; the producer remembers the state word the scan
+//!    saw there for [`BroadcastProducer::evict_blocker`].
 //! 2. Stamp `2P + 1`, release fence, length and payload (relaxed), stamp `2P + 2`
 //!    (release), `tail := P + 1` (release).
 //!
@@ -43,6 +48,20 @@
 //! since the caller looked at it.
 //! Generations in the state word stop a stale subscriber from freeing an entry that
 //! was reclaimed and reused.
+//!
+//! A producer held back by a subscriber whose owner turns out to be dead evicts it
+//! with [`BroadcastProducer::evict_blocker`]: a compare-exchange against the state
+//! word its scan saw, never a fresh load. Between the scan and the eviction a new
+//! subscriber may take the entry's role lock, reclaim the entry and join through it;
+//! its join changed the generation, so it is not evicted.
+//!
+//! # What a handle keeps from shared memory
+//! A value loaded from shared memory is validated before a handle keeps it: the
+//! lossless subscriber's cached tail (`head < tail <= head + C`, and dropped when a
+//! slot's stamp refutes it), the lossy subscriber's head (moved only once a slot's
+//! stamp confirmed the position it moves to), the producer's minimum head (impossible
+//! heads are evicted, never cached). So after a corrupt word is reported and
+//! restored, each handle resumes where it was.
 //!
 //! # Invariants
 //! - A lossless subscriber that is not evicted receives every position from its join
@@ -99,6 +118,10 @@ pub const MAX_SUBSCRIBERS: usize = 4096;
 
 /// States `reclaim` frees.
 const RECLAIMABLE: [u64; 3] = [entry::JOINING, entry::ACTIVE, entry::EVICTED];
+
+/// Compare-exchanges a scan tries on one impossible entry (whose state keeps
+/// changing under it) before the publish reports [`PublishError::Corrupt`].
+const SCAN_ENTRY_ATTEMPTS: u32 = 4;
 
 /// Copies a lossy subscriber attempts per receive before [`RecvError::Stalled`].
 pub const DEFAULT_RECV_ATTEMPTS: u32 = 64;
@@ -542,6 +565,9 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             tail,
             epoch_seen: None,
             min_head: None,
+            blocker: None,
+            evicted_corrupt: 0,
+            last_corrupt: None,
         })
     }
 
@@ -691,7 +717,8 @@ pub enum PublishError {
         /// Slot size.
         max: usize,
     },
-    /// A subscriber entry is impossible.
+    /// An impossible subscriber entry kept changing under the scan's attempts to
+    /// evict it (see [`BroadcastProducer::evicted_corrupt`]); nothing was written.
     Corrupt(Corruption),
 }
 
@@ -722,6 +749,13 @@ pub struct BroadcastProducer<R: Region<Header = BroadcastHeader>> {
     epoch_seen: Option<u64>,
     /// Lowest lossless head at the last scan; `None` if there was none.
     min_head: Option<u64>,
+    /// Entry index and state word (generation included) of the subscriber the last
+    /// scan reported `Full` for.
+    blocker: Option<(usize, u64)>,
+    /// Impossible entries the scans evicted.
+    evicted_corrupt: u64,
+    /// The last of them.
+    last_corrupt: Option<Corruption>,
 }
 
 impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
@@ -756,7 +790,8 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
             .is_some_and(|m| position.wrapping_sub(m) >= geometry.capacity as u64);
         if self.epoch_seen != Some(epoch) || near_full {
             // Until a scan completes, the next publish must scan again: a scan cut
-            // short by a corrupt entry has not looked at the entries after it.
+            // short (`Full`, or an entry that kept changing) has not looked at every
+            // entry after it.
             self.epoch_seen = None;
             self.scan(position)?;
             self.epoch_seen = Some(epoch);
@@ -788,41 +823,134 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         self.tail
     }
 
+    /// Lossless entries whose head the scan found impossible (ahead of the position
+    /// being published) and evicted, counted over this handle's life.
+    pub fn evicted_corrupt(&self) -> u64 {
+        self.evicted_corrupt
+    }
+
+    /// The last impossible entry the scan evicted
+    /// ([`Corruption::SubscriberHead`]: its index, its head and the position being
+    /// published), if any.
+    pub fn last_corrupt_entry(&self) -> Option<Corruption> {
+        self.last_corrupt
+    }
+
+    /// Evicts and frees entry `subscriber`, which the last publish reported
+    /// [`PublishError::Full`] for, if the entry still holds exactly the state word
+    /// (generation included) that publish's table scan saw.
+    ///
+    /// Call it only once the entry's owner is known to be dead (its role lock is
+    /// free, checked after the `Full`). A subscriber that reclaimed and joined through
+    /// the entry since the scan has another generation and is left alone; so is an
+    /// entry that changed in any other way (the next publish scans again). Whatever
+    /// the result, the next publish scans the table.
+    ///
+    /// Returns `Ok` if this call evicted the entry; the entry is then freed (with the
+    /// scanned generation), as it is if it was already EVICTED with that generation.
+    /// [`EntryError::WrongState`] (with the state found) if the entry changed, or if
+    /// the last publish did not report `Full` for `subscriber`.
+    pub fn evict_blocker(&mut self, subscriber: usize) -> Result<(), EntryError> {
+        let geometry = &self.ring.geometry;
+        if subscriber >= geometry.max_subscribers {
+            return Err(EntryError::OutOfRange { index: subscriber });
+        }
+        self.epoch_seen = None;
+        let word = &geometry.entry(self.ring.region.body(), subscriber)[entry::STATE];
+        let seen = match self.blocker {
+            Some((index, seen)) if index == subscriber => seen,
+            _ => {
+                return Err(EntryError::WrongState {
+                    state: word.load(Ordering::Relaxed),
+                })
+            }
+        };
+        self.blocker = None;
+        let free = seen & !entry::STATE_MASK;
+        let evicted = free | entry::EVICTED;
+        // Compared with the scanned word, never with a fresh load: a join since the
+        // scan changed the generation, a leave or reclaim the state bits. AcqRel, as
+        // in `Broadcast::transition`: Release orders the change after our reads of the
+        // entry (partner: the subscriber's Acquire load of its state, which then
+        // reports the eviction).
+        let result = word
+            .compare_exchange(seen, evicted, Ordering::AcqRel, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|state| EntryError::WrongState { state });
+        // Free the dead owner's entry, only from EVICTED with the scanned generation.
+        // Release pairs with the next joiner's Acquire CAS in `claim_entry`.
+        let _ = word.compare_exchange(evicted, free, Ordering::AcqRel, Ordering::Relaxed);
+        result
+    }
+
     /// Recomputes the lowest lossless head; `Full` if one is `capacity` behind.
+    ///
+    /// An ACTIVE lossless entry whose head is ahead of `position` is impossible (a
+    /// subscriber's head never passes the tail it loaded): the scan evicts exactly
+    /// the state it saw, counts it and goes on, so one corrupt entry does not stop
+    /// the producer. If the entry changes under that compare-exchange every time,
+    /// the scan gives up with `Corrupt`.
     fn scan(&mut self, position: u64) -> Result<(), PublishError> {
         let geometry = &self.ring.geometry;
         let body = self.ring.region.body();
         let capacity = geometry.capacity as u64;
-        let mut slowest: Option<(u64, usize, u64)> = None; // (lag, index, head)
+        let mut slowest: Option<(u64, usize, u64, u64)> = None; // (lag, index, head, state)
+        self.blocker = None;
         for index in 0..geometry.max_subscribers {
             let e = geometry.entry(body, index);
-            // Acquire pairs with the joiner's Release store of ACTIVE (mode and head
-            // visible) and with the Release of a leave (its reads happen-before ours).
-            let state = e[entry::STATE].load(Ordering::Acquire);
-            if state & entry::STATE_MASK != entry::ACTIVE
-                || e[entry::MODE].load(Ordering::Relaxed) != entry::MODE_LOSSLESS
-            {
-                continue;
-            }
-            // Acquire pairs with the subscriber's Release store of its head: its reads
-            // of the slots before `head` happen-before our overwrites.
-            let head = e[entry::HEAD].load(Ordering::Acquire);
-            if is_after(head, position) {
-                return Err(PublishError::Corrupt(Corruption::SubscriberHead {
+            let mut attempts = 0;
+            let seen = loop {
+                // Acquire pairs with the joiner's Release store of ACTIVE (mode and head
+                // visible) and with the Release of a leave (its reads happen-before ours).
+                let state = e[entry::STATE].load(Ordering::Acquire);
+                if state & entry::STATE_MASK != entry::ACTIVE
+                    || e[entry::MODE].load(Ordering::Relaxed) != entry::MODE_LOSSLESS
+                {
+                    break None;
+                }
+                // Acquire pairs with the subscriber's Release store of its head: its
+                // reads of the slots before `head` happen-before our overwrites.
+                let head = e[entry::HEAD].load(Ordering::Acquire);
+                if !is_after(head, position) {
+                    break Some((state, head));
+                }
+                let corruption = Corruption::SubscriberHead {
                     subscriber: index,
                     head,
                     tail: position,
-                }));
-            }
+                };
+                let evicted = (state & !entry::STATE_MASK) | entry::EVICTED;
+                // Only the state we saw (generation included): a subscriber that
+                // joined since is examined afresh. AcqRel as in `evict_blocker`
+                // (partner: the subscriber's Acquire load of its state).
+                if e[entry::STATE]
+                    .compare_exchange(state, evicted, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.evicted_corrupt = self.evicted_corrupt.wrapping_add(1);
+                    self.last_corrupt = Some(corruption);
+                    break None;
+                }
+                attempts += 1;
+                if attempts == SCAN_ENTRY_ATTEMPTS {
+                    return Err(PublishError::Corrupt(corruption));
+                }
+            };
+            let Some((state, head)) = seen else {
+                continue;
+            };
             let lag = position.wrapping_sub(head);
-            if slowest.is_none_or(|(worst, _, _)| lag > worst) {
-                slowest = Some((lag, index, head));
+            if slowest.is_none_or(|(worst, _, _, _)| lag > worst) {
+                slowest = Some((lag, index, head, state));
             }
         }
-        self.min_head = slowest.map(|(_, _, head)| head);
+        self.min_head = slowest.map(|(_, _, head, _)| head);
         match slowest {
             // A lag above the capacity is a joiner that has not yet moved its head up.
-            Some((lag, subscriber, _)) if lag >= capacity => Err(PublishError::Full { subscriber }),
+            Some((lag, subscriber, _, state)) if lag >= capacity => {
+                self.blocker = Some((subscriber, state));
+                Err(PublishError::Full { subscriber })
+            }
             _ => Ok(()),
         }
     }
@@ -1040,27 +1168,30 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         let geometry = self.ring.geometry;
         if self.head == self.cached_tail {
             // Acquire pairs with the producer's Release store of `tail`.
-            self.cached_tail = self.ring.region.header().tail.load(Ordering::Acquire);
-            let lag = self.cached_tail.wrapping_sub(self.head);
+            let tail = self.ring.region.header().tail.load(Ordering::Acquire);
+            let lag = tail.wrapping_sub(self.head);
             if lag > geometry.capacity as u64 {
                 // The producer ran past us: only an eviction allows that. The Acquire
                 // load of `tail` above makes the eviction its scan saw visible here.
                 if self.evicted() {
                     return Err(RecvError::Evicted);
                 }
+                // Not cached: the next receive loads the tail again.
                 return Err(RecvError::Corrupt(Corruption::Indices {
                     head: self.head,
-                    tail: self.cached_tail,
+                    tail,
                 }));
             }
             if lag == 0 {
                 return Err(RecvError::Empty);
             }
+            // Validated: `head < tail <= head + capacity`.
+            self.cached_tail = tail;
         }
         let slot = geometry.slot(self.ring.region.body(), self.head);
-        match read_slot(&geometry, slot, self.head, buf) {
-            SlotRead::Ok(len) => Ok(self.deliver(len)),
-            SlotRead::TooSmall(needed) => Err(RecvError::BufferTooSmall { needed }),
+        let result = match read_slot(&geometry, slot, self.head, buf) {
+            SlotRead::Ok(len) => return Ok(self.deliver(len)),
+            SlotRead::TooSmall(needed) => return Err(RecvError::BufferTooSmall { needed }),
             // The producer never overwrites what an active lossless subscriber has not
             // received: it was evicted meanwhile, or the memory is corrupt.
             SlotRead::Overwritten => {
@@ -1068,44 +1199,57 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
                 // saw, so the eviction its scan saw is visible to `evicted` below.
                 fence(Ordering::Acquire);
                 if self.evicted() {
-                    Err(RecvError::Evicted)
-                } else {
-                    Err(RecvError::Corrupt(Corruption::Stamp {
-                        expected: self.head,
-                        found: slot.stamp().load(Ordering::Relaxed),
-                    }))
+                    return Err(RecvError::Evicted);
                 }
+                RecvError::Corrupt(Corruption::Stamp {
+                    expected: self.head,
+                    found: slot.stamp().load(Ordering::Relaxed),
+                })
             }
-            SlotRead::Corrupt(c) => Err(RecvError::Corrupt(c)),
-        }
+            SlotRead::Corrupt(c) => RecvError::Corrupt(c),
+        };
+        // The slot refuted the cached tail (a plausible tail that was never
+        // published), or something else is corrupt: drop the cache, so that the next
+        // receive starts from a fresh load of the tail.
+        self.cached_tail = self.head;
+        Err(result)
     }
 
+    /// The head moves (and the skipped positions count as dropped) only once a slot
+    /// read confirmed the position it moves to: a tail that the stamps refute leaves
+    /// no trace in this subscriber.
     fn recv_lossy(&mut self, buf: &mut [&mut [u8]]) -> Result<Received, RecvError> {
         let geometry = self.ring.geometry;
+        // The candidate head: `self.head` plus the positions skipped in this call.
+        let mut head = self.head;
         for attempt in 0..self.max_attempts {
             if attempt > 0 {
                 spin_hint();
             }
             // Acquire pairs with the producer's Release store of `tail`.
             let tail = self.ring.region.header().tail.load(Ordering::Acquire);
-            if is_after(self.head, tail) {
-                return Err(RecvError::Corrupt(Corruption::Indices {
-                    head: self.head,
-                    tail,
-                }));
+            if is_after(head, tail) {
+                return Err(RecvError::Corrupt(Corruption::Indices { head, tail }));
             }
-            let lag = tail.wrapping_sub(self.head);
+            let lag = tail.wrapping_sub(head);
             if lag == 0 {
                 return Err(RecvError::Empty);
             }
             if lag > self.max_lag {
-                self.skip(lag - self.max_lag);
+                head = head.wrapping_add(lag - self.max_lag);
             }
-            let slot = geometry.slot(self.ring.region.body(), self.head);
-            match read_slot(&geometry, slot, self.head, buf) {
-                SlotRead::Ok(len) => return Ok(self.deliver(len)),
-                SlotRead::TooSmall(needed) => return Err(RecvError::BufferTooSmall { needed }),
-                SlotRead::Overwritten => self.skip(1),
+            let slot = geometry.slot(self.ring.region.body(), head);
+            match read_slot(&geometry, slot, head, buf) {
+                SlotRead::Ok(len) => {
+                    self.skip_to(head);
+                    return Ok(self.deliver(len));
+                }
+                SlotRead::TooSmall(needed) => {
+                    // The stamp confirmed `head`: the skip stands, the item stays.
+                    self.skip_to(head);
+                    return Err(RecvError::BufferTooSmall { needed });
+                }
+                SlotRead::Overwritten => head = head.wrapping_add(1),
                 SlotRead::Corrupt(c) => return Err(RecvError::Corrupt(c)),
             }
         }
@@ -1114,8 +1258,10 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         })
     }
 
-    fn skip(&mut self, positions: u64) {
-        self.head = self.head.wrapping_add(positions);
+    /// Moves the head up to `head`, counting the positions skipped as dropped.
+    fn skip_to(&mut self, head: u64) {
+        let positions = head.wrapping_sub(self.head);
+        self.head = head;
         self.dropped = self.dropped.wrapping_add(positions);
     }
 

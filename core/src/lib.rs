@@ -65,6 +65,8 @@ mod words;
 #[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
 mod tests;
 
+#[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
+mod broadcast_tests;
 
 pub use broadcast::{
     entry, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,
