@@ -51,7 +51,6 @@ fn ring(segment: &Arc<Segment>) -> Broadcast<Region> {
 #[derive(Debug)]
 pub struct TopicPublisher {
     producer: BroadcastProducer<Region>,
-    ring: Broadcast<Region>,
     segment: Arc<Segment>,
     next_frame: u64,
     evicted: u64,
@@ -105,7 +104,6 @@ impl TopicPublisher {
             })?;
         Ok(TopicPublisher {
             producer,
-            ring,
             segment,
             next_frame: 1,
             evicted: 0,
@@ -122,6 +120,16 @@ impl TopicPublisher {
         self.evicted
     }
 
+    /// Subscriber entries this publisher found impossible (a head ahead of the tail:
+    /// a buggy or hostile peer) and evicted so far, and the last of them. Publishing
+    /// goes on past such an entry.
+    pub fn evicted_corrupt(&self) -> (u64, Option<tensorlane_core::Corruption>) {
+        (
+            self.producer.evicted_corrupt(),
+            self.producer.last_corrupt_entry(),
+        )
+    }
+
     /// Position the next published item will have (the number published so far).
     pub fn next_position(&self) -> u64 {
         self.producer.tail()
@@ -135,23 +143,20 @@ impl TopicPublisher {
         let frame_id = self.next_frame;
         let prefix = lane::frame_prefix(frame_id, lane::now_ns());
         let segment = &self.segment;
-        let (producer, ring, evicted) = (&mut self.producer, &self.ring, &mut self.evicted);
+        let (producer, evicted) = (&mut self.producer, &mut self.evicted);
         let position = wait(&segment.header().space, timeout, || loop {
             match producer.publish_parts(&[&prefix, tensor]) {
                 Ok(position) => return Some(Ok(position)),
                 Err(PublishError::Full { subscriber }) => {
                     let role = SUBSCRIBER_ROLE_BASE + subscriber as u64;
-                    // The generation seen before the liveness check: a subscriber that
-                    // joins through this entry meanwhile has another one and is spared.
-                    // (The index comes from the core's scan of this table: in range.)
-                    let generation = ring.subscriber(subscriber).map_or(0, |e| e.generation);
                     match segment.role_alive(role) {
-                        // Dead: evict and free its entry, then try again at once.
+                        // Dead: evict and free its entry, then try again at once. Only
+                        // the state word the scan saw is evicted: a subscriber that
+                        // joined through this entry since then is spared.
                         Ok(false) => {
-                            if ring.evict_generation(subscriber, generation).is_ok() {
+                            if producer.evict_blocker(subscriber).is_ok() {
                                 *evicted += 1;
                             }
-                            let _ = ring.reclaim_generation(subscriber, generation);
                         }
                         Ok(true) => return None,
                         Err(e) => return Some(Err(e)),
