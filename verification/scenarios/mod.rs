@@ -417,10 +417,14 @@ pub fn gpu_host_event<S: GpuStreamThreadRole>(reads: usize, stream: S) {
                 Err(ReadError::Empty) | Err(ReadError::Stalled { .. }) => continue,
                 Err(e) => panic!("unexpected read error: {e}"),
             };
-            // `HostReader::wait`, one poll: Acquire on both counters.
-            let target = reader_fixture.event[0].load(Ordering::Acquire);
+            // `HostReader::wait`, one poll: the events are mapped read-only there, so
+            // each counter is loaded Relaxed and followed by an Acquire fence.
+            let target = reader_fixture.event[0].load(Ordering::Relaxed);
+            tensorlane_verification::sync::fence(Ordering::Acquire);
             assert!(target >= 1, "record of write {k} published before its event was issued");
-            if reader_fixture.event[1].load(Ordering::Acquire) >= target {
+            let completed = reader_fixture.event[1].load(Ordering::Relaxed);
+            tensorlane_verification::sync::fence(Ordering::Acquire);
+            if completed >= target {
                 for word in reader_fixture.slot(k) {
                     let word = word.load(Ordering::Relaxed);
                     if word != k {

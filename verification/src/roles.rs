@@ -299,7 +299,7 @@ impl GpuStreamThreadRole for RealGpuStreamThread {
             word.store(k, crate::sync::Ordering::Relaxed);
         }
         // Job::Record (`Slots::complete`). Release: pairs with the reader's Acquire
-        // load of `completed` in `HostReader::wait`.
+        // fence after its Relaxed load of `completed` in `HostReader::wait`.
         fixture.event[1].store(count, crate::sync::Ordering::Release);
     }
 }
