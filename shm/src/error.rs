@@ -17,6 +17,16 @@ pub enum LaneError {
     TooLarge,
     /// A lane with this name already exists.
     Exists(String),
+    /// Shared memory (the `/dev/shm` file system, or the memory limit behind it) has
+    /// no room for the lane; nothing was left behind.
+    NoSpace {
+        /// Lane name.
+        name: String,
+        /// Bytes the lane needs.
+        needed: u64,
+        /// Bytes the file system reported free, if it could tell.
+        available: Option<u64>,
+    },
     /// No lane has this name.
     NotFound(String),
     /// The lane's object may not be opened by this user.
@@ -27,6 +37,18 @@ pub enum LaneError {
         name: String,
         /// Owner's uid.
         owner: u32,
+    },
+    /// The lane's object is not a regular file (a directory, FIFO, socket or device
+    /// planted under a lane's name).
+    NotRegular(String),
+    /// The lane's object is smaller than its header says (it was truncated).
+    Truncated {
+        /// Lane name.
+        name: String,
+        /// Bytes the object has.
+        size: u64,
+        /// Bytes the header says the segment has.
+        needed: u64,
     },
     /// The lane's header is invalid (corrupt, truncated, another version).
     Header {
@@ -98,11 +120,27 @@ impl fmt::Display for LaneError {
             LaneError::Geometry(e) => write!(f, "invalid lane geometry: {e}"),
             LaneError::TooLarge => f.write_str("lane too large"),
             LaneError::Exists(n) => write!(f, "lane {n:?} already exists"),
+            LaneError::NoSpace {
+                name,
+                needed,
+                available,
+            } => {
+                write!(f, "lane {name:?}: no room in shared memory for {needed} bytes")?;
+                match available {
+                    Some(free) => write!(f, " ({free} bytes free)"),
+                    None => Ok(()),
+                }
+            }
             LaneError::NotFound(n) => write!(f, "no lane named {n:?}"),
             LaneError::PermissionDenied(n) => write!(f, "lane {n:?}: permission denied"),
             LaneError::ForeignOwner { name, owner } => {
                 write!(f, "lane {name:?} belongs to uid {owner}, not to this user")
             }
+            LaneError::NotRegular(n) => write!(f, "lane {n:?}: not a regular file"),
+            LaneError::Truncated { name, size, needed } => write!(
+                f,
+                "lane {name:?}: the object has {size} bytes, its header says {needed} (it was truncated)"
+            ),
             LaneError::Header { name, source } => write!(f, "lane {name:?}: {source}"),
             LaneError::WrongKind {
                 name,

@@ -28,6 +28,7 @@ mod futex;
 pub mod header;
 mod lane;
 mod name;
+pub mod peek;
 mod queue;
 pub mod segment;
 mod stream;

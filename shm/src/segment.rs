@@ -1,10 +1,18 @@
 //! POSIX shared-memory segments: create, open, map, unlink, list, and role locks.
 //!
 //! A segment is created with `shm_open(O_CREAT | O_EXCL)`, mode 0600 (0660 when
-//! group access is asked for), sized with `ftruncate`, mapped shared, and its header
-//! written before the ready word is released. Opening checks that the object belongs
-//! to this user, that it is at least as large as its header says, and validates the
-//! header before anything else in it is used.
+//! group access is asked for), sized and reserved with `posix_fallocate` (so that a
+//! full `/dev/shm` is a [`LaneError::NoSpace`] at create, never a SIGBUS at the first
+//! write), mapped shared, and its header written before the ready word is released.
+//!
+//! Opening checks, in this order and before touching any memory of the object: that
+//! it is a regular file, that it belongs to this user (or, for a group lane, that it
+//! is mode 0660 and its group is one of this process's groups), and, reading through
+//! the descriptor (`pread`, which never allocates a page of a sparse object), that its
+//! header is ready. Only then is the object mapped; its header is validated, and its
+//! size checked against the size the header implies, before anything beyond the
+//! header is used. A tool opening many lanes gives one deadline for all of them
+//! ([`Segment::open_until`]).
 //!
 //! Roles (writer, consumer, subscriber `i`) are owned through open-file-description
 //! locks (`F_OFD_SETLK`) on one byte per role of the segment's descriptor. The
@@ -13,9 +21,11 @@
 //!
 //! Limits: a child created by `fork` (without `exec`) shares its parent's open file
 //! descriptions and so its role locks; it must not use the parent's handles, and the
-//! roles stay "alive" while it lives. A process that truncates a segment others have
-//! mapped makes their accesses beyond the new end fault (SIGBUS); only processes of
-//! the owning user can open segments (mode 0600 by default).
+//! roles stay "alive" while it lives. A process that may write the object (its owner,
+//! and its group for a group lane) can truncate it while others have it mapped; their
+//! accesses beyond the new end then fault (SIGBUS). Nothing can prevent that after a
+//! lane is opened (docs/LAYOUT.md, section 1, *Truncation*); a lane truncated before it
+//! is opened is refused with [`LaneError::Truncated`].
 
 use crate::error::LaneError;
 use crate::header::{self, HeaderInfo, SegmentHeader, HEADER_BYTES, READY};
@@ -24,6 +34,7 @@ use memmap2::MmapRaw;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,10 +48,19 @@ pub const CONSUMER_ROLE: u64 = 1;
 /// Lock byte of topic subscriber `i` is `SUBSCRIBER_ROLE_BASE + i`.
 pub const SUBSCRIBER_ROLE_BASE: u64 = 2;
 
+/// Mode of a lane only its owner may open.
+pub const PRIVATE_MODE: u32 = 0o600;
+/// Mode of a lane its group may open too.
+pub const GROUP_MODE: u32 = 0o660;
+
 /// Options for creating a segment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CreateOptions {
-    /// Let the owner's group open the lane (mode 0660 instead of 0600).
+    /// Let the lane's group open it (mode 0660 instead of 0600). The group is the
+    /// creator's effective group id (run the creator with another one, or `chgrp`
+    /// the object, to share with another group). Every member of the group is then
+    /// as trusted as the owner: it can write any word of the segment, take any role,
+    /// and truncate the object (docs/LAYOUT.md, sections 1 and 4).
     pub group_access: bool,
 }
 
@@ -70,7 +90,11 @@ impl Segment {
         options: CreateOptions,
     ) -> Result<Segment, LaneError> {
         let object = name.object_name();
-        let mode: libc::mode_t = if options.group_access { 0o660 } else { 0o600 };
+        let mode = if options.group_access {
+            GROUP_MODE
+        } else {
+            PRIVATE_MODE
+        } as libc::mode_t;
         // SAFETY: `object` is a NUL-terminated C string that outlives the call.
         let fd = unsafe {
             libc::shm_open(
@@ -111,12 +135,7 @@ impl Segment {
         if unsafe { libc::fchmod(file.as_raw_fd(), mode) } != 0 {
             return Err(errno_error("fchmod", name));
         }
-        file.set_len(info.segment_bytes as u64)
-            .map_err(|source| LaneError::Io {
-                name: name.to_string(),
-                what: "ftruncate".into(),
-                source,
-            })?;
+        reserve(&file, name, info.segment_bytes)?;
         let map = MmapRaw::map_raw(&file).map_err(|source| LaneError::Io {
             name: name.to_string(),
             what: "mmap".into(),
@@ -146,8 +165,19 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Opens and validates an existing segment.
+    /// Opens and validates an existing segment, waiting up to [`READY_TIMEOUT`] for a
+    /// creator to finish its header.
     pub fn open(name: &LaneName) -> Result<Segment, LaneError> {
+        Self::open_until(name, Instant::now() + READY_TIMEOUT)
+    }
+
+    /// Opens and validates an existing segment, waiting for a creator to finish its
+    /// header only until `deadline` (a past deadline: no wait at all).
+    ///
+    /// Type and owner are checked first, so an object planted by another user or one
+    /// that is not a regular file is refused at once; then the header is read through
+    /// the descriptor until it is ready, and only then is the object mapped.
+    pub fn open_until(name: &LaneName, deadline: Instant) -> Result<Segment, LaneError> {
         let object = name.object_name();
         // SAFETY: `object` is a NUL-terminated C string that outlives the call.
         let fd = unsafe { libc::shm_open(object.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
@@ -165,35 +195,14 @@ impl Segment {
         }
         // SAFETY: `fd` was just returned by shm_open and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        // A creator sizes the object right after creating it: wait (bounded) for that.
-        let meta = loop {
-            let meta = file.metadata().map_err(|source| LaneError::Io {
-                name: name.to_string(),
-                what: "fstat".into(),
-                source,
-            })?;
-            if meta.len() >= HEADER_BYTES as u64 || Instant::now() >= deadline {
-                break meta;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
-            return Err(LaneError::ForeignOwner {
-                name: name.to_string(),
-                owner: meta.uid(),
-            });
-        }
-        let size = meta.len();
-        if size < HEADER_BYTES as u64 {
-            return Err(LaneError::Header {
-                name: name.to_string(),
-                source: header::HeaderError::TooShort { found: size },
-            });
-        }
+        // Neither the type nor the owner changes while a creator finishes: check them
+        // before waiting for anything.
+        check_access(name, &fstat(&file, name)?)?;
+        // A creator reserves the object right after creating it and then writes the
+        // header: wait (bounded) until the header is ready. Reading through the
+        // descriptor never allocates a page, so a half-made object on a full /dev/shm
+        // cannot fault here, as a load through a mapping would.
+        let size = wait_ready(&file, name, deadline)?;
         let map = MmapRaw::map_raw(&file).map_err(|source| LaneError::Io {
             name: name.to_string(),
             what: "mmap".into(),
@@ -210,28 +219,53 @@ impl Segment {
         }
         // SAFETY: the mapping is at least HEADER_BYTES long (checked just above) and
         // page-aligned, and SegmentHeader is made of atomics only, valid for any bytes.
+        // Its first page holds the ready word read above, so it is allocated.
         let header = unsafe { &*(map.as_ptr() as *const SegmentHeader) };
-        // Acquire pairs with the creator's Release store of READY.
-        while header.ready.load(Ordering::Acquire) != READY {
-            if Instant::now() >= deadline {
-                return Err(LaneError::Header {
-                    name: name.to_string(),
-                    source: header::HeaderError::NotReady,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        // Acquire pairs with the creator's Release store of READY. The read through
+        // the descriptor saw READY already, and the word never changes once set; a
+        // writer that changes it anyway has corrupted the header.
+        if header.ready.load(Ordering::Acquire) != READY {
+            return Err(LaneError::Header {
+                name: name.to_string(),
+                source: header::HeaderError::NotReady,
+            });
         }
         let words = header::read_words(header);
-        let info = header::decode(&words, mapped).map_err(|source| LaneError::Header {
+        // The size is checked separately below, to tell a truncated object apart.
+        let info = header::decode(&words, u64::MAX).map_err(|source| LaneError::Header {
             name: name.to_string(),
             source,
         })?;
+        let smallest = size.min(mapped);
+        if smallest < info.segment_bytes as u64 {
+            return Err(LaneError::Truncated {
+                name: name.to_string(),
+                size: smallest,
+                needed: info.segment_bytes as u64,
+            });
+        }
         Ok(Segment {
             name: name.clone(),
             file,
             map,
             info,
         })
+    }
+
+    /// Whether the object still has at least the size its header says (`fstat`); a
+    /// lane truncated since it was opened faults (SIGBUS) on any access beyond its
+    /// new end. Long-running tools check this before each round of reads; it narrows
+    /// the window but cannot close it.
+    pub fn check_size(&self) -> Result<(), LaneError> {
+        let size = fstat(&self.file, &self.name)?.len();
+        if size < self.info.segment_bytes as u64 {
+            return Err(LaneError::Truncated {
+                name: self.name.to_string(),
+                size,
+                needed: self.info.segment_bytes as u64,
+            });
+        }
+        Ok(())
     }
 
     /// The lane name.
@@ -328,6 +362,137 @@ pub fn try_lock_roles(file: &File, first_role: u64, roles: u64) -> io::Result<bo
     }
 }
 
+/// Sizes a new object to `bytes` and reserves its memory, so that no later access
+/// can fault for want of space (a sparse object on a full tmpfs raises SIGBUS at the
+/// first touch of an unallocated page, even a read).
+fn reserve(file: &File, name: &LaneName, bytes: usize) -> Result<(), LaneError> {
+    let len = libc::off_t::try_from(bytes).map_err(|_| LaneError::TooLarge)?;
+    // A signal can interrupt a long reservation (the kernel undoes its part); retry
+    // a bounded number of times.
+    for _ in 0..100 {
+        // SAFETY: `file` owns an open descriptor; posix_fallocate touches no memory of
+        // this process.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::ENOSPC | libc::EDQUOT | libc::ENOMEM => {
+                return Err(LaneError::NoSpace {
+                    name: name.to_string(),
+                    needed: bytes as u64,
+                    available: free_bytes(file),
+                })
+            }
+            libc::EFBIG => return Err(LaneError::TooLarge),
+            _ => {
+                return Err(LaneError::Io {
+                    name: name.to_string(),
+                    what: "posix_fallocate".into(),
+                    source: io::Error::from_raw_os_error(rc),
+                })
+            }
+        }
+    }
+    Err(LaneError::Io {
+        name: name.to_string(),
+        what: "posix_fallocate".into(),
+        source: io::Error::from_raw_os_error(libc::EINTR),
+    })
+}
+
+/// Bytes free for unprivileged use on `file`'s file system, if it says.
+fn free_bytes(file: &File) -> Option<u64> {
+    // SAFETY: statvfs is a plain C struct for which all-zero is a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `file` owns an open descriptor and `stat` is valid for writes.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) } != 0 {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    u64::from(stat.f_bavail).checked_mul(u64::from(stat.f_frsize))
+}
+
+fn fstat(file: &File, name: &LaneName) -> Result<std::fs::Metadata, LaneError> {
+    file.metadata().map_err(|source| LaneError::Io {
+        name: name.to_string(),
+        what: "fstat".into(),
+        source,
+    })
+}
+
+/// Refuses an object that is not a regular file, or that this process may not use:
+/// one owned by another user, unless it is a group lane (mode exactly 0660) of one of
+/// this process's groups.
+fn check_access(name: &LaneName, meta: &std::fs::Metadata) -> Result<(), LaneError> {
+    if !meta.file_type().is_file() {
+        return Err(LaneError::NotRegular(name.to_string()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me || (meta.mode() & 0o7777 == GROUP_MODE && in_group(meta.gid())) {
+        return Ok(());
+    }
+    Err(LaneError::ForeignOwner {
+        name: name.to_string(),
+        owner: meta.uid(),
+    })
+}
+
+/// Whether `gid` is this process's effective group or one of its supplementary ones.
+fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    // SAFETY: with a size of 0, getgroups writes nothing and returns the count.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let Ok(len) = usize::try_from(count) else {
+        return false;
+    };
+    let mut groups: Vec<libc::gid_t> = vec![0; len];
+    // SAFETY: `groups` has room for `count` entries.
+    let got = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+    // A negative count: the list grew in between (another thread); refuse.
+    usize::try_from(got).is_ok_and(|got| groups[..got.min(len)].contains(&gid))
+}
+
+/// Waits until `deadline` for the object to hold a ready header, reading through the
+/// descriptor; returns the object's size.
+fn wait_ready(file: &File, name: &LaneName, deadline: Instant) -> Result<u64, LaneError> {
+    let ready_at = std::mem::offset_of!(SegmentHeader, ready) as u64;
+    loop {
+        let size = fstat(file, name)?.len();
+        if size >= HEADER_BYTES as u64 {
+            let mut word = [0u8; 8];
+            match file.read_exact_at(&mut word, ready_at) {
+                Ok(()) if u64::from_le_bytes(word) == READY => return Ok(size),
+                Ok(()) => {}
+                // Truncated since the fstat: as if not sized yet.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+                Err(source) => {
+                    return Err(LaneError::Io {
+                        name: name.to_string(),
+                        what: "pread".into(),
+                        source,
+                    })
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            let source = if size < HEADER_BYTES as u64 {
+                header::HeaderError::TooShort { found: size }
+            } else {
+                header::HeaderError::NotReady
+            };
+            return Err(LaneError::Header {
+                name: name.to_string(),
+                source,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Removes a lane's name. Processes that have it open keep their mapping.
 pub fn unlink(name: &LaneName) -> Result<(), LaneError> {
     let object = name.object_name();
@@ -346,10 +511,12 @@ pub fn unlink(name: &LaneName) -> Result<(), LaneError> {
     Ok(())
 }
 
-/// Names of this library's segments (entries of `/dev/shm` with our prefix).
+/// Names of this library's segments: the regular files of `/dev/shm` with our
+/// prefix (directories, FIFOs, sockets, devices and symbolic links are skipped).
 pub fn list() -> io::Result<Vec<LaneName>> {
     let mut names: Vec<LaneName> = std::fs::read_dir("/dev/shm")?
         .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().to_str().and_then(LaneName::from_object_file))
         .collect();
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));

@@ -89,15 +89,15 @@ impl StreamWriter {
                 name: name.to_string(),
                 role: "writer",
             })?;
-        // Continue the frame ids of the last complete write.
-        let mut last = vec![0u8; segment.info().spec.byte_len()];
-        let mut prefix = [0u8; FRAME_BYTES];
-        let next_frame = match register
-            .reader()
-            .read_parts(&mut [&mut prefix, &mut last], false)
-        {
-            Ok(_) => lane::parse_prefix(&prefix).0.wrapping_add(1),
-            Err(_) => 1,
+        // Continue the frame ids of the last complete write. Only its frame prefix is
+        // read: a buffer for the whole tensor would be an allocation sized by shared
+        // memory. Nobody writes any more (this process holds the writer role), so the
+        // attempts only guard against a hostile peer.
+        // SAFETY: the segment's kind is Stream, whose core header is SeqlockHeader.
+        let region: Region = unsafe { ShmRegion::new(segment.clone()) };
+        let next_frame = match crate::peek::stream_latest(&region, &register.geometry(), 64) {
+            Ok(Some(prefix)) => prefix.frame_id.wrapping_add(1),
+            Ok(None) | Err(_) => 1,
         };
         Ok(StreamWriter {
             writer,

@@ -338,6 +338,9 @@ impl TopicSubscriber {
     pub fn last_k(&self, k: usize, out: &mut [u8]) -> Result<Vec<Frame>, LaneError> {
         let tensor = self.spec().byte_len();
         lane::check_size(self.spec(), out.len() / k.max(1))?;
+        // At most the ring's capacity of items exists: clamp before allocating (with
+        // zero-size tensors `out` bounds nothing, and `k` may be anything).
+        let k = k.min(self.ring.geometry().capacity());
         let mut frames = Vec::with_capacity(k);
         let mut slot = vec![0u8; FRAME_BYTES + tensor];
         for position in self.ring.history(k as u64) {

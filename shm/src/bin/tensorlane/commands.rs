@@ -5,10 +5,11 @@ use crate::probe::{Core, Probe, ProbeError, RoleState};
 use crate::text;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tensorlane_core::{entry, Broadcast, Parts, ReadError, Seqlock, SeqlockHeader, SubscriberInfo};
+use tensorlane_core::{entry, SubscriberInfo};
 use tensorlane_shm::header::FRAME_BYTES;
-use tensorlane_shm::segment::{self, SUBSCRIBER_ROLE_BASE};
-use tensorlane_shm::{HeaderInfo, Kind, LaneError, LaneName};
+use tensorlane_shm::peek::FramePrefix;
+use tensorlane_shm::segment::{self, READY_TIMEOUT, SUBSCRIBER_ROLE_BASE};
+use tensorlane_shm::{Kind, LaneError, LaneName};
 
 fn lane_name(name: &str) -> Result<LaneName, Failure> {
     LaneName::new(name).map_err(|e| Failure::Message(e.to_string()))
@@ -110,8 +111,12 @@ pub fn list(json: bool) -> Outcome {
         segment::list().map_err(|e| Failure::Message(format!("cannot read /dev/shm: {e}")))?;
     let mut entries = Vec::new();
     let mut rows = Vec::new();
+    // One deadline for every lane whose creator has not finished its header yet, so
+    // that lanes left half-made (or empty files planted under lane names) cost at
+    // most one wait in all.
+    let deadline = Instant::now() + READY_TIMEOUT;
     for name in names {
-        let probe = match Probe::open(&name) {
+        let probe = match Probe::open_until(&name, deadline) {
             Ok(probe) => probe,
             // Unlinked since the directory was read.
             Err(e) if e.is_not_found() => continue,
@@ -184,69 +189,9 @@ pub fn list(json: bool) -> Outcome {
     Ok(())
 }
 
-/// Frame id and timestamp of an item.
-#[derive(Clone, Copy)]
-struct FrameMeta {
-    seq: u64,
-    frame_id: u64,
-    timestamp_ns: u64,
-}
-
-fn parse_frame(seq: u64, slot: &[u8]) -> Option<FrameMeta> {
-    let word = |i: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(
-            slot.get(i * 8..i * 8 + 8)?.try_into().ok()?,
-        ))
-    };
-    Some(FrameMeta {
-        seq,
-        frame_id: word(0)?,
-        timestamp_ns: word(1)?,
-    })
-}
-
-/// Reads the newest item of a stream or topic without taking a role, into a reused
-/// buffer of one slot.
-struct Latest {
-    slot: Vec<u8>,
-}
-
-impl Latest {
-    fn new(info: &HeaderInfo) -> Self {
-        Latest {
-            slot: vec![0; FRAME_BYTES + info.spec.byte_len()],
-        }
-    }
-
-    fn stream(&mut self, register: &Seqlock<Parts<'_, SeqlockHeader>>) -> Option<FrameMeta> {
-        let mut reader = register.reader();
-        for _ in 0..100 {
-            match reader.read(&mut self.slot) {
-                Ok(info) => return parse_frame(info.seq, &self.slot[..info.len]),
-                // A writer lapping us: try again.
-                Err(ReadError::Stalled { .. }) => std::thread::yield_now(),
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    fn topic(
-        &mut self,
-        ring: &Broadcast<Parts<'_, tensorlane_core::BroadcastHeader>>,
-    ) -> Option<FrameMeta> {
-        for _ in 0..100 {
-            let tail = ring.tail();
-            let position = tail.checked_sub(1)?;
-            match ring.read_at(position, &mut self.slot) {
-                Ok(len) => return parse_frame(position, &self.slot[..len]),
-                Err(tensorlane_core::ReadAtError::Overwritten) => std::thread::yield_now(),
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-}
+/// Frame id and timestamp of an item (its frame prefix only: reading a whole slot
+/// would take a buffer sized by the lane, up to a terabyte).
+type FrameMeta = FramePrefix;
 
 fn mode_name(e: &SubscriberInfo) -> &'static str {
     match e.mode {
@@ -297,7 +242,6 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
     let info = probe.info();
     let writer = probe.writer()?;
     let core = probe.core()?;
-    let mut latest = Latest::new(info);
     let mut value = json!({
         "name": probe.name().as_str(),
         "kind": info.kind.name(),
@@ -355,7 +299,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
     let mut table = Vec::new();
     match core {
         Core::Stream(register) => {
-            let frame = latest.stream(&register);
+            let frame = probe.latest_frame();
             value["published"] = json!(register.published());
             value["latest"] = frame_json(frame);
             lines.push(("published".into(), register.published().to_string()));
@@ -384,7 +328,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
         }
         Core::Topic(ring) => {
             let tail = ring.tail();
-            let frame = latest.topic(&ring);
+            let frame = probe.latest_frame();
             value["tail"] = json!(tail);
             value["latest"] = frame_json(frame);
             lines.push(("tail".into(), tail.to_string()));
@@ -463,8 +407,12 @@ struct Sample {
     detail: String,
 }
 
-fn sample(probe: &Probe, latest: &mut Latest) -> Result<Sample, Failure> {
+fn sample(probe: &Probe) -> Result<Sample, Failure> {
     let at = Instant::now();
+    // The lane may have been truncated since the last round: check before reading.
+    probe
+        .check_size()
+        .map_err(|e| Failure::Message(e.to_string()))?;
     let writer = probe.writer()?;
     let age = |frame: Option<FrameMeta>| match frame {
         Some(f) => format!(
@@ -475,7 +423,7 @@ fn sample(probe: &Probe, latest: &mut Latest) -> Result<Sample, Failure> {
     };
     let (counter, detail) = match probe.core()? {
         Core::Stream(register) => {
-            let frame = latest.stream(&register);
+            let frame = probe.latest_frame();
             let published = register.published();
             (
                 published,
@@ -497,7 +445,7 @@ fn sample(probe: &Probe, latest: &mut Latest) -> Result<Sample, Failure> {
             )
         }
         Core::Topic(ring) => {
-            let frame = latest.topic(&ring);
+            let frame = probe.latest_frame();
             let tail = ring.tail();
             let o = overview(probe)?;
             let (active, live) = o.table.map_or((0, 0), |t| (t.active, t.live));
@@ -522,7 +470,6 @@ fn sample(probe: &Probe, latest: &mut Latest) -> Result<Sample, Failure> {
 pub fn watch(name: &str, interval: Duration, count: Option<u64>) -> Outcome {
     let probe = open(name, "watch")?;
     let info = probe.info();
-    let mut latest = Latest::new(info);
     out!(
         "watching {} '{}' ({}) every {}",
         info.kind,
@@ -530,11 +477,11 @@ pub fn watch(name: &str, interval: Duration, count: Option<u64>) -> Outcome {
         info.spec,
         text::duration(interval.as_nanos() as i128)
     );
-    let mut previous = sample(&probe, &mut latest)?;
+    let mut previous = sample(&probe)?;
     let mut printed = 0u64;
     while count.is_none_or(|n| printed < n) && !text::stdout_closed() {
         std::thread::sleep(interval.saturating_sub(previous.at.elapsed()));
-        let current = sample(&probe, &mut latest)?;
+        let current = sample(&probe)?;
         let seconds = current.at.duration_since(previous.at).as_secs_f64();
         let delta = current.counter.wrapping_sub(previous.counter);
         let unlinked = if probe.name_refers_here() {
@@ -595,8 +542,10 @@ pub fn purge(dry_run: bool, min_age: Duration, only: &[String]) -> Outcome {
         names.retain(|name| only.iter().any(|o| o == name.as_str()));
     }
     let (mut lanes, mut bytes) = (0usize, 0usize);
+    // One deadline for all lanes, as in `list`.
+    let deadline = Instant::now() + READY_TIMEOUT;
     for name in names {
-        let probe = match Probe::open(&name) {
+        let probe = match Probe::open_until(&name, deadline) {
             Ok(probe) => probe,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {

@@ -10,18 +10,26 @@
 //!
 //! The second mapping is checked to be the object `Segment::open` validated: its
 //! header must decode to the same fields (creator pid, creation time, geometry), so a
-//! lane unlinked and re-created in between is reported, not misread.
+//! lane unlinked and re-created in between is reported, not misread. Both mappings
+//! are made only once the object is known to be a ready lane of this user (or of a
+//! group of this user) at least as large as its header says; nothing allocates in
+//! proportion to a size read from the segment (the newest item is shown from its
+//! 16-byte frame prefix, [`tensorlane_shm::peek`]).
 
 use memmap2::MmapRaw;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 use tensorlane_core::{
     Broadcast, BroadcastHeader, ControlBlock, Parts, Seqlock, SeqlockHeader, Spsc, SpscHeader,
 };
 use tensorlane_shm::header::{self, field, Geometry, HeaderInfo, SegmentHeader, HEADER_BYTES};
-use tensorlane_shm::segment::{self, Segment, CONSUMER_ROLE, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
+use tensorlane_shm::peek::{self, FramePrefix};
+use tensorlane_shm::segment::{
+    self, Segment, CONSUMER_ROLE, READY_TIMEOUT, SUBSCRIBER_ROLE_BASE, WRITER_ROLE,
+};
 use tensorlane_shm::{LaneError, LaneName};
 
 /// Who holds a role, as far as the lock and the claim word tell.
@@ -123,22 +131,28 @@ fn io_error(name: &LaneName, what: &str, source: io::Error) -> ProbeError {
 }
 
 impl Probe {
-    /// Opens and validates lane `name`.
+    /// Opens and validates lane `name`, waiting up to [`READY_TIMEOUT`] for its
+    /// creator to finish the header.
     pub fn open(name: &LaneName) -> Result<Probe, ProbeError> {
-        let segment = Segment::open(name)?;
+        Self::open_until(name, Instant::now() + READY_TIMEOUT)
+    }
+
+    /// Opens and validates lane `name`, waiting for its creator only until
+    /// `deadline` (a command that opens many lanes gives them one deadline).
+    pub fn open_until(name: &LaneName, deadline: Instant) -> Result<Probe, ProbeError> {
+        let segment = Segment::open_until(name, deadline)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(object_path(name))
             .map_err(|e| io_error(name, "open", e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| io_error(name, "fstat", e))?
-            .len();
+        let meta = file.metadata().map_err(|e| io_error(name, "fstat", e))?;
         let replaced = || ProbeError::Replaced(name.to_string());
-        if size < segment.info().segment_bytes as u64 {
+        if !meta.file_type().is_file() || meta.len() < segment.info().segment_bytes as u64 {
             return Err(replaced());
         }
+        let size = meta.len();
         let map = MmapRaw::map_raw(&file).map_err(|e| io_error(name, "mmap", e))?;
         let probe = Probe { segment, file, map };
         // The object behind the name may have been replaced since `Segment::open`:
@@ -185,6 +199,32 @@ impl Probe {
         let parts =
             unsafe { tensorlane_core::attach::<H>(self.map.as_mut_ptr().add(HEADER_BYTES), len) };
         parts.map_err(|e| format!("cannot view the core structure: {e}"))
+    }
+
+    /// Whether the object still has the size its header says: a lane truncated
+    /// since it was opened would fault (SIGBUS) on the next read beyond its new end.
+    pub fn check_size(&self) -> Result<(), LaneError> {
+        self.segment.check_size()
+    }
+
+    /// The frame prefix of the newest item of a stream or topic; `None` for a queue,
+    /// before the first item, or when the newest item cannot be read (raced or
+    /// corrupt).
+    pub fn latest_frame(&self) -> Option<FramePrefix> {
+        const ATTEMPTS: u32 = 100;
+        match self.info().geometry {
+            Geometry::Stream(g) => {
+                peek::stream_latest(&self.parts::<SeqlockHeader>().ok()?, &g, ATTEMPTS)
+                    .ok()
+                    .flatten()
+            }
+            Geometry::Topic(g) => {
+                peek::topic_latest(&self.parts::<BroadcastHeader>().ok()?, &g, ATTEMPTS)
+                    .ok()
+                    .flatten()
+            }
+            Geometry::Queue(_) => None,
+        }
     }
 
     /// The core structure, for reading its counters.
