@@ -25,12 +25,25 @@
 //!   subscriber moving backwards, a table index out of range;
 //! - while no overwrite has changed any word yet (the memory is *clean*), a value
 //!   differs from the one written at that position, an answer contradicts the
-//!   sequential state (`Empty` with items waiting, `Full` with free slots), or an
-//!   operation reports corruption.
+//!   sequential state (`Empty` with items waiting, `Full` with free slots), a
+//!   subscriber's or consumer's head passes the tail, or an operation reports
+//!   corruption.
 //!
 //! After the first overwrite, returned payloads may be garbage: only the first group
 //! of checks applies. Each run counts its outcomes: successful operations, and typed
 //! errors per operation and variant ([`HostileOutcome`]).
+//!
+//! # Reported, then restored
+//! An overwrite tag from [`TRANSIENT_TAG`] on is *transient*: the word keeps the new
+//! value for the next operation only, then gets its old value back. If the memory was
+//! clean before and that operation reported corruption (a `Corrupt` error and nothing
+//! that succeeded), the memory counts as clean again: every handle was told, so none
+//! may have acted on the bad value or kept it. From then on the clean checks apply
+//! again, except that reporting corruption is allowed (a structure resumes correctly
+//! or keeps reporting): it must never deliver an item that was not written at that
+//! position, and positions must not pass each other. An operation under a transient
+//! overwrite that answers anything else leaves the memory counted as corrupt, as a
+//! plain overwrite does (it may have acted on a plausible bad value).
 //!
 //! Roles follow their contracts: a takeover or a reclaim happens only after the
 //! previous owner's handle is gone (forgotten without releasing, as if its process
@@ -80,6 +93,9 @@ pub struct HostileOutcome {
     pub operations: u64,
     /// Overwrites that changed a word.
     pub overwrites: u64,
+    /// Transient overwrites that an operation reported as corruption and that were
+    /// restored, after which the memory counted as clean again.
+    pub restores: u64,
     /// Whether the memory was corrupt (arbitrary contents, or an overwrite) at the end.
     pub corrupted: bool,
     /// Returned values compared with what was written, while the memory was clean.
@@ -98,6 +114,7 @@ impl HostileOutcome {
             attached: false,
             operations: 0,
             overwrites: 0,
+            restores: 0,
             corrupted: false,
             values_checked: 0,
             ok: 0,
@@ -109,6 +126,7 @@ impl HostileOutcome {
     pub fn absorb(&mut self, other: &HostileOutcome) {
         self.operations += other.operations;
         self.overwrites += other.overwrites;
+        self.restores += other.restores;
         self.values_checked += other.values_checked;
         self.ok += other.ok;
         for (key, n) in &other.errors {
@@ -193,6 +211,11 @@ struct Run {
     step: usize,
     op: &'static str,
     next_token: u64,
+    /// A reported corruption was restored since the memory was last corrupted for
+    /// good: reporting corruption is allowed, every other clean check applies.
+    restored: bool,
+    /// `Corrupt` errors noted so far.
+    corrupt_reports: u64,
 }
 
 impl Run {
@@ -205,6 +228,8 @@ impl Run {
             step: 0,
             op: "setup",
             next_token: 1,
+            restored: false,
+            corrupt_reports: 0,
         }
     }
 
@@ -245,6 +270,12 @@ impl Run {
         }
     }
 
+    /// A reported corruption: a violation while the memory is clean, unless a
+    /// reported corruption was restored since (a structure may keep reporting).
+    fn corruption_reported(&self, what: impl FnOnce() -> String) -> Result<(), Violation> {
+        self.ensure_clean(self.restored, what)
+    }
+
     /// Compares a returned value with the one written, while the memory is clean.
     fn check_value(&mut self, got: &[u8], want: Option<&[u8]>) -> Result<(), Violation> {
         if !self.clean() {
@@ -264,7 +295,11 @@ impl Run {
     }
 
     fn note_error(&mut self, e: &dyn fmt::Debug) {
-        let key = format!("{}: {}", self.op, variant(&format!("{e:?}")));
+        let name = variant(&format!("{e:?}"));
+        if name.starts_with("Corrupt(") {
+            self.corrupt_reports += 1;
+        }
+        let key = format!("{}: {name}", self.op);
         *self.outcome.errors.entry(key).or_default() += 1;
     }
 
@@ -316,8 +351,21 @@ impl<'a> Words<'a> {
         }
     }
 
-    /// Overwrites one word with a value the input chooses.
-    fn overwrite(&self, run: &mut Run, c: &mut Cursor<'_>) {
+    /// Overwrites one word with a value the input chooses; with a `tag` from
+    /// [`TRANSIENT_TAG`] on, only for the next operation (see [`Transient`]). A
+    /// transient overwrite still pending is settled first.
+    fn overwrite(
+        &self,
+        run: &mut Run,
+        c: &mut Cursor<'_>,
+        tag: u8,
+        transient: &mut Option<Transient<'a>>,
+    ) {
+        // An overwrite is not an operation that reports anything: the word it
+        // follows is restored, the memory stays corrupt.
+        settle(run, transient, true);
+        let clean = run.clean();
+        let (ok, corrupt) = (run.outcome.ok, run.corrupt_reports);
         let word = self.pick(c);
         let old = word.load(Ordering::Relaxed);
         let value = match c.byte() % 6 {
@@ -344,12 +392,68 @@ impl<'a> Words<'a> {
         if value != old {
             run.outcome.overwrites += 1;
             run.outcome.corrupted = true;
+            if tag >= TRANSIENT_TAG {
+                *transient = Some(Transient {
+                    word,
+                    old,
+                    clean,
+                    ok,
+                    corrupt,
+                    ran: false,
+                });
+            }
         }
     }
 }
 
+/// A transient overwrite: the word, its value before, and the state of the run when
+/// it was made (to tell what the one operation under it answered).
+struct Transient<'a> {
+    word: &'a AtomicU64,
+    old: u64,
+    /// The memory was clean before the overwrite.
+    clean: bool,
+    /// `outcome.ok` and `corrupt_reports` before the operation.
+    ok: u64,
+    corrupt: u64,
+    /// The operation under it has run.
+    ran: bool,
+}
+
+/// Settles a transient overwrite left at the end of a run.
+fn settle_last(run: &mut Run, transient: &mut Option<Transient<'_>>) {
+    let ran = transient.as_ref().is_some_and(|t| t.ran);
+    settle(run, transient, !ran);
+}
+
+/// Called before each step of a run and at its end: restores a transient overwrite
+/// once the operation under it has run (or at once with `now`), and counts the
+/// memory clean again if it was clean before and that operation reported corruption
+/// and nothing else.
+fn settle(run: &mut Run, transient: &mut Option<Transient<'_>>, now: bool) {
+    let Some(t) = transient.as_mut() else {
+        return;
+    };
+    if !t.ran && !now {
+        t.ran = true;
+        return;
+    }
+    t.word.store(t.old, Ordering::Relaxed);
+    let reported = t.ran && run.corrupt_reports > t.corrupt && run.outcome.ok == t.ok;
+    if t.clean && reported && !now {
+        run.outcome.corrupted = false;
+        run.outcome.restores += 1;
+        run.restored = true;
+    }
+    *transient = None;
+}
+
 /// Tag bytes from this value on are overwrites; the others are operations.
 const OVERWRITE_TAG: u8 = 0xc0;
+
+/// Overwrite tags from this value on are transient: the word is restored after the
+/// next operation (see the module docs).
+pub const TRANSIENT_TAG: u8 = 0xf0;
 
 /// A receive buffer size: the slot size, or a short one.
 fn buffer(c: &mut Cursor<'_>, slot_bytes: usize) -> usize {
@@ -465,11 +569,19 @@ where
     let mut last: Option<(u64, Vec<u8>)> = None;
     let mut item = 0u64;
 
+    let mut transient = None;
     while !c.done() {
         run.step += 1;
+        settle(run, &mut transient, false);
+        let published = lane.published();
+        for r in &readers {
+            run.ensure_clean(r.last_seq() <= published, || {
+                format!("a reader returned {}, published {published}", r.last_seq())
+            })?;
+        }
         let tag = c.byte();
         if tag >= OVERWRITE_TAG {
-            words.overwrite(run, c);
+            words.overwrite(run, c, tag, &mut transient);
             continue;
         }
         match tag % 6 {
@@ -539,8 +651,11 @@ where
                         .ensure_clean(last.as_ref().map(|(s, _)| *s) == Some(before), || {
                             format!("NotNew after {before}, last written {last:?}")
                         })?,
-                    Err(e @ (ReadError::Stalled { .. } | ReadError::Corrupt(_))) => {
+                    Err(e @ ReadError::Stalled { .. }) => {
                         run.ensure_clean(false, || format!("{e:?} on a clean register"))?
+                    }
+                    Err(e @ ReadError::Corrupt(_)) => {
+                        run.corruption_reported(|| format!("{e:?} on a clean register"))?
                     }
                 }
             }
@@ -585,6 +700,7 @@ where
         // Inspection must never fail either.
         let _ = (lane.published(), lane.writer_owner());
     }
+    settle_last(run, &mut transient);
     Ok(())
 }
 
@@ -646,12 +762,32 @@ where
     // The items waiting, while the memory is clean.
     let mut waiting: VecDeque<Vec<u8>> = VecDeque::new();
     let mut item = 0u64;
+    // Corruption reports before the last step.
+    let mut corrupt_before = 0;
 
+    let mut transient = None;
     while !c.done() {
         run.step += 1;
+        settle(run, &mut transient, false);
+        if let Some(q) = consumer.as_ref().filter(|_| run.clean()) {
+            // A pop or peek that reported an impossible length lets the item go (it is
+            // reported, not delivered): the model's head follows. While the memory is
+            // clean the shared tail is the model's.
+            let consumed = ring.positions().1.wrapping_sub(waiting.len() as u64);
+            if run.corrupt_reports > corrupt_before && q.head() == consumed.wrapping_add(1) {
+                waiting.pop_front();
+            }
+        }
+        corrupt_before = run.corrupt_reports;
+        if let (Some(p), Some(q)) = (producer.as_ref(), consumer.as_ref()) {
+            let (tail, head) = (p.tail(), q.head());
+            run.ensure_clean(tail.wrapping_sub(head) <= capacity as u64, || {
+                format!("consumer head {head}, producer tail {tail}")
+            })?;
+        }
         let tag = c.byte();
         if tag >= OVERWRITE_TAG {
-            words.overwrite(run, c);
+            words.overwrite(run, c, tag, &mut transient);
             continue;
         }
         match tag % 8 {
@@ -802,7 +938,7 @@ where
                             format!("{n} free slots, {} items waiting", waiting.len())
                         })?;
                     } else {
-                        run.ensure_clean(false, || format!("{result:?} on a clean ring"))?;
+                        run.corruption_reported(|| format!("{result:?} on a clean ring"))?;
                     }
                 } else {
                     run.begin("available");
@@ -815,7 +951,7 @@ where
                             format!("{n} items available, {} waiting", waiting.len())
                         })?;
                     } else {
-                        run.ensure_clean(false, || format!("{result:?} on a clean ring"))?;
+                        run.corruption_reported(|| format!("{result:?} on a clean ring"))?;
                     }
                 }
                 let _ = (ring.positions(), ring.owners());
@@ -876,6 +1012,7 @@ where
             }
         }
     }
+    settle_last(run, &mut transient);
     Ok(())
 }
 
@@ -907,7 +1044,7 @@ fn pushed(
             })
         }
         Err(e @ PushError::Corrupt(_)) => {
-            run.ensure_clean(false, || format!("{e:?} on a clean ring"))
+            run.corruption_reported(|| format!("{e:?} on a clean ring"))
         }
     }
 }
@@ -932,7 +1069,7 @@ fn popped_error(
                 format!("BufferTooSmall({needed}), next item {:?}", waiting.front())
             })
         }
-        PopError::Corrupt(_) => run.ensure_clean(false, || format!("{e:?} on a clean ring")),
+        PopError::Corrupt(_) => run.corruption_reported(|| format!("{e:?} on a clean ring")),
     }
 }
 
@@ -975,11 +1112,13 @@ where
     let mut published: Vec<Vec<u8>> = Vec::new();
     let mut item = 0u64;
 
+    let mut transient = None;
     while !c.done() {
         run.step += 1;
+        settle(run, &mut transient, false);
         let tag = c.byte();
         if tag >= OVERWRITE_TAG {
-            words.overwrite(run, c);
+            words.overwrite(run, c, tag, &mut transient);
             continue;
         }
         match tag % 10 {
@@ -1013,7 +1152,7 @@ where
                             format!("Full naming entry {subscriber} of {table}")
                         })?,
                     Err(e @ PublishError::Corrupt(_)) => {
-                        run.ensure_clean(false, || format!("{e:?} on a clean ring"))?
+                        run.corruption_reported(|| format!("{e:?} on a clean ring"))?
                     }
                 }
             }
@@ -1079,6 +1218,10 @@ where
                 let head = s.head();
                 let result = s.recv(&mut buf);
                 run.note(&result);
+                let tail = ring.tail();
+                run.ensure_clean((s.head().wrapping_sub(tail) as i64) <= 0, || {
+                    format!("{result:?}: the head {} passed the tail {tail}", s.head())
+                })?;
                 match result {
                     Ok(r) => {
                         // Forward in wrapping order (a corrupt tail may be anywhere).
@@ -1101,7 +1244,7 @@ where
                             format!("BufferTooSmall({needed}) with buffer {}", buf.len())
                         })?,
                     Err(e @ RecvError::Corrupt(_)) => {
-                        run.ensure_clean(false, || format!("{e:?} on a clean ring"))?
+                        run.corruption_reported(|| format!("{e:?} on a clean ring"))?
                     }
                     Err(_) => {}
                 }
@@ -1211,6 +1354,7 @@ where
             }
         }
     }
+    settle_last(run, &mut transient);
     Ok(())
 }
 
@@ -1251,7 +1395,7 @@ fn read_at_checked(
             }),
         Err(ReadAtError::Overwritten) => Ok(()),
         Err(e @ ReadAtError::Corrupt(_)) => {
-            run.ensure_clean(false, || format!("{e:?} on a clean ring"))
+            run.corruption_reported(|| format!("{e:?} on a clean ring"))
         }
     }
 }
@@ -1583,6 +1727,97 @@ mod tests {
         let outcome = run_hostile(&[1, 2, 8, 0, 5, 0, 6, 2, 1, 2, 1]).unwrap();
         assert_eq!(outcome.values_checked, 2, "{outcome:?}");
         assert!(!outcome.corrupted);
+    }
+
+    /// SPSC: a tail reported corrupt by `available` and then restored must not make
+    /// the next `pop` deliver an item that was never pushed, nor move the consumer's
+    /// head past the producer's tail.
+    #[test]
+    fn spsc_resumes_after_a_reported_and_restored_tail() {
+        let data = [
+            1, 2, 8, // ring, capacity 4, 8-byte slots
+            0, 3, // push 3 bytes
+            0xf0, 0, 0, 3, 11,   // tail := 1 << 40 for the next operation only
+            0x26, // available: Corrupt(Indices); then the tail is restored
+            2, 1, // pop: the item pushed
+            2, 1, // pop: Empty, not an item never pushed
+            0, 3, 2, 1, // push, pop
+        ];
+        let outcome = run_hostile(&data).unwrap();
+        assert_eq!(outcome.restores, 1, "{outcome:?}");
+        assert!(!outcome.corrupted, "{outcome:?}");
+        assert_eq!(outcome.values_checked, 2, "{outcome:?}");
+        assert_eq!(outcome.errors.get("pop: Empty"), Some(&1), "{outcome:?}");
+    }
+
+    /// SPSC: an item whose length word is impossible is reported and let go; once the
+    /// word is restored, the ring goes on with the next item.
+    #[test]
+    fn spsc_lets_an_item_of_impossible_length_go() {
+        let data = [
+            1, 2, 8, // ring, capacity 4, 8-byte slots
+            0, 3, 0, 4, // push two items
+            0xf1, 1, 0, 2, 3, 4, // slot 0's length := u64::MAX, for one operation
+            2, 1, // pop: Corrupt(Length), the item is gone
+            2, 1, // pop: the second item
+            2, 1, // pop: Empty
+        ];
+        let outcome = run_hostile(&data).unwrap();
+        assert_eq!(outcome.restores, 1, "{outcome:?}");
+        assert_eq!(outcome.values_checked, 1, "{outcome:?}");
+        assert_eq!(outcome.errors.get("pop: Empty"), Some(&1), "{outcome:?}");
+    }
+
+    /// Broadcast: a lossy subscriber facing a tail 10 positions ahead (reported, since
+    /// the slot's stamp refutes it) must not keep a head past the restored tail.
+    #[test]
+    fn broadcast_resumes_after_a_reported_and_restored_tail() {
+        let data = [
+            2, 2, 8, 1, // broadcast, capacity 4, 8-byte slots, 2 entries
+            3, 0, 0, 4, 0, 1, // lossy subscriber (lag 4) in handle 0
+            0xf0, 0, 0, 1, 10, // tail := 0 + 10 for the next operation only
+            5, 0, 0, 1, // recv: Corrupt(Stamp); then the tail is restored
+            5, 0, 0, 1, // recv: Empty, and the head is still 0
+            0, 8, // publish position 0
+            5, 0, 0, 1, // recv: position 0
+        ];
+        let outcome = run_hostile(&data).unwrap();
+        assert_eq!(outcome.restores, 1, "{outcome:?}");
+        assert!(!outcome.corrupted, "{outcome:?}");
+        assert_eq!(outcome.values_checked, 1, "{outcome:?}");
+        assert_eq!(outcome.errors.get("recv: Empty"), Some(&1), "{outcome:?}");
+    }
+
+    /// Register: a `published` that goes back (reported) or names a sequence no writer
+    /// reaches (reported) is restored, and the readers go on with the latest value.
+    #[test]
+    fn register_resumes_after_reported_and_restored_sequences() {
+        let data = [
+            0, 1, 8, // register, 2 slots, 8-byte values
+            0, 8, 0, 8, 0, 8, // three writes
+            2, 0, 0, 1, // read: sequence 3
+            0xf0, 0, 0, 3, 1, // published := 1 for the next operation only
+            2, 0, 0, 1, // read: Corrupt(SequenceWentBack); restored
+            0xf0, 0, 0, 3, 6, // published := 1 << 63 for the next operation only
+            2, 0, 0, 1, // read: Corrupt(Stamp); restored
+            2, 0, 0, 1, // read: sequence 3 again
+            0, 8, 0x26, 0, 0, 1, // write, read_new: sequence 4
+        ];
+        let outcome = run_hostile(&data).unwrap();
+        assert_eq!(outcome.restores, 2, "{outcome:?}");
+        assert!(!outcome.corrupted, "{outcome:?}");
+        assert_eq!(outcome.values_checked, 3, "{outcome:?}");
+    }
+
+    /// An operation under a transient overwrite that does not report corruption
+    /// leaves the memory counted as corrupt.
+    #[test]
+    fn an_unreported_transient_overwrite_keeps_the_memory_corrupt() {
+        // Register; published := 0 for a read, which answers Empty.
+        let data = [0, 1, 8, 0, 8, 0xf0, 0, 0, 3, 0, 2, 0, 0, 1, 2, 0, 0, 1];
+        let outcome = run_hostile(&data).unwrap();
+        assert_eq!(outcome.restores, 0, "{outcome:?}");
+        assert!(outcome.corrupted, "{outcome:?}");
     }
 
     #[test]

@@ -98,8 +98,9 @@ fn replay(target: &str) {
             (s, false) => format!("{s:?}"),
         };
         println!(
-            "{target}: {what}: {} operations, {} overwrites, {} values checked, {} ok",
-            t.operations, t.overwrites, t.values_checked, t.ok
+            "{target}: {what}: {} operations, {} overwrites ({} reported and restored), \
+             {} values checked, {} ok",
+            t.operations, t.overwrites, t.restores, t.values_checked, t.ok
         );
         for (error, n) in &t.errors {
             println!("    {n:>6}  {error}");
