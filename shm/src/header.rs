@@ -19,7 +19,7 @@ use tensorlane_core::{
 /// `b"TNSRLANE"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TNSRLANE");
 /// Version of this layout. Openers reject other versions.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 /// Size of the segment header; the core structure starts here.
 pub const HEADER_BYTES: usize = 1024;
 /// Bytes of per-item framing before the tensor in every slot: frame id, timestamp.
@@ -65,14 +65,16 @@ pub mod field {
     pub const COUNT_OF_FIELDS: usize = 23;
 }
 
-/// A futex word and the count of its waiters, on their own line.
+/// A futex word, on its own line (see `futex.rs` and docs/LAYOUT.md section 6).
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Futex {
-    /// Bumped on every event; waiters sleep on it.
+    /// Bit 0 ([`Futex::WAITING`]): a waiter may be asleep on the current value, so a
+    /// notifier must wake; bits 1 to 31: events, [`Futex::EVENT`] per notify. Waiters
+    /// sleep on it. Changed only by read-modify-writes.
     pub word: AtomicU32,
-    /// Processes inside a wait; a notifier makes no syscall when it is 0.
-    pub waiters: AtomicU32,
+    /// Reserved (0). Layout version 1 counted waiters here.
+    pub reserved: AtomicU32,
 }
 
 /// The 1024-byte segment header.

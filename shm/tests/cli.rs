@@ -189,7 +189,7 @@ fn list_and_inspect_show_lanes_and_their_roles() {
     assert_eq!(t["tensor_bytes"], 24);
     assert_eq!(t["slot_bytes"], 24 + 16);
     assert_eq!(t["creator_pid"], std::process::id());
-    assert_eq!(t["layout_version"], 1);
+    assert_eq!(t["layout_version"], tensorlane_shm::header::LAYOUT_VERSION);
     assert_eq!(t["latest"]["frame_id"], 5);
     let entries = t["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);

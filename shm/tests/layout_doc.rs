@@ -258,7 +258,7 @@ fn header_table_matches_segment_header() {
         offset_of!(SegmentHeader, data),
         offset_of!(SegmentHeader, space),
     );
-    let (word, waiters) = (offset_of!(Futex, word), offset_of!(Futex, waiters));
+    let word = offset_of!(Futex, word);
     let expected = [
         ("magic", field::MAGIC * 8, W),
         ("version", field::VERSION * 8, W),
@@ -278,9 +278,7 @@ fn header_table_matches_segment_header() {
         ("checksum", field::CHECKSUM * 8, W),
         ("ready", offset_of!(SegmentHeader, ready), W),
         ("data.word", data + word, U32),
-        ("data.waiters", data + waiters, U32),
         ("space.word", space + word, U32),
-        ("space.waiters", space + waiters, U32),
     ];
     let t = table("header");
     check_layout(&t, Some(HEADER_BYTES), &expected);
@@ -882,8 +880,10 @@ fn stream_segment_matches_the_document() {
     let stride = 8 * doc_stride(image.field("slot_bytes"));
     // Sequence s lives in slot s mod N; its stamp is 2s once complete.
     image.check_slot(body + stride, 2, 1, &[1, 0, 2, 0, 3, 0], since);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 1);
-    assert_eq!(image.u32_at(image.header.offset("data.waiters")), 0);
+    // One notify adds 2 (section 6); nobody waits, so the flag (bit 0) and the rest
+    // of the line stay clear.
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
+    assert_eq!(image.u32_at(image.header.offset("data.word") + 4), 0);
 
     writer
         .write_frame(bytemuck::cast_slice(&[7u16, 8, 9]), 40)
@@ -892,7 +892,7 @@ fn stream_segment_matches_the_document() {
     assert_eq!(image.control(block, "published"), 2);
     image.check_slot(body, 4, 40, &[7, 0, 8, 0, 9, 0], since);
     image.check_slot(body + stride, 2, 1, &[1, 0, 2, 0, 3, 0], since);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 4);
 
     let file = open_object(&name);
     assert!(role_held(&file, constant("ROLE_WRITER")));
@@ -933,14 +933,14 @@ fn queue_segment_matches_the_document() {
     // Queue slots carry no stamp: it stays 0.
     image.check_slot(body, 0, 1, &[1, 2, 3, 4, 5], since);
     image.check_slot(body + stride, 0, 2, &[6, 7, 8, 9, 10], since);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 4);
     assert_eq!(image.u32_at(image.header.offset("space.word")), 0);
 
     let mut out = [0u8; 5];
     assert_eq!(consumer.pop(&mut out, timeout).unwrap().seq, 0);
     let image = Image::read(&name);
     assert_eq!(image.control(block, "head"), 1);
-    assert_eq!(image.u32_at(image.header.offset("space.word")), 1);
+    assert_eq!(image.u32_at(image.header.offset("space.word")), 2);
 
     // Which owner word is whose: drop the consumer and see which one clears.
     let file = open_object(&name);
@@ -1001,7 +1001,7 @@ fn topic_segment_matches_the_document() {
     );
     assert_eq!(image.u64_at(at("slot[0].frame_id")), 1);
     assert_eq!(image.u64_at(at("slot[1].stamp")), 0);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 1);
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
 
     let mut out = [0f32; 6];
     assert_eq!(logger.recv_pod(&mut out, timeout).unwrap().seq, 0);
@@ -1014,7 +1014,7 @@ fn topic_segment_matches_the_document() {
     assert_eq!(image.u64_at(at("entry[1].head")), 1);
     // The two joins and the lossless receive bump the space futex; the lossy
     // receive does not.
-    assert_eq!(image.u32_at(image.header.offset("space.word")), 3);
+    assert_eq!(image.u32_at(image.header.offset("space.word")), 6);
     let done = |position: u64| 2 * position + 2;
     assert_eq!(image.u64_at(at("slot[1].stamp")), done(1));
     assert_eq!(image.u64_at(at("slot[3].stamp")), done(3));
