@@ -21,13 +21,23 @@ use crate::lane::{self, Frame, ShmRegion};
 use crate::segment::{CreateOptions, Segment, WRITER_ROLE};
 use bytemuck::Pod;
 use std::sync::Arc;
-use std::time::Duration;
-use tensorlane_core::{ReadError, Seqlock, SeqlockHeader, SeqlockReader, SeqlockWriter};
+use std::time::{Duration, Instant};
+use tensorlane_core::{
+    ReadError, Seqlock, SeqlockHeader, SeqlockReader, SeqlockWriter, DEFAULT_READ_ATTEMPTS,
+};
 
 type Region = ShmRegion<SeqlockHeader>;
 
-/// Rounds of the core's bounded read before a reader gives up with `Stalled`.
-const STALL_RETRIES: u32 = 10_000;
+/// How long a read keeps retrying a value that a writer keeps overwriting before it
+/// gives up with [`LaneError::Stalled`]. Every attempt may copy the whole tensor.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    /// At most this many attempts (non-blocking reads: `DEFAULT_READ_ATTEMPTS`).
+    Attempts(u32),
+    /// No attempt starts after this instant (reads inside `wait_new`); at least one
+    /// attempt is made.
+    Until(Instant),
+}
 
 fn register(segment: &Arc<Segment>) -> Seqlock<Region> {
     let crate::header::Geometry::Stream(geometry) = segment.info().geometry else {
@@ -146,8 +156,8 @@ impl StreamWriter {
     }
 }
 
-/// A reader of a stream. It writes nothing to shared memory, except the futex
-/// waiter count while it sleeps in [`wait_new`](Self::wait_new).
+/// A reader of a stream. It writes nothing to shared memory, except the futex word's
+/// waiting flag while it sleeps in [`wait_new`](Self::wait_new).
 #[derive(Debug)]
 pub struct StreamReader {
     reader: SeqlockReader<Region>,
@@ -167,10 +177,11 @@ impl StreamReader {
 
     fn open_inner(name: &str, spec: Option<&TensorSpec>) -> Result<Self, LaneError> {
         let segment = lane::open_segment(name, Kind::Stream, spec)?;
-        Ok(StreamReader {
-            reader: register(&segment).reader(),
-            segment,
-        })
+        let mut reader = register(&segment).reader();
+        // One copy per core call: `read_inner` counts the attempts and watches the
+        // clock between them.
+        reader.set_max_attempts(1);
+        Ok(StreamReader { reader, segment })
     }
 
     /// The tensor each write carries.
@@ -194,28 +205,38 @@ impl StreamReader {
     }
 
     /// Copies the latest value into `out` (exactly one tensor's bytes). `Ok(None)` if
-    /// nothing was written yet.
+    /// nothing was written yet. Never blocks: if a writer overwrites the value during
+    /// each of `DEFAULT_READ_ATTEMPTS` (64) copies, returns [`LaneError::Stalled`]
+    /// (or [`LaneError::WriterGone`] if the writer died mid-write with one slot).
     pub fn read(&mut self, out: &mut [u8]) -> Result<Option<Frame>, LaneError> {
-        self.read_inner(out, false)
+        self.read_inner(out, false, Budget::Attempts(DEFAULT_READ_ATTEMPTS))
     }
 
     /// Like [`read`](Self::read), but `Ok(None)` unless there is a value newer than
     /// the last one this reader returned.
     pub fn read_new(&mut self, out: &mut [u8]) -> Result<Option<Frame>, LaneError> {
-        self.read_inner(out, true)
+        self.read_inner(out, true, Budget::Attempts(DEFAULT_READ_ATTEMPTS))
     }
 
     /// Waits up to `timeout` for a value newer than the last one returned. Returns
     /// `WriterGone` if the writer dies meanwhile (the last value stays readable with
-    /// [`read`](Self::read)), `Timeout` when time runs out.
+    /// [`read`](Self::read)), `Timeout` when time runs out, and `Stalled` when new
+    /// values came but a writer overwrote each one while it was being copied until
+    /// the time ran out. Returns within `timeout` plus at most one copy of the tensor.
     pub fn wait_new(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, LaneError> {
         let segment = self.segment.clone();
         let mut polls = 0u32;
+        let start = Instant::now();
+        // No attempt starts after the deadline; a timeout beyond the clock's range
+        // leaves the attempts unbounded in time, like the wait.
+        let budget = start
+            .checked_add(timeout)
+            .map_or(Budget::Attempts(u32::MAX), Budget::Until);
         segment
             .header()
             .data
             .wait_until(Some(timeout), || {
-                match self.read_inner(out, true) {
+                match self.read_inner(out, true, budget) {
                     Ok(Some(frame)) => return Some(Ok(frame)),
                     Ok(None) => {}
                     Err(e) => return Some(Err(e)),
@@ -230,16 +251,25 @@ impl StreamReader {
             .unwrap_or(Err(LaneError::Timeout))
     }
 
-    /// [`read`](Self::read) into a slice of plain values.
+    /// [`read`](Self::read) into a slice of plain values; `Timeout` if nothing was
+    /// written yet.
     pub fn read_pod<T: Pod>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
         self.read(bytemuck::cast_slice_mut(out))?
             .ok_or(LaneError::Timeout)
     }
 
-    fn read_inner(&mut self, out: &mut [u8], only_new: bool) -> Result<Option<Frame>, LaneError> {
+    /// One read: attempts (each one copy, `reader` makes one attempt per call) until
+    /// a copy is untorn or `budget` runs out.
+    fn read_inner(
+        &mut self,
+        out: &mut [u8],
+        only_new: bool,
+        budget: Budget,
+    ) -> Result<Option<Frame>, LaneError> {
         lane::check_size(self.spec(), out.len())?;
         let mut prefix = [0u8; FRAME_BYTES];
-        for _ in 0..STALL_RETRIES {
+        let mut failed = 0u32;
+        loop {
             match self.reader.read_parts(&mut [&mut prefix, out], only_new) {
                 Ok(info) => {
                     if info.len != FRAME_BYTES + out.len() {
@@ -259,10 +289,25 @@ impl StreamReader {
                 Err(ReadError::Empty) | Err(ReadError::NotNew) => return Ok(None),
                 // A writer lapping us (or, with one slot, stopped mid-write).
                 Err(ReadError::Stalled { .. }) => {
-                    if !self.writer_alive() {
+                    failed = failed.saturating_add(1);
+                    let spent = match budget {
+                        Budget::Attempts(n) => failed >= n,
+                        Budget::Until(deadline) => Instant::now() >= deadline,
+                    };
+                    // Liveness costs a system call: check it every round of
+                    // attempts, and before giving up.
+                    let round = failed % DEFAULT_READ_ATTEMPTS == 0;
+                    if (spent || round) && !self.writer_alive() {
                         return Err(LaneError::WriterGone);
                     }
-                    std::thread::yield_now();
+                    if spent {
+                        return Err(LaneError::Stalled);
+                    }
+                    if round {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
                 Err(ReadError::BufferTooSmall { needed }) => {
                     return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
@@ -273,6 +318,5 @@ impl StreamReader {
                 Err(ReadError::Corrupt(c)) => return Err(LaneError::Corrupt(c)),
             }
         }
-        Err(LaneError::Stalled)
     }
 }
