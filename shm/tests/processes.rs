@@ -8,7 +8,9 @@
 //!   (`read`, `read_new`, `wait_new`): [`check_register_reader`] per reader;
 //! - a queue between two processes (copying and zero-copy push and pop):
 //!   [`check_lossless_complete`]; ping-pong over two queues and over two streams,
-//!   which must never deadlock;
+//!   which must never deadlock, with every round trip within 1 s: both sides sleep
+//!   without the futex's 100 ms slices, so a wake-up that a notify fails to deliver
+//!   stalls its round and fails the test instead of costing 100 ms unnoticed;
 //! - a topic with two lossless subscribers, a lossy one, a late joiner asking for
 //!   history and a leaver: [`check_lossless_complete`], [`check_lossy`],
 //!   [`check_lossless`]; the publisher is not held back by the leaver.
@@ -72,7 +74,7 @@ use tensorlane_model::{
     check_lossless, check_lossless_complete, check_lossy, check_register_reader, Delivery,
     RegisterObservation,
 };
-use tensorlane_shm::header::{FRAME_BYTES, HEADER_BYTES};
+use tensorlane_shm::header::{Futex, FRAME_BYTES, HEADER_BYTES};
 use tensorlane_shm::{
     segment, DType, LaneError, LaneName, QueueConsumer, QueueProducer, StreamReader, StreamWriter,
     SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber,
@@ -121,6 +123,11 @@ const STARTUP: Duration = Duration::from_secs(10);
 const RUN: Duration = Duration::from_secs(25);
 /// Bound on the resumption of a publisher, or on `wait_new` reporting a dead writer.
 const PROMPT: Duration = Duration::from_secs(2);
+/// Longest round trip of a ping-pong, generous for a loaded 2-core machine: round
+/// trips take tens of microseconds. Both sides sleep without slices (see
+/// [`no_sleep_slices`]), so a lost wake-up stalls its round until `STEP` instead of
+/// being rescued after 100 ms, and fails the test either way.
+const SLOW_ROUND_TRIP: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------
 // Self-checking payloads.
@@ -594,6 +601,21 @@ fn wait_for_parent() -> String {
     line.trim().to_string()
 }
 
+/// Makes this thread's futex sleeps last until their deadline (no 100 ms slices), so
+/// that a wake-up the notifier fails to deliver shows as a stall; restores the
+/// slice when dropped.
+struct NoSleepSlices(Duration);
+
+fn no_sleep_slices() -> NoSleepSlices {
+    NoSleepSlices(Futex::set_thread_sleep_slice(Duration::from_secs(3600)))
+}
+
+impl Drop for NoSleepSlices {
+    fn drop(&mut self) {
+        Futex::set_thread_sleep_slice(self.0);
+    }
+}
+
 fn sleep_micros(us: u64) {
     if us > 0 {
         std::thread::sleep(Duration::from_micros(us));
@@ -724,6 +746,7 @@ fn stream_pong(args: &ChildArgs) {
     let words = args.get("words");
     let mut writer = StreamWriter::create(&args.lane2, &spec(words), 2).unwrap();
     let mut reader = StreamReader::open_expect(&args.lane, &spec(words)).unwrap();
+    let _slices = no_sleep_slices();
     emit("R");
     let mut tensor = vec![0u64; words as usize];
     for r in 1..=rounds {
@@ -826,6 +849,7 @@ fn queue_pong(args: &ChildArgs) {
     let words = args.get("words");
     let mut producer = QueueProducer::create(&args.lane2, &spec(words), 2).unwrap();
     let mut consumer = QueueConsumer::open_expect(&args.lane, &spec(words)).unwrap();
+    let _slices = no_sleep_slices();
     emit("R");
     let mut tensor = vec![0u64; words as usize];
     for r in 0..rounds {
@@ -1052,6 +1076,7 @@ fn stream_ping_pong_never_deadlocks() {
     let mut reader = StreamReader::open_expect(&pong, &spec(WORDS)).unwrap();
     let mut tensor = vec![0u64; WORDS as usize];
     let mut rtts = Vec::with_capacity(ROUNDS as usize);
+    let _slices = no_sleep_slices();
     for r in 1..=ROUNDS {
         let t = Instant::now();
         fill_words(&mut tensor, r);
@@ -1060,6 +1085,7 @@ fn stream_ping_pong_never_deadlocks() {
             .wait_new(bytemuck::cast_slice_mut(&mut tensor), STEP)
             .unwrap_or_else(|e| panic!("round {r}: wait_new: {e}"));
         rtts.push(t.elapsed());
+        check_round_trip(r, t.elapsed());
         assert_eq!((frame.seq, frame.skipped), (r, 0), "round {r}");
         assert_eq!(decode_words(&tensor), r, "round {r}");
     }
@@ -1067,8 +1093,17 @@ fn stream_ping_pong_never_deadlocks() {
     eprintln!("stream ping-pong: {}", latency_summary(ROUNDS, &mut rtts));
 }
 
-/// Median, 99th percentile, maximum, and round trips over 50 ms (each one would be a
-/// lost wake-up rescued by the futex's 100 ms sleep slices).
+/// Fails the round whose round trip took longer than [`SLOW_ROUND_TRIP`].
+fn check_round_trip(round: u64, rtt: Duration) {
+    assert!(
+        rtt <= SLOW_ROUND_TRIP,
+        "round {round}: round trip of {rtt:?}, over {SLOW_ROUND_TRIP:?}: a late or lost \
+         wake-up"
+    );
+}
+
+/// Median, 99th percentile, maximum, and round trips over 50 ms (diagnostics; a lost
+/// wake-up fails [`check_round_trip`]).
 fn latency_summary(rounds: u64, rtts: &mut [Duration]) -> String {
     rtts.sort();
     let at = |q: f64| rtts[((rtts.len() - 1) as f64 * q) as usize];
@@ -1135,6 +1170,7 @@ fn queue_ping_pong_never_deadlocks() {
     let mut consumer = QueueConsumer::open_expect(&response, &spec(WORDS)).unwrap();
     let mut tensor = vec![0u64; WORDS as usize];
     let mut rtts = Vec::with_capacity(ROUNDS as usize);
+    let _slices = no_sleep_slices();
     for r in 0..ROUNDS {
         let t = Instant::now();
         if r % 2 == 0 {
@@ -1156,6 +1192,7 @@ fn queue_ping_pong_never_deadlocks() {
         }
         .unwrap_or_else(|e| panic!("round {r}: pop: {e}"));
         rtts.push(t.elapsed());
+        check_round_trip(r, t.elapsed());
         assert_eq!((position, value), (r, r + 1), "round {r}");
     }
     child.finish(RUN);
