@@ -78,6 +78,28 @@
  * Build-time knobs: CAP (2), NPUB (positions published, 4), JOINS0/JOINS1
  * (joins per subscriber, 1), MODE0/MODE1 (LOSSLESS, LOSSY or ANYMODE),
  * EVICTIONS (1), MAXLAG (lossy lag bound, CAP), STEADY (no die/leave).
+ *
+ * PUBLISHER_EVICTS: the topic lane's eviction of dead subscribers (LAYOUT.md
+ * section 13).  Each entry has a role lock (lock[i]) and a generation (gen[i],
+ * part of the state word: every CAS and load of the state covers both).  A
+ * subscriber takes its entry's lock, reclaims the entry (holding the lock, any
+ * occupant is dead: load, then CAS to FREE), joins with the next generation,
+ * and leaves with a generation-guarded CAS before releasing the lock.  Dying
+ * (after a lossless delivery) releases the lock, as the kernel does; the dead
+ * subscriber's slot may then be taken by a new process (the next join of Sub
+ * i: JOINSi counts processes too).  The producer, on Full(b), checks b's lock:
+ * held -> wait until something changes (the lock included); free -> evict the
+ * state word its scan saw for entry b (CAS ACTIVE(g) -> EVICTED(g), g the
+ * scanned generation), free it (CAS EVICTED(g) -> FREE(g)) and publish again.
+ * Property (d): every eviction or reclaim the producer performs hits a session
+ * whose owner is dead (live[b], the generation of the entry's live session,
+ * differs); the watchdog asserts the producer never ends blocked on Full (a
+ * dead lossless subscriber is always evicted; a live one always consumes).
+ *   CANARY_EVICT_REREAD      the producer evicts and reclaims by re-reading the
+ *                            state (load, then CAS against what it loaded), as
+ *                            LAYOUT.md section 13 said before: a subscriber that
+ *                            took the lock, reclaimed and joined between the
+ *                            liveness check and the eviction is evicted live
  * Canaries (each must make the check FAIL):
  *   CANARY_NO_EPOCH_BUMP     join does not increment epoch
  *   CANARY_NO_EPOCH_CHECK    producer does not compare epoch (rescans only on lag)
@@ -144,6 +166,16 @@ byte st[NSUB];
 byte md[NSUB];
 byte hd[NSUB];
 
+#ifdef PUBLISHER_EVICTS
+byte gen[NSUB];          /* generation bits of the state word */
+bool lock[NSUB];         /* role lock of entry i held by a live process */
+/* ghost: generation of entry i's session whose owner is alive (0: none) */
+byte live[NSUB];
+#define GEN_IS(i, g)  (gen[i] == g)
+#else
+#define GEN_IS(i, g)  true
+#endif
+
 /* ghost state */
 bool pdone;              /* producer has published all NPUB positions */
 bool pfull;              /* producer is waiting on Full */
@@ -153,9 +185,10 @@ bool evicted[NSUB];      /* entry i was evicted during its current join session 
 
 /* scan one entry, recording what was read (s, m, h) for the Full wait;
  * mn is the running minimum over ACTIVE LOSSLESS heads */
-#define SCAN(i, s, m, h, done) \
+#define SCAN(i, s, g, m, h, done) \
 	atomic { \
 		s = st[i]; \
+		g = GEN_OF(i); \
 		if \
 		:: s == ACTIVE \
 		:: else -> m = 0; h = 0; goto done \
@@ -170,13 +203,22 @@ bool evicted[NSUB];      /* entry i was evicted during its current join session 
 	}; \
 	d_step { \
 		h = hd[i]; \
-		if :: mn == NONE || h < mn -> mn = h :: else fi \
+		if :: mn == NONE || h < mn -> mn = h; SET_BI(i) :: else fi \
 	}; \
 done:
 
+#ifdef PUBLISHER_EVICTS
+#define GEN_OF(i) gen[i]
+#define SET_BI(i) bi = i
+#else
+#define GEN_OF(i) 0
+#define SET_BI(i) skip
+#endif
+
 /* something the scan read has changed (or the epoch has) */
-#define CHANGED(i, s, m, h) \
-	(st[i] != s || (s == ACTIVE && (md[i] != m || (m == LOSSLESS && hd[i] != h))))
+#define CHANGED(i, s, g, m, h) \
+	(st[i] != s || GEN_OF(i) != g || \
+	 (s == ACTIVE && (md[i] != m || (m == LOSSLESS && hd[i] != h))))
 
 /* PRODUCER_CRASH: the producer may stop forever before any step of [2] */
 #ifdef PRODUCER_CRASH
@@ -187,8 +229,11 @@ done:
 
 active proctype Producer()
 {
-	byte P, e, last_e = NONE, cmin = NONE, mn;
-	byte s0, m0, h0, s1, m1, h1;   /* what the last scan read */
+	byte P, e, last_e = NONE, cmin = NONE, mn, bi;
+	byte s0, g0, m0, h0, s1, g1, m1, h1;   /* what the last scan read */
+#ifdef PUBLISHER_EVICTS
+	byte bg, es, eg;   /* scanned generation of the blocker; what evict loaded */
+#endif
 
 	do
 	:: P == NPUB -> break
@@ -206,27 +251,92 @@ again:
 #endif
 			last_e = e;
 			mn = NONE;
-			SCAN(0, s0, m0, h0, scanned0)
-			SCAN(1, s1, m1, h1, scanned1)
+			SCAN(0, s0, g0, m0, h0, scanned0)
+			SCAN(1, s1, g1, m1, h1, scanned1)
 			atomic { cmin = mn; mn = 0 }
 		:: else
 		fi;
 		if
 		:: atomic { cmin != NONE && P - cmin >= CAP -> pfull = true } ->
+#ifdef PUBLISHER_EVICTS
+			/* Full(bi): is the blocker's owner alive (F_OFD_GETLK on its lock)? */
+			if
+			:: atomic {
+				!lock[bi] ->
+				if :: bi == 0 -> bg = g0 :: else -> bg = g1 fi
+			   } ->
+				/* no live holder: evict and free the entry */
+#ifdef CANARY_EVICT_REREAD
+				/* evict(bi): load the state, CAS against what was loaded */
+				atomic { es = st[bi]; eg = gen[bi] };
+				atomic {
+					if
+					:: es == ACTIVE && st[bi] == es && gen[bi] == eg ->
+						assert(live[bi] != eg);   /* (d) */
+						st[bi] = EVICTED; evicted[bi] = true
+					:: else
+					fi
+				};
+				/* reclaim(bi): the same, from JOINING, ACTIVE or EVICTED */
+				atomic { es = st[bi]; eg = gen[bi] };
+				atomic {
+					if
+					:: es != FREE && st[bi] == es && gen[bi] == eg ->
+						assert(live[bi] != eg);   /* (d) */
+						st[bi] = FREE
+					:: else
+					fi
+				};
+#else
+				/* evict_blocker: CAS against the state word the scan saw */
+				atomic {
+					eg = bg;
+					if
+					:: st[bi] == ACTIVE && gen[bi] == eg ->
+						assert(live[bi] != eg);   /* (d) */
+						st[bi] = EVICTED; evicted[bi] = true
+					:: else
+					fi
+				};
+				atomic {
+					if
+					:: st[bi] == EVICTED && gen[bi] == eg ->
+						assert(live[bi] != eg);   /* (d) */
+						st[bi] = FREE
+					:: else
+					fi
+				};
+#endif
+				/* publish again at once, with a fresh scan */
+				atomic { pfull = false; last_e = NONE; es = 0; eg = 0; bg = 0 };
+				goto again
+			:: else ->
+				/* a live holder: wait until something the scan read (or the
+				 * lock) has changed */
+end_full_live:
+				atomic {
+					epoch != e || CHANGED(0, s0, g0, m0, h0) ||
+					CHANGED(1, s1, g1, m1, h1) || !lock[bi] ->
+					pfull = false
+				};
+				goto again
+			fi
+#else
 			/* Full: retry once something the scan read has changed */
 end_full:
 			atomic {
-				epoch != e || CHANGED(0, s0, m0, h0) || CHANGED(1, s1, m1, h1) ->
+				epoch != e || CHANGED(0, s0, g0, m0, h0) || CHANGED(1, s1, g1, m1, h1) ->
 				pfull = false
 			};
 			goto again
+#endif
 		:: else
 		fi;
 		/* [2] */
 		PSTEP(stamp[P % CAP] = 2*P + 1);
 		PSTEP(pay[P % CAP] = P);
 		PSTEP(stamp[P % CAP] = 2*P + 2);
-		PSTEP(atomic { tail = P + 1; P++; s0 = 0; m0 = 0; h0 = 0; s1 = 0; m1 = 0; h1 = 0 })
+		PSTEP(atomic { tail = P + 1; P++; s0 = 0; g0 = 0; m0 = 0; h0 = 0; s1 = 0; g1 = 0; m1 = 0; h1 = 0; bi = 0 })
 	od;
 	pdone = true
 #ifdef PRODUCER_CRASH
@@ -245,21 +355,48 @@ crashed:
 #define AFTER_LOSSLESS  skip
 #define AFTER_LOSSY     skip
 #else
+#ifdef PUBLISHER_EVICTS
+#define AFTER_LOSSLESS  if :: true :: goto died :: goto leave fi
+#else
 #define AFTER_LOSSLESS  if :: true :: goto out :: goto leave fi
+#endif
 #define AFTER_LOSSY     if :: true :: goto leave fi
 #endif
 
 #define MAY_LOSSLESS  (i == 0 && MODE0 != LOSSY || i == 1 && MODE1 != LOSSY)
 #define MAY_LOSSY     (i == 0 && MODE0 != LOSSLESS || i == 1 && MODE1 != LOSSLESS)
 
+/* the subscriber's own session is ACTIVE (state and generation) */
+#define MINE  (st[i] == ACTIVE && GEN_IS(i, mygen))
+
 proctype Sub(byte i)
 {
-	byte joins, t, h, jh, m, s1, v, lastp, delivered, dropped;
+	byte joins, t, h, jh, m, s1, v, lastp, delivered, dropped, mygen;
 
 join:
+#ifdef PUBLISHER_EVICTS
+	/* take the entry's role lock; holding it, any occupant is dead: reclaim */
+	atomic { !lock[i] -> lock[i] = true };
+reclaim:
+	atomic { s1 = st[i]; t = gen[i] };
+	if
+	:: s1 == FREE -> skip
+	:: else ->
+		atomic {
+			if
+			:: st[i] == s1 && gen[i] == t -> st[i] = FREE
+			:: else -> goto reclaim
+			fi
+		}
+	fi;
+	atomic { s1 = 0; t = 0 };
+#endif
 	/* CAS FREE -> JOINING, a fresh join session; choose the mode */
 	atomic {
 		st[i] == FREE -> st[i] = JOINING; evicted[i] = false; joins++;
+#ifdef PUBLISHER_EVICTS
+		gen[i]++; mygen = gen[i]; live[i] = mygen;
+#endif
 		if
 		:: MAY_LOSSLESS -> m = LOSSLESS
 		:: MAY_LOSSY -> m = LOSSY
@@ -313,7 +450,7 @@ join:
 	/* ------------------------------------------------------------ lossless */
 lossless:
 	do
-	:: st[i] != ACTIVE -> goto gone                 /* evicted */
+	:: !MINE -> goto gone                           /* evicted */
 	:: else ->
 		if
 		:: atomic { h == tail && pdone } ->
@@ -322,7 +459,7 @@ lossless:
 			goto leave
 		:: h == tail && !pdone ->                 /* empty: retry later */
 end_empty_ll:
-			(h != tail || pdone || st[i] != ACTIVE)
+			(h != tail || pdone || !MINE)
 		:: h != tail ->
 			atomic {
 				s1 = stamp[h % CAP];
@@ -354,7 +491,7 @@ end_empty_ll:
 	/* --------------------------------------------------------------- lossy */
 lossy:
 	do
-	:: st[i] != ACTIVE -> goto gone
+	:: !MINE -> goto gone
 	:: else ->
 		atomic {
 			t = tail;
@@ -424,7 +561,7 @@ lossy_miss:
 lossy_empty:
 	/* empty: retry later */
 end_empty_ly:
-	(h != tail || pdone || st[i] != ACTIVE);
+	(h != tail || pdone || !MINE);
 	goto lossy;
 lossy_end:
 	/* (b) the whole stream is covered */
@@ -435,8 +572,24 @@ gone:
 	/* evicted (or overwritten): only legal if the supervisor evicted us */
 	assert(evicted[i]);
 leave:
+#ifdef PUBLISHER_EVICTS
+	/* CAS ACTIVE(mygen) -> FREE(mygen), else EVICTED(mygen) -> FREE(mygen) (two
+	 * CASes on one word; no other outcome arises between them), then release
+	 * the role lock */
+	atomic {
+		if
+		:: gen[i] == mygen && (st[i] == ACTIVE || st[i] == EVICTED) -> st[i] = FREE
+		:: else
+		fi
+	};
+died:
+	/* the role lock is released (by the kernel, if the process died) */
+	atomic {
+		lock[i] = false; live[i] = 0; mygen = 0;
+#else
 	atomic {
 		st[i] = FREE;
+#endif
 		h = 0; jh = 0; m = 0; t = 0; s1 = 0; v = 0; lastp = 0; delivered = 0; dropped = 0;
 		if
 		:: i == 0 && joins < JOINS0 || i == 1 && joins < JOINS1 -> goto join
@@ -469,7 +622,9 @@ active proctype Watchdog()
 {
 end_watch:
 	timeout ->
-#ifdef WITNESS_BACKPRESSURE
+#if defined(WITNESS_BACKPRESSURE) || defined(PUBLISHER_EVICTS)
+	/* PUBLISHER_EVICTS: a dead lossless subscriber is evicted, a live one
+	 * consumes: the producer never ends blocked on Full */
 	assert(!pfull)
 #else
 	assert(!pfull ||

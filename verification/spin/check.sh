@@ -98,6 +98,8 @@ runs=(
 	"broadcast-no-recheck|broadcast|canary|-DCANARY_NO_RECHECK|safety|violated evicted[i]"
 	"broadcast-stale-min|broadcast|canary|-DCANARY_STALE_MIN|safety|!(pfull)||"
 	"broadcast-epoch-load-store|broadcast|canary|-DCANARY_EPOCH_LOAD_STORE -DNPUB=3 -DJOINS0=2 -DJOINS1=2 -DMODE0=LOSSLESS -DMODE1=LOSSLESS -DEVICTIONS=0|safety|violated evicted[i]"
+	"broadcast-publisher-evicts|broadcast|pass|-DPUBLISHER_EVICTS -DJOINS0=2 -DMODE0=LOSSLESS -DEVICTIONS=0|safety|"
+	"broadcast-evict-reread|broadcast|canary|-DPUBLISHER_EVICTS -DCANARY_EVICT_REREAD -DJOINS0=2 -DMODE0=LOSSLESS -DEVICTIONS=0|safety|violated (live[bi]!=eg)"
 )
 if [ "$full" = 1 ]; then
 	runs+=(
@@ -110,6 +112,8 @@ if [ "$full" = 1 ]; then
 		"broadcast-lossy-maxlag3|broadcast|pass|-DMODE0=LOSSY -DMODE1=LOSSY -DMAXLAG=3|safety|"
 		"broadcast-rejoin-any|broadcast|pass|-DNPUB=3 -DJOINS0=2 -DJOINS1=2|safety|"
 		"broadcast-odd-jump-4|broadcast|pass|-DPRODUCER_CRASH -DLOSSY_ODD_JUMP|safety|"
+		"broadcast-evicts-supervisor|broadcast|pass|-DPUBLISHER_EVICTS -DJOINS0=2 -DMODE0=LOSSLESS|safety|"
+		"broadcast-evicts-cycles|broadcast|pass|-DPUBLISHER_EVICTS -DJOINS0=2 -DMODE0=LOSSLESS -DEVICTIONS=0|np|"
 	)
 fi
 
