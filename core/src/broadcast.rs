@@ -547,6 +547,13 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
 
     /// Takes the producer role over from `previous`, which the caller knows is gone.
     /// A position it was writing but had not published is written again.
+    ///
+    /// The caller must know that `previous`'s last store happens-before this call:
+    /// the claim word cannot order it, because a dead owner never released it (the
+    /// shm layer takes over only while holding the role's kernel-released lock). The
+    /// producer touches slots only through atomic words, so breaking this is no
+    /// undefined behaviour, but a previous producer still writing makes subscribers'
+    /// items torn or lost; hence the requirement.
     pub fn producer_takeover(
         &self,
         previous: u64,
