@@ -68,6 +68,9 @@ mod tests;
 #[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
 mod broadcast_tests;
 
+#[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
+mod batch_tests;
+
 pub use broadcast::{
     entry, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,
     EntryError, Mode, PublishError, ReadAtError, Received, RecvError, SubscribeError,
@@ -87,8 +90,8 @@ pub use seqlock::{
 };
 pub use slot::{load_bytes, store_bytes, LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
 pub use spsc::{
-    PopError, Popped, PushError, Spsc, SpscConsumer, SpscGeometry, SpscHeader, SpscLoan, SpscPeek,
-    SpscProducer, MAX_RING_CAPACITY,
+    PopError, Popped, PushError, Spsc, SpscConsumer, SpscDrain, SpscDrained, SpscGeometry,
+    SpscHeader, SpscLoan, SpscPeek, SpscProducer, MAX_RING_CAPACITY,
 };
 
 /// The atomic word of every control block and body: `core`'s `AtomicU64`, or the

@@ -1,0 +1,166 @@
+//! Batches (SPSC push, pop and drain) and range reads of the register, single-threaded.
+
+use crate::*;
+use std::vec::Vec;
+
+const RELAXED: core::sync::atomic::Ordering = core::sync::atomic::Ordering::Relaxed;
+
+fn spsc(capacity: usize, bytes: usize) -> (HeapRegion<SpscHeader>, SpscGeometry) {
+    let geometry = SpscGeometry::new(capacity, bytes).unwrap();
+    (HeapRegion::new(geometry.body_words()), geometry)
+}
+
+#[test]
+fn push_batch_pushes_what_fits_with_one_tail_store() {
+    let (region, geometry) = spsc(4, 8);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut consumer = ring.consumer(2).unwrap();
+    let items: Vec<[u8; 8]> = (0u64..6).map(|i| i.to_le_bytes()).collect();
+    assert_eq!(producer.push_batch::<&[u8]>(&[]), Ok(0));
+    assert_eq!(producer.push_batch(&items[..3]), Ok(3));
+    assert_eq!(ring.positions(), (0, 3));
+    // One free slot left: a batch of three pushes one.
+    assert_eq!(producer.push_batch(&items[3..]), Ok(1));
+    assert_eq!(producer.push_batch(&items[4..]), Err(PushError::Full));
+    let mut buf = [0u8; 8];
+    for i in 0..4u64 {
+        let got = consumer.pop(&mut buf).unwrap();
+        assert_eq!((got.position, u64::from_le_bytes(buf)), (i, i));
+    }
+    // Across the wrap: positions 4..8 live in slots 0..4.
+    assert_eq!(producer.push_batch(&items[2..]), Ok(4));
+    for i in 2..6u64 {
+        assert_eq!(consumer.pop(&mut buf).unwrap().position, i + 2);
+        assert_eq!(u64::from_le_bytes(buf), i);
+    }
+}
+
+#[test]
+fn push_batch_stops_before_an_item_too_large() {
+    let (region, geometry) = spsc(8, 4);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let items: [&[u8]; 3] = [b"ab", b"toolong", b"c"];
+    assert_eq!(producer.push_batch(&items), Ok(1));
+    assert_eq!(
+        producer.push_batch(&items[1..]),
+        Err(PushError::TooLarge { len: 7, max: 4 })
+    );
+    assert_eq!(ring.positions(), (0, 1));
+}
+
+#[test]
+fn pop_batch_copies_and_releases_with_one_head_store() {
+    let (region, geometry) = spsc(4, 8);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut consumer = ring.consumer(2).unwrap();
+    let mut bufs = [[0u8; 8]; 3];
+    let mut popped = [Popped {
+        position: 0,
+        len: 0,
+    }; 3];
+    assert_eq!(
+        consumer.pop_batch(&mut bufs, &mut popped),
+        Err(PopError::Empty)
+    );
+    for item in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
+        producer.push(item).unwrap();
+    }
+    assert_eq!(consumer.pop_batch(&mut bufs, &mut popped), Ok(3));
+    assert_eq!(ring.positions(), (3, 4));
+    assert_eq!(&bufs[2][..popped[2].len], b"ccc");
+    assert_eq!(
+        popped[1],
+        Popped {
+            position: 1,
+            len: 2
+        }
+    );
+    // The next item does not fit a 2-byte buffer: reported, and left in the ring.
+    let mut small = [[0u8; 2]; 2];
+    assert_eq!(
+        consumer.pop_batch(&mut small, &mut popped),
+        Err(PopError::BufferTooSmall { needed: 4 })
+    );
+    assert_eq!(consumer.pop_batch(&mut bufs, &mut popped), Ok(1));
+    assert_eq!(&bufs[0][..4], b"dddd");
+}
+
+#[test]
+fn pop_batch_and_drain_report_an_impossible_length_once() {
+    let (region, geometry) = spsc(4, 8);
+    let stride = geometry.slot_stride();
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut consumer = ring.consumer(2).unwrap();
+    producer.push_batch(&[b"a", b"b", b"c"]).unwrap();
+    region.body()[stride + LENGTH_WORD].store(9, RELAXED);
+    let mut bufs = [[0u8; 8]; 4];
+    let mut popped = [Popped {
+        position: 0,
+        len: 0,
+    }; 4];
+    // Stops before the corrupt item ...
+    assert_eq!(consumer.pop_batch(&mut bufs, &mut popped), Ok(1));
+    // ... which the next call removes and reports.
+    assert_eq!(
+        consumer.pop_batch(&mut bufs, &mut popped),
+        Err(PopError::Corrupt(Corruption::Length { found: 9, max: 8 }))
+    );
+    assert_eq!(consumer.pop_batch(&mut bufs, &mut popped), Ok(1));
+    assert_eq!((popped[0].position, &bufs[0][..1]), (2, &b"c"[..]));
+
+    producer.push_batch(&[b"d", b"e"]).unwrap();
+    region.body()[3 * stride + LENGTH_WORD].store(100, RELAXED);
+    let mut drain = consumer.drain().unwrap();
+    assert!(matches!(
+        drain.next(),
+        Some(Err(Corruption::Length { found: 100, .. }))
+    ));
+    let item = drain.next().unwrap().unwrap();
+    assert_eq!(item.position(), 4);
+    drop(drain);
+    assert_eq!(ring.positions(), (5, 5));
+}
+
+#[test]
+fn drain_releases_only_what_it_handed_out() {
+    let (region, geometry) = spsc(4, 16);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut consumer = ring.consumer(2).unwrap();
+    assert!(matches!(consumer.drain(), Err(PopError::Empty)));
+    producer.push_batch(&[b"one", b"two", b"six"]).unwrap();
+    {
+        let mut drain = consumer.drain().unwrap();
+        assert_eq!(drain.remaining(), 3);
+        let item = drain.next().unwrap().unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(item.copy_to(&mut buf), Ok(3));
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(
+            item.copy_to(&mut buf[..2]),
+            Err(PopError::BufferTooSmall { needed: 3 })
+        );
+        let item = drain.next().unwrap().unwrap();
+        let mut two = [0u8; 3];
+        item.words().load_bytes(&mut two);
+        assert_eq!((item.position(), item.len(), &two), (1, 3, b"two"));
+        // Not released yet: the producer sees only one free slot.
+        assert_eq!(ring.positions(), (0, 3));
+    }
+    assert_eq!(ring.positions(), (2, 3));
+    // An item pushed after the drain was made is not in it.
+    let mut drain = consumer.drain().unwrap();
+    producer.push(b"late").unwrap();
+    let mut seen = Vec::new();
+    while let Some(item) = drain.next() {
+        seen.push(item.unwrap().position());
+    }
+    drop(drain);
+    assert_eq!(seen, [2]);
+    let mut buf = [0u8; 16];
+    assert_eq!(consumer.pop(&mut buf).unwrap().position, 3);
+}
