@@ -1,5 +1,8 @@
 //! Batches (SPSC push, pop and drain) and range reads of the register, single-threaded.
 
+// Arrays of one range are what `read_ranges` takes; a reversed range is a case tested.
+#![allow(clippy::single_range_in_vec_init, clippy::reversed_empty_ranges)]
+
 use crate::*;
 use std::vec::Vec;
 
@@ -163,4 +166,107 @@ fn drain_releases_only_what_it_handed_out() {
     assert_eq!(seen, [2]);
     let mut buf = [0u8; 16];
     assert_eq!(consumer.pop(&mut buf).unwrap().position, 3);
+}
+
+fn register(slots: usize, bytes: usize) -> (HeapRegion<SeqlockHeader>, SeqlockGeometry) {
+    let geometry = SeqlockGeometry::new(slots, bytes).unwrap();
+    (HeapRegion::new(geometry.body_words()), geometry)
+}
+
+#[test]
+fn load_bytes_at_any_offset() {
+    let words: Vec<AtomicU64> = (0..4u64)
+        .map(|w| {
+            AtomicU64::new(u64::from_le_bytes(core::array::from_fn(|b| {
+                (w * 8) as u8 + b as u8
+            })))
+        })
+        .collect();
+    for offset in 0..32 {
+        for len in 0..=(32 - offset) {
+            let mut dst = std::vec![0xEEu8; len];
+            crate::slot::load_bytes_at(&words, offset, &mut dst);
+            let expect: Vec<u8> = (offset..offset + len).map(|b| b as u8).collect();
+            assert_eq!(dst, expect, "offset {offset} len {len}");
+        }
+    }
+}
+
+#[test]
+fn read_ranges_copies_only_the_ranges_of_one_write() {
+    let (region, geometry) = register(2, 40);
+    let lane = Seqlock::new(&region, geometry).unwrap();
+    let mut reader = lane.reader();
+    let mut a = [0u8; 3];
+    let mut b = [0u8; 10];
+    assert_eq!(
+        reader.read_ranges(&[0..1], &mut [&mut a], false),
+        Err(RangeReadError::Read(ReadError::Empty))
+    );
+    let mut writer = lane.writer(1).unwrap();
+    let value: Vec<u8> = (0..37u8).collect();
+    writer.write(&value).unwrap();
+    // Ranges at odd offsets, spread over two output parts of odd lengths.
+    let got = reader
+        .read_ranges(&[1..3, 9..18, 36..37, 5..5], &mut [&mut a, &mut b], false)
+        .unwrap();
+    assert_eq!((got.seq, got.len, got.missed), (1, 37, 0));
+    assert_eq!(a, [1, 2, 9]);
+    assert_eq!(&b[..9], &[10, 11, 12, 13, 14, 15, 16, 17, 36]);
+    assert_eq!(
+        reader.read_ranges(&[0..1], &mut [&mut a], true),
+        Err(RangeReadError::Read(ReadError::NotNew))
+    );
+    // A range past the value, or reversed, is refused after the attempt.
+    assert_eq!(
+        reader.read_ranges(&[0..1, 30..38], &mut [&mut b], false),
+        Err(RangeReadError::Outside {
+            range: 30..38,
+            len: 37
+        })
+    );
+    let reversed = [4..2];
+    assert_eq!(
+        reader.read_ranges(&reversed, &mut [&mut b], false),
+        Err(RangeReadError::Outside {
+            range: 4..2,
+            len: 37
+        })
+    );
+    // Output shorter than the ranges: refused before any attempt.
+    assert_eq!(
+        reader.read_ranges(&[0..4], &mut [&mut a], false),
+        Err(RangeReadError::Read(ReadError::BufferTooSmall {
+            needed: 4
+        }))
+    );
+    assert!(matches!(
+        reader.read_ranges(&[0..usize::MAX, 1..usize::MAX], &mut [&mut a], false),
+        Err(RangeReadError::Outside { .. })
+    ));
+}
+
+#[test]
+fn read_ranges_reports_a_corrupt_length_and_a_stalled_writer() {
+    let (region, geometry) = register(1, 16);
+    let lane = Seqlock::new(&region, geometry).unwrap();
+    let mut writer = lane.writer(1).unwrap();
+    writer.write(&[7; 16]).unwrap();
+    let mut reader = lane.reader();
+    let mut out = [0u8; 4];
+    region.body()[LENGTH_WORD].store(17, RELAXED);
+    assert_eq!(
+        reader.read_ranges(&[0..4], &mut [&mut out], false),
+        Err(RangeReadError::Read(ReadError::Corrupt(
+            Corruption::Length { found: 17, max: 16 }
+        )))
+    );
+    region.body()[LENGTH_WORD].store(16, RELAXED);
+    // A writer stopped mid-write (odd stamp) with one slot: every attempt fails.
+    region.body()[STAMP_WORD].store(3, RELAXED);
+    reader.set_max_attempts(3);
+    assert_eq!(
+        reader.read_ranges(&[0..4], &mut [&mut out], false),
+        Err(RangeReadError::Read(ReadError::Stalled { attempts: 3 }))
+    );
 }

@@ -85,8 +85,8 @@ pub use region::attach;
 pub use region::HeapRegion;
 pub use region::{AttachError, ControlBlock, Exclusive, Parts, Region};
 pub use seqlock::{
-    ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader, SeqlockWriter,
-    WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
+    RangeReadError, ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader,
+    SeqlockWriter, WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
 };
 pub use slot::{load_bytes, store_bytes, LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
 pub use spsc::{

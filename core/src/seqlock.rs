@@ -14,6 +14,8 @@
 //! copies length and payload (relaxed), issues an acquire fence, and reloads the stamp
 //! (relaxed): an unchanged stamp proves the copy is write `p`, untorn. Otherwise it
 //! retries, at most `max_attempts` times, then reports [`ReadError::Stalled`].
+//! [`SeqlockReader::read_ranges`] copies only some byte ranges of the value between the
+//! two stamp loads, all in the same attempt, so they come from one write, untorn.
 //!
 //! # Invariants
 //! - The value returned for sequence `p` is exactly the bytes of write `p`.
@@ -47,7 +49,7 @@ use crate::claim::{self, ClaimError};
 use crate::error::{check_body, check_count, Corruption, GeometryError};
 use crate::line::Line;
 use crate::region::{sealed, ControlBlock, Region};
-use crate::slot::{load_parts, parts_len, slot_stride, store_parts, Slot};
+use crate::slot::{load_bytes_at, load_parts, parts_len, slot_stride, store_parts, Slot};
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 
 /// Most slots a register may have.
@@ -353,10 +355,13 @@ pub struct SeqlockReader<R> {
     max_attempts: u32,
 }
 
-enum Attempt {
+/// The outcome of one copy attempt. `F` is a refusal the copy decided on, reported
+/// only once the stamp proved the attempt untorn.
+enum Attempt<F> {
     Done(ReadInfo),
     Retry,
     Fail(ReadError),
+    Refused(F),
 }
 
 impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
@@ -394,25 +399,52 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
         only_new: bool,
     ) -> Result<ReadInfo, ReadError> {
         let capacity = parts_len(parts);
+        let mut copy = |payload: &[AtomicU64], len: usize| {
+            if len > capacity {
+                return Err(len);
+            }
+            load_parts(payload, parts, len);
+            Ok(())
+        };
+        self.read_with(only_new, &mut copy)
+            .map_err(|error| match error {
+                Ok(e) => e,
+                Err(needed) => ReadError::BufferTooSmall { needed },
+            })
+    }
+
+    /// Attempts until one is untorn, at most `max_attempts`. `copy` copies from the
+    /// payload words of a value of the given length (at most the slot size) or refuses
+    /// it; a refusal is returned as `Err(Err(_))` once the attempt proved untorn.
+    fn read_with<F>(
+        &mut self,
+        only_new: bool,
+        copy: &mut impl FnMut(&[AtomicU64], usize) -> Result<(), F>,
+    ) -> Result<ReadInfo, Result<ReadError, F>> {
         for attempt in 0..self.max_attempts {
             if attempt > 0 {
                 spin_hint();
             }
-            match self.attempt(parts, capacity, only_new) {
+            match self.attempt(only_new, copy) {
                 Attempt::Done(info) => {
                     self.last = info.seq;
                     return Ok(info);
                 }
                 Attempt::Retry => continue,
-                Attempt::Fail(e) => return Err(e),
+                Attempt::Fail(e) => return Err(Ok(e)),
+                Attempt::Refused(f) => return Err(Err(f)),
             }
         }
-        Err(ReadError::Stalled {
+        Err(Ok(ReadError::Stalled {
             attempts: self.max_attempts,
-        })
+        }))
     }
 
-    fn attempt(&self, parts: &mut [&mut [u8]], capacity: usize, only_new: bool) -> Attempt {
+    fn attempt<F>(
+        &self,
+        only_new: bool,
+        copy: &mut impl FnMut(&[AtomicU64], usize) -> Result<(), F>,
+    ) -> Attempt<F> {
         let lane = &self.lane;
         // Acquire pairs with the writer's Release store of `published`.
         let seq = lane.region.header().published.load(Ordering::Acquire);
@@ -445,10 +477,11 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
             return Attempt::Retry;
         }
         let len = slot.length().load(Ordering::Relaxed);
-        let fits = len <= lane.geometry.slot_bytes as u64 && len <= capacity as u64;
-        if fits {
-            load_parts(slot.payload(), parts, len as usize);
-        }
+        let copied = if len <= lane.geometry.slot_bytes as u64 {
+            Some(copy(slot.payload(), len as usize))
+        } else {
+            None
+        };
         // Acquire fence: the payload loads above are ordered before the stamp load
         // below. Partner: the writer's Release fence after its odd stamp; if any load
         // above saw a later write's data, the load below sees that write's odd stamp.
@@ -457,16 +490,15 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
             return Attempt::Retry;
         }
         // The copy (and `len`) is write `seq`, untorn.
-        if len > lane.geometry.slot_bytes as u64 {
-            return Attempt::Fail(ReadError::Corrupt(Corruption::Length {
-                found: len,
-                max: lane.geometry.slot_bytes as u64,
-            }));
-        }
-        if !fits {
-            return Attempt::Fail(ReadError::BufferTooSmall {
-                needed: len as usize,
-            });
+        match copied {
+            None => {
+                return Attempt::Fail(ReadError::Corrupt(Corruption::Length {
+                    found: len,
+                    max: lane.geometry.slot_bytes as u64,
+                }))
+            }
+            Some(Err(refusal)) => return Attempt::Refused(refusal),
+            Some(Ok(())) => {}
         }
         let missed = if self.last == 0 {
             0
@@ -478,5 +510,109 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
             len: len as usize,
             missed,
         })
+    }
+}
+
+// Range reads: parts of one value, copied inside one stamp-checked attempt.
+
+/// Why [`SeqlockReader::read_ranges`] returned no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeReadError {
+    /// The read itself failed, as [`SeqlockReader::read`] would
+    /// ([`ReadError::BufferTooSmall`]: the output parts are shorter than the ranges).
+    Read(ReadError),
+    /// A range does not lie inside the value (or its start is past its end).
+    Outside {
+        /// The range.
+        range: core::ops::Range<usize>,
+        /// The value's length.
+        len: usize,
+    },
+}
+
+impl core::fmt::Display for RangeReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RangeReadError::Read(e) => e.fmt(f),
+            RangeReadError::Outside { range, len } => write!(
+                f,
+                "byte range {}..{} does not lie inside the value of {len} bytes",
+                range.start, range.end
+            ),
+        }
+    }
+}
+
+impl From<ReadError> for RangeReadError {
+    fn from(e: ReadError) -> Self {
+        RangeReadError::Read(e)
+    }
+}
+
+impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
+    /// Copies byte ranges of the latest value, one after the other, into `out`
+    /// (filling each part before the next; parts may have any length), inside one
+    /// stamp-checked attempt: all ranges come from the same write, untorn, as a whole
+    /// [`read`](Self::read) would. Only the ranges are copied, not the whole value.
+    /// With `only_new`, as [`read_new`](Self::read_new).
+    ///
+    /// The [`ReadInfo`] describes the value: `len` is its whole length, not the bytes
+    /// copied (which are the ranges' total). Every range is checked against that
+    /// length once the attempt proved it untorn: [`RangeReadError::Outside`] if one
+    /// does not lie inside. Attempts are bounded as for `read`
+    /// ([`ReadError::Stalled`]). On error the contents of `out` are unspecified.
+    pub fn read_ranges(
+        &mut self,
+        ranges: &[core::ops::Range<usize>],
+        out: &mut [&mut [u8]],
+        only_new: bool,
+    ) -> Result<ReadInfo, RangeReadError> {
+        let mut total = 0usize;
+        for range in ranges {
+            let Some(sum) = total.checked_add(range.end.saturating_sub(range.start)) else {
+                return Err(RangeReadError::Outside {
+                    range: range.clone(),
+                    len: self.lane.geometry.slot_bytes,
+                });
+            };
+            total = sum;
+        }
+        let capacity = out
+            .iter()
+            .fold(0usize, |n, part| n.saturating_add(part.len()));
+        if total > capacity {
+            return Err(RangeReadError::Read(ReadError::BufferTooSmall {
+                needed: total,
+            }));
+        }
+        let mut copy = |payload: &[AtomicU64], len: usize| {
+            // Every range inside the value (and so inside the payload words) before
+            // anything is copied.
+            if let Some(bad) = ranges.iter().find(|r| r.start > r.end || r.end > len) {
+                return Err((bad.clone(), len));
+            }
+            let mut part = 0;
+            let mut at = 0;
+            for range in ranges {
+                let mut offset = range.start;
+                while offset < range.end {
+                    // `total <= capacity`, so a part with room remains.
+                    while out[part].len() == at {
+                        part += 1;
+                        at = 0;
+                    }
+                    let n = (range.end - offset).min(out[part].len() - at);
+                    load_bytes_at(payload, offset, &mut out[part][at..at + n]);
+                    offset += n;
+                    at += n;
+                }
+            }
+            Ok(())
+        };
+        self.read_with(only_new, &mut copy)
+            .map_err(|error| match error {
+                Ok(e) => RangeReadError::Read(e),
+                Err((range, len)) => RangeReadError::Outside { range, len },
+            })
     }
 }

@@ -122,6 +122,28 @@ pub fn load_bytes(words: &[AtomicU64], dst: &mut [u8]) {
     }
 }
 
+/// Loads `dst.len()` bytes starting at byte `offset` of the words (little-endian),
+/// relaxed: [`load_bytes`] from any byte offset. Bytes of `dst` beyond the words are
+/// left as they are.
+#[inline]
+pub(crate) fn load_bytes_at(words: &[AtomicU64], offset: usize, dst: &mut [u8]) {
+    let Some(words) = words.get(offset / 8..) else {
+        return;
+    };
+    let skip = offset % 8;
+    if skip == 0 {
+        load_bytes(words, dst);
+        return;
+    }
+    let Some((first, rest)) = words.split_first() else {
+        return;
+    };
+    let n = (8 - skip).min(dst.len());
+    let bytes = first.load(Ordering::Relaxed).to_le_bytes();
+    dst[..n].copy_from_slice(&bytes[skip..skip + n]);
+    load_bytes(rest, &mut dst[n..]);
+}
+
 /// Total length of `parts`, checking that every part but the last is a whole number
 /// of words, so that each starts on a word boundary.
 ///
