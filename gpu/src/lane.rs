@@ -38,7 +38,7 @@ use crate::handoff::{self, Server};
 use crate::table::{LaneTable, Record, MAX_DEVICE_SLOTS, RECORD_WORDS};
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
-use tensorlane_shm::{DType, Kind, LaneName, TensorSpec};
+use tensorlane_shm::{Clock, CreateOptions, DType, Kind, LaneName, TensorSpec};
 
 /// How long a reader waits, by default, for a write's completion event, and for the
 /// writer's hand-off when it opens a lane.
@@ -81,6 +81,23 @@ pub struct GpuLaneOptions {
     /// Also publish every write to `<name>.cpu`, an ordinary shm lane of the tensor,
     /// for processes without a GPU (a device-to-host copy per write).
     pub mirror: bool,
+    /// The clock that stamps the lane's records (and its mirror's frames), so the
+    /// `timestamp_ns` of the frames readers get: [`Clock::Monotonic`] by default,
+    /// [`Clock::Realtime`], or [`Clock::None`] (0, no clock read per write).
+    pub clock: Clock,
+}
+
+impl GpuLaneOptions {
+    /// Stamps the lane with `clock`.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The options of the shm lanes behind a GPU lane (record lane and mirror).
+    pub(crate) fn shm(self) -> CreateOptions {
+        CreateOptions::default().clock(self.clock)
+    }
 }
 
 /// The writer's side of the slots: the backend's writer, the table, the server.

@@ -69,12 +69,17 @@ impl<B: Backend> GpuStreamWriter<B> {
     ) -> Result<Self, GpuError> {
         let exporter = Exporter::create(backend, name, Kind::Stream, spec, slots, options)?;
         let mirror = if options.mirror {
-            Some(StreamWriter::create(&mirror_name(name), spec, 2)?)
+            Some(StreamWriter::create_with(
+                &mirror_name(name),
+                spec,
+                2,
+                options.shm(),
+            )?)
         } else {
             None
         };
         let lane = record_lane(name, mirror.is_some(), || {
-            StreamWriter::create(name, &record_spec(), RECORD_SLOTS)
+            StreamWriter::create_with(name, &record_spec(), RECORD_SLOTS, options.shm())
         })?;
         Ok(GpuStreamWriter {
             lane,

@@ -50,17 +50,24 @@ impl<B: Backend> GpuTopicPublisher<B> {
         let slots = capacity.saturating_add(2);
         let exporter = Exporter::create(backend, name, Kind::Topic, spec, slots, options)?;
         let mirror = if options.mirror {
-            Some(TopicPublisher::create(
+            Some(TopicPublisher::create_with(
                 &mirror_name(name),
                 spec,
                 capacity,
                 max_subscribers,
+                options.shm(),
             )?)
         } else {
             None
         };
         let lane = record_lane(name, mirror.is_some(), || {
-            TopicPublisher::create(name, &record_spec(), capacity, max_subscribers)
+            TopicPublisher::create_with(
+                name,
+                &record_spec(),
+                capacity,
+                max_subscribers,
+                options.shm(),
+            )
         })?;
         Ok(GpuTopicPublisher {
             lane,

@@ -8,6 +8,7 @@
 //! validates all of them (magic, version, checksum, kind, dtype, shape, sizes,
 //! geometry) with checked arithmetic against the real size of the object.
 
+use crate::clock::Clock;
 use crate::dtype::{DType, TensorSpec, MAX_DIMS};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -59,10 +60,12 @@ pub mod field {
     pub const CREATOR_UID: usize = 20;
     /// Creation time, nanoseconds since the Unix epoch.
     pub const CREATED_NS: usize = 21;
-    /// FNV-1a 64 of the little-endian bytes of words 0..22.
-    pub const CHECKSUM: usize = 22;
+    /// [`crate::Clock`] code of the frames' timestamps.
+    pub const CLOCK: usize = 22;
+    /// FNV-1a 64 of the little-endian bytes of words 0..CHECKSUM.
+    pub const CHECKSUM: usize = 23;
     /// Number of immutable words.
-    pub const COUNT_OF_FIELDS: usize = 23;
+    pub const COUNT_OF_FIELDS: usize = 24;
 }
 
 /// A futex word, on its own line (see `futex.rs` and docs/LAYOUT.md section 6).
@@ -81,7 +84,7 @@ pub struct Futex {
 #[repr(C)]
 #[derive(Debug)]
 pub struct SegmentHeader {
-    /// Immutable fields (see [`field`]); words 23..32 are reserved (0).
+    /// Immutable fields (see [`field`]); the words after them, to 32, are reserved (0).
     pub fields: Line<[AtomicU64; 16]>,
     /// Immutable fields, continued.
     pub fields_hi: Line<[AtomicU64; 16]>,
@@ -217,6 +220,8 @@ pub struct HeaderInfo {
     pub creator_uid: u64,
     /// Creation time, ns since the Unix epoch.
     pub created_ns: u64,
+    /// The clock of the frames' timestamps.
+    pub clock: Clock,
 }
 
 /// Why a header is not acceptable.
@@ -318,6 +323,7 @@ pub fn encode(info: &HeaderInfo) -> Option<[u64; field::COUNT_OF_FIELDS]> {
     words[field::CREATOR_PID] = info.creator_pid;
     words[field::CREATOR_UID] = info.creator_uid;
     words[field::CREATED_NS] = info.created_ns;
+    words[field::CLOCK] = info.clock.code();
     words[field::CHECKSUM] = checksum(&words[..field::CHECKSUM]);
     Some(words)
 }
@@ -425,6 +431,13 @@ pub fn decode(
             segment_bytes.to_string(),
         ));
     }
+    let clock = Clock::from_code(words[field::CLOCK]).ok_or_else(|| {
+        bad(
+            "clock",
+            words[field::CLOCK],
+            "1 (monotonic), 2 (realtime) or 3 (none)",
+        )
+    })?;
     if object_bytes < segment_bytes as u64 {
         return Err(bad(
             "segment_bytes",
@@ -442,6 +455,7 @@ pub fn decode(
         creator_pid: words[field::CREATOR_PID],
         creator_uid: words[field::CREATOR_UID],
         created_ns: words[field::CREATED_NS],
+        clock,
     })
 }
 
@@ -462,6 +476,7 @@ mod tests {
             creator_pid: 1,
             creator_uid: 2,
             created_ns: 3,
+            clock: Clock::Realtime,
         })
         .unwrap()
     }

@@ -1,5 +1,6 @@
 //! What the three lane kinds share: the mapped core region, framing, open/create.
 
+use crate::clock::Clock;
 use crate::dtype::TensorSpec;
 use crate::error::LaneError;
 use crate::header::{Geometry, HeaderInfo, Kind, FRAME_BYTES};
@@ -64,17 +65,20 @@ pub struct Frame {
     pub seq: u64,
     /// Frame id given by the writer (by default, counting from 1).
     pub frame_id: u64,
-    /// Write time, nanoseconds since the Unix epoch (`CLOCK_REALTIME`).
+    /// Write time in nanoseconds, read from the lane's [`Clock`] just before the
+    /// write (the lane's `info().clock`, chosen at create with
+    /// [`CreateOptions::clock`]): `CLOCK_MONOTONIC` by default (comparable with
+    /// [`Clock::now_ns`] in any process of the machine), `CLOCK_REALTIME` (since the
+    /// Unix epoch) if asked, or 0 when the lane does not stamp ([`Clock::None`]).
     pub timestamp_ns: u64,
     /// Items this reader skipped since the previous one it returned.
     pub skipped: u64,
 }
 
-pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+/// The timestamp of a frame written now on a lane stamped by `clock`.
+#[inline]
+pub(crate) fn now_ns(clock: Clock) -> u64 {
+    clock.now_ns()
 }
 
 /// The 16-byte frame prefix of a slot.
@@ -130,6 +134,7 @@ pub(crate) fn create_segment(
         creator_pid: pid,
         creator_uid: uid,
         created_ns,
+        clock: options.clock,
     };
     Ok(Arc::new(Segment::create(&name, &info, options)?))
 }

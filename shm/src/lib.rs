@@ -22,6 +22,7 @@
 
 #[cfg(feature = "ndarray")]
 pub mod array;
+mod clock;
 mod dtype;
 mod error;
 mod futex;
@@ -34,6 +35,7 @@ pub mod segment;
 mod stream;
 mod topic;
 
+pub use clock::Clock;
 pub use dtype::{DType, SpecError, TensorSpec, MAX_DIMS};
 pub use error::LaneError;
 pub use header::{HeaderInfo, Kind};

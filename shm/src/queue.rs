@@ -173,7 +173,7 @@ impl QueueProducer {
     pub fn push(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, LaneError> {
         lane::check_size(self.spec(), tensor.len())?;
         let frame_id = self.next_frame;
-        let prefix = lane::frame_prefix(frame_id, lane::now_ns());
+        let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let segment = &self.segment;
         let producer = &mut self.producer;
         let position = wait(&segment.header().space, timeout, || {
@@ -224,7 +224,10 @@ impl QueueProducer {
         // The caller's promise (above) is the part of the `Exclusive` contract this
         // process cannot keep by itself (see `ring`).
         let bytes = loan.bytes_mut();
-        bytes[..FRAME_BYTES].copy_from_slice(&lane::frame_prefix(frame_id, lane::now_ns()));
+        bytes[..FRAME_BYTES].copy_from_slice(&lane::frame_prefix(
+            frame_id,
+            lane::now_ns(self.segment.info().clock),
+        ));
         let out = fill(&mut bytes[FRAME_BYTES..FRAME_BYTES + tensor_bytes]);
         let position = loan
             .commit(FRAME_BYTES + tensor_bytes)

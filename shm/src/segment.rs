@@ -27,6 +27,7 @@
 //! lane is opened (docs/LAYOUT.md, section 1, *Truncation*); a lane truncated before it
 //! is opened is refused with [`LaneError::Truncated`].
 
+use crate::clock::Clock;
 use crate::error::LaneError;
 use crate::header::{self, HeaderInfo, SegmentHeader, HEADER_BYTES, READY};
 use crate::name::LaneName;
@@ -54,6 +55,12 @@ pub const PRIVATE_MODE: u32 = 0o600;
 pub const GROUP_MODE: u32 = 0o660;
 
 /// Options for creating a segment.
+///
+/// ```
+/// use tensorlane_shm::{Clock, CreateOptions};
+/// let options = CreateOptions::default().clock(Clock::Realtime);
+/// assert_eq!(options.clock, Clock::Realtime);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CreateOptions {
     /// Let the lane's group open it (mode 0660 instead of 0600). The group is the
@@ -62,6 +69,17 @@ pub struct CreateOptions {
     /// as trusted as the owner: it can write any word of the segment, take any role,
     /// and truncate the object (docs/LAYOUT.md, sections 1 and 4).
     pub group_access: bool,
+    /// The clock that stamps the lane's frames (default: [`Clock::Monotonic`]),
+    /// recorded in the header for every opener.
+    pub clock: Clock,
+}
+
+impl CreateOptions {
+    /// Stamps the lane's frames with `clock` ([`Clock::None`]: no stamping).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
 }
 
 /// A mapped, validated segment. Dropping it unmaps; it never unlinks.

@@ -137,7 +137,7 @@ impl StreamWriter {
     /// on from it.
     pub fn write_frame(&mut self, tensor: &[u8], frame_id: u64) -> Result<u64, LaneError> {
         lane::check_size(self.spec(), tensor.len())?;
-        let prefix = lane::frame_prefix(frame_id, lane::now_ns());
+        let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let seq =
             self.writer
                 .write_parts(&[&prefix, tensor])

@@ -141,7 +141,7 @@ impl TopicPublisher {
     pub fn publish(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, LaneError> {
         lane::check_size(self.spec(), tensor.len())?;
         let frame_id = self.next_frame;
-        let prefix = lane::frame_prefix(frame_id, lane::now_ns());
+        let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let segment = &self.segment;
         let (producer, evicted) = (&mut self.producer, &mut self.evicted);
         let position = wait(&segment.header().space, timeout, || loop {

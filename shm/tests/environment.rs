@@ -397,6 +397,7 @@ fn plant_huge_stream(name: &str) -> usize {
         // SAFETY: geteuid has no preconditions.
         creator_uid: u64::from(unsafe { libc::geteuid() }),
         created_ns: 1,
+        clock: tensorlane_shm::Clock::Monotonic,
     };
     let words = header::encode(&info).unwrap();
     let file = OpenOptions::new()
@@ -602,7 +603,10 @@ fn group_members_use_group_lanes() {
     let name = format!("env-{}-group", std::process::id());
     let _cleanup = Cleanup(vec![name.clone()]);
     let spec = TensorSpec::bytes(8).unwrap();
-    let options = CreateOptions { group_access: true };
+    let options = CreateOptions {
+        group_access: true,
+        ..CreateOptions::default()
+    };
     let mut writer = StreamWriter::create_with(&name, &spec, 2, options).unwrap();
     writer.write(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
     drop(writer);

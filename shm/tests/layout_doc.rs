@@ -23,7 +23,7 @@ use tensorlane_shm::header::{
 };
 use tensorlane_shm::segment::{self, CONSUMER_ROLE, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
 use tensorlane_shm::{
-    CreateOptions, DType, Kind, LaneName, QueueConsumer, QueueProducer, StreamWriter,
+    Clock, CreateOptions, DType, Kind, LaneName, QueueConsumer, QueueProducer, StreamWriter,
     SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber, MAX_DIMS, MAX_NAME_LEN,
 };
 
@@ -275,6 +275,7 @@ fn header_table_matches_segment_header() {
         ("creator_pid", field::CREATOR_PID * 8, W),
         ("creator_uid", field::CREATOR_UID * 8, W),
         ("created_ns", field::CREATED_NS * 8, W),
+        ("clock", field::CLOCK * 8, W),
         ("checksum", field::CHECKSUM * 8, W),
         ("ready", offset_of!(SegmentHeader, ready), W),
         ("data.word", data + word, U32),
@@ -791,6 +792,7 @@ impl Image {
     }
 
     /// Checks slot `at` (its segment offset): stamp, length, frame prefix, tensor.
+    /// `since_ns` is a reading of the monotonic clock (the default) before the write.
     fn check_slot(&self, at: u64, stamp: u64, frame_id: u64, tensor: &[u8], since_ns: u64) {
         let slot = table("slot");
         let frame = table("frame");
@@ -804,7 +806,13 @@ impl Image {
             "frame id"
         );
         let ts = self.u64_at(payload + frame.offset("timestamp_ns"));
-        assert!((since_ns..=now_ns()).contains(&ts), "timestamp {ts}");
+        assert_eq!(
+            self.field("clock"),
+            clock_code("monotonic"),
+            "default clock"
+        );
+        let until = Clock::Monotonic.now_ns();
+        assert!((since_ns..=until).contains(&ts), "timestamp {ts}");
         let start = (payload + frame.offset("tensor")) as usize;
         assert_eq!(&self.bytes[start..start + tensor.len()], tensor, "tensor");
         // The last payload word is zero-padded after the value.
@@ -847,6 +855,24 @@ fn mode_of(name: &str) -> u64 {
     )
 }
 
+/// Code of the clock `name`, from the clock table.
+fn clock_code(name: &str) -> u64 {
+    let clocks = table("clock");
+    clocks.num(clocks.row("name", name), "code")
+}
+
+#[test]
+fn clock_table_matches_code() {
+    let t = table("clock");
+    assert_eq!(t.rows.len(), 3);
+    for row in &t.rows {
+        let clock = Clock::from_code(t.num(row, "code")).expect("a clock code");
+        assert_eq!(clock.name(), t.text(row, "name"));
+    }
+    assert_eq!(Clock::default().name(), "monotonic");
+    assert!(Clock::from_code(0).is_none() && Clock::from_code(4).is_none());
+}
+
 /// Bytes of the control block of `kind`, from the kinds table.
 fn control_bytes(kind: &str) -> u64 {
     let kinds = table("kinds");
@@ -863,7 +889,7 @@ fn stream_segment_matches_the_document() {
     let name = unique("stream");
     let _cleanup = Unlink(name.clone());
     let spec = TensorSpec::new(DType::U16, &[3]).unwrap();
-    let since = now_ns();
+    let since = Clock::Monotonic.now_ns();
     let mut writer = StreamWriter::create(&name, &spec, 2).unwrap();
     assert_eq!(writer.write_pod(&[1u16, 2, 3]).unwrap(), 1);
     let image = Image::read(&name);
@@ -903,7 +929,10 @@ fn stream_segment_matches_the_document() {
 
     let grouped = unique("stream-group");
     let _cleanup = Unlink(grouped.clone());
-    let options = CreateOptions { group_access: true };
+    let options = CreateOptions {
+        group_access: true,
+        ..CreateOptions::default()
+    };
     let _writer = StreamWriter::create_with(&grouped, &spec, 2, options).unwrap();
     assert_eq!(mode_of(&grouped), constant("FILE_MODE_GROUP"));
 }
@@ -913,7 +942,7 @@ fn queue_segment_matches_the_document() {
     let name = unique("queue");
     let _cleanup = Unlink(name.clone());
     let spec = TensorSpec::bytes(5).unwrap();
-    let since = now_ns();
+    let since = Clock::Monotonic.now_ns();
     let mut producer = QueueProducer::create(&name, &spec, 2).unwrap();
     let mut consumer = QueueConsumer::open(&name).unwrap();
     let timeout = Some(Duration::from_secs(1));
@@ -961,7 +990,7 @@ fn topic_segment_matches_the_document() {
     let name = unique("topic");
     let _cleanup = Unlink(name.clone());
     let spec = TensorSpec::new(DType::F32, &[2, 3]).unwrap();
-    let since = now_ns();
+    let since = Clock::Monotonic.now_ns();
     let mut publisher = TopicPublisher::create(&name, &spec, 4, 8).unwrap();
     let mut logger = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
     let mut display = TopicSubscriber::open(&name, SubscribeOptions::lossy(1)).unwrap();

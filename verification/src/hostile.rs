@@ -1543,15 +1543,15 @@ fn attached<H: ControlBlock>(
 /// [`tensorlane_shm::header::decode`], which must accept or reject them and never
 /// panic.
 ///
-/// Input: a flags byte, then 23 words (8 bytes each, or 1 byte each in compact
+/// Input: a flags byte, then 24 words (8 bytes each, or 1 byte each in compact
 /// mode, short input padded with 0), then the object size (8 bytes, or a signed
 /// offset from the `segment_bytes` word). Flags can set the magic and the version,
 /// derive the size words (`tensor_bytes`, `slot_bytes`, `core_offset`,
 /// `segment_bytes`) from the kind, dtype, shape and counts, and recompute the
 /// checksum, so that inputs reach the checks behind the checksum.
 ///
-/// An accepted header must describe its words (kind, counts, sizes, creator fields)
-/// and re-encode ([`tensorlane_shm::header::encode`]) to the same words. The one
+/// An accepted header must describe its words (kind, counts, sizes, creator fields,
+/// clock) and re-encode ([`tensorlane_shm::header::encode`]) to the same words. The one
 /// exception is the unused shape words (`shape[ndim..8]`), which docs/LAYOUT.md
 /// leaves unchecked (the checksum covers them): encoding writes them as 0, with a
 /// checksum to match; the re-encoded words must then decode to the same header. The
@@ -1617,7 +1617,8 @@ pub fn run_header_words(data: &[u8]) -> Result<HostileOutcome, Violation> {
             && Some(info.segment_bytes) == info.geometry.segment_bytes()
             && info.creator_pid == words[field::CREATOR_PID]
             && info.creator_uid == words[field::CREATOR_UID]
-            && info.created_ns == words[field::CREATED_NS],
+            && info.created_ns == words[field::CREATED_NS]
+            && info.clock.code() == words[field::CLOCK],
         || format!("{info:?} from {words:?}, object of {object_bytes} bytes"),
     )?;
 
@@ -1715,6 +1716,7 @@ mod tests {
         words[field::SHAPE + 1] = 3;
         words[field::COUNT] = 4;
         words[field::SUBSCRIBERS] = 2;
+        words[field::CLOCK] = 1;
         data.extend_from_slice(&words);
         data.push(0);
         let outcome = run_header_words(&data).unwrap();

@@ -9,7 +9,7 @@ use tensorlane_core::{entry, SubscriberInfo};
 use tensorlane_shm::header::FRAME_BYTES;
 use tensorlane_shm::peek::FramePrefix;
 use tensorlane_shm::segment::{self, READY_TIMEOUT, SUBSCRIBER_ROLE_BASE};
-use tensorlane_shm::{Kind, LaneError, LaneName};
+use tensorlane_shm::{Clock, Kind, LaneError, LaneName};
 
 fn lane_name(name: &str) -> Result<LaneName, Failure> {
     LaneName::new(name).map_err(|e| Failure::Message(e.to_string()))
@@ -211,28 +211,42 @@ fn state_name(state: u64) -> &'static str {
     }
 }
 
-fn frame_json(frame: Option<FrameMeta>) -> Value {
+fn frame_json(frame: Option<FrameMeta>, clock: Clock) -> Value {
     match frame {
         None => Value::Null,
         Some(f) => json!({
             "seq": f.seq,
             "frame_id": f.frame_id,
             "timestamp_ns": f.timestamp_ns,
-            "age_ns": text::age(f.timestamp_ns) as i64,
+            "age_ns": text::frame_age(clock, f.timestamp_ns).map(|a| a as i64),
         }),
     }
 }
 
-fn frame_text(frame: Option<FrameMeta>) -> String {
+fn frame_text(frame: Option<FrameMeta>, clock: Clock) -> String {
     match frame {
         None => "none".into(),
-        Some(f) => format!(
-            "seq {}, frame id {}, written {} ({} ago)",
-            f.seq,
-            f.frame_id,
-            text::utc(f.timestamp_ns),
-            text::duration(text::age(f.timestamp_ns))
-        ),
+        Some(f) => {
+            let written = match (clock, text::frame_age(clock, f.timestamp_ns)) {
+                (Clock::Realtime, Some(age)) => format!(
+                    ", written {} ({} ago)",
+                    text::utc(f.timestamp_ns),
+                    text::duration(age)
+                ),
+                (_, Some(age)) => format!(", written {} ago", text::duration(age)),
+                (_, None) => ", not stamped".into(),
+            };
+            format!("seq {}, frame id {}{written}", f.seq, f.frame_id)
+        }
+    }
+}
+
+/// What the frames' timestamps of a lane stamped by `clock` mean.
+fn clock_text(clock: Clock) -> &'static str {
+    match clock {
+        Clock::Monotonic => "monotonic (CLOCK_MONOTONIC, ns since boot)",
+        Clock::Realtime => "realtime (CLOCK_REALTIME, ns since the Unix epoch)",
+        Clock::None => "none (frames are not stamped)",
     }
 }
 
@@ -255,6 +269,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
         "creator_pid": info.creator_pid,
         "creator_uid": info.creator_uid,
         "created_ns": info.created_ns,
+        "clock": info.clock.name(),
         "layout_version": probe.layout_version(),
         "writer": writer.name(),
     });
@@ -284,6 +299,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
                 text::duration(text::age(info.created_ns))
             ),
         ),
+        ("clock".into(), clock_text(info.clock).into()),
         ("layout version".into(), probe.layout_version().to_string()),
         (writer_label(info.kind).into(), writer.name().to_string()),
     ];
@@ -301,9 +317,9 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
         Core::Stream(register) => {
             let frame = probe.latest_frame();
             value["published"] = json!(register.published());
-            value["latest"] = frame_json(frame);
+            value["latest"] = frame_json(frame, info.clock);
             lines.push(("published".into(), register.published().to_string()));
-            lines.push(("latest".into(), frame_text(frame)));
+            lines.push(("latest".into(), frame_text(frame, info.clock)));
         }
         Core::Queue(ring) => {
             let (head, tail) = ring.positions();
@@ -330,9 +346,9 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
             let tail = ring.tail();
             let frame = probe.latest_frame();
             value["tail"] = json!(tail);
-            value["latest"] = frame_json(frame);
+            value["latest"] = frame_json(frame, info.clock);
             lines.push(("tail".into(), tail.to_string()));
-            lines.push(("latest".into(), frame_text(frame)));
+            lines.push(("latest".into(), frame_text(frame, info.clock)));
             let mut entries = Vec::new();
             for index in 0..info.subscribers {
                 let Some(e) = ring.subscriber(index) else {
@@ -414,11 +430,12 @@ fn sample(probe: &Probe) -> Result<Sample, Failure> {
         .check_size()
         .map_err(|e| Failure::Message(e.to_string()))?;
     let writer = probe.writer()?;
+    let clock = probe.info().clock;
     let age = |frame: Option<FrameMeta>| match frame {
-        Some(f) => format!(
-            "latest frame age {}",
-            text::duration(text::age(f.timestamp_ns))
-        ),
+        Some(f) => match text::frame_age(clock, f.timestamp_ns) {
+            Some(age) => format!("latest frame age {}", text::duration(age)),
+            None => "latest frame not stamped".to_string(),
+        },
         None => "no frame yet".to_string(),
     };
     let (counter, detail) = match probe.core()? {

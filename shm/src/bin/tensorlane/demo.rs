@@ -28,6 +28,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use tensorlane_core::entry;
 use tensorlane_shm::segment;
+use tensorlane_shm::Clock;
 use tensorlane_shm::{
     DType, LaneError, LaneName, StreamReader, StreamWriter, SubscribeOptions, TensorSpec,
     TopicPublisher, TopicSubscriber,
@@ -250,7 +251,8 @@ impl Tally {
 
     /// Records one item; returns true for the sentinel.
     fn record(&mut self, payload: &[u8], seq: u64, skipped: u64, timestamp_ns: u64) -> bool {
-        let latency = text::now_ns().saturating_sub(timestamp_ns);
+        // The demo's lanes are stamped by the default clock.
+        let latency = Clock::default().now_ns().saturating_sub(timestamp_ns);
         let index = item_index(payload);
         let sentinel = index == SENTINEL;
         let s = &mut self.summary;

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tensorlane_shm::Clock;
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -50,7 +51,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Now, in nanoseconds since the Unix epoch (`CLOCK_REALTIME`, as frame timestamps).
+/// Now, in nanoseconds since the Unix epoch (`CLOCK_REALTIME`, as creation times).
 pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -109,7 +110,16 @@ pub fn duration(ns: i128) -> String {
     format!("{sign}{text}")
 }
 
-/// How long ago `then_ns` was.
+/// How long ago a frame stamped `timestamp_ns` by `clock` was written; `None` for a
+/// lane that does not stamp.
+pub fn frame_age(clock: Clock, timestamp_ns: u64) -> Option<i128> {
+    match clock {
+        Clock::None => None,
+        _ => Some(i128::from(clock.now_ns()) - i128::from(timestamp_ns)),
+    }
+}
+
+/// How long ago `then_ns` (ns since the Unix epoch) was.
 pub fn age(then_ns: u64) -> i128 {
     i128::from(now_ns()) - i128::from(then_ns)
 }
