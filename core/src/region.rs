@@ -106,23 +106,28 @@ pub struct Exclusive<R> {
 }
 
 impl<R: Region> Exclusive<R> {
-    /// Promises that byte views of `region` are never written or viewed twice.
+    /// Promises that byte views of `region` are never accessed by anyone else.
     ///
     /// # Safety
     /// While any byte view handed out by a structure built on the returned value (or
     /// a clone of it) is alive:
-    /// - nothing writes the memory it views except through that view itself (a
-    ///   `&mut [u8]` loan), or nothing at all (a `&[u8]` peek);
+    /// - nothing else accesses the memory a `&mut [u8]` loan views (no read and no
+    ///   write, atomic or not, except through the loan itself), and nothing writes the
+    ///   memory a `&[u8]` peek views;
     /// - no other byte view of the same memory exists.
     ///
-    /// The structure's handles guarantee both among themselves, provided that at
-    /// most one structure is built over this memory (never a second one over the same
-    /// body with another header), that every take-over keeps the `# Safety` contract
-    /// of the take-over call, and that every other writer of the header or the body
-    /// (code in this process storing through [`Region::header`] / [`Region::body`],
-    /// other threads, other processes) either follows the structure's protocol
-    /// (docs/LAYOUT.md: it never writes a slot or a counter it does not own) or writes
-    /// only while no byte view is alive.
+    /// The structure's handles guarantee both among themselves, provided that:
+    /// - every structure built over this memory (through this value, its clones, or
+    ///   any other region over the same header or body) is of the same kind with the
+    ///   same geometry over the same header: several handles' rings over one header
+    ///   and body are one structure, a second ring over the same body with another
+    ///   header or another geometry is not allowed;
+    /// - every take-over keeps the `# Safety` contract of the take-over call;
+    /// - every other accessor of the header or the body (code in this process using
+    ///   [`Region::header`] / [`Region::body`], other threads, other processes) either
+    ///   follows the structure's protocol (docs/LAYOUT.md: it never touches a slot it
+    ///   does not own, nor writes a counter it does not own) or accesses the memory
+    ///   only while no byte view is alive.
     pub unsafe fn new(region: R) -> Self {
         Exclusive { region }
     }
