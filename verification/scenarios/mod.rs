@@ -440,3 +440,112 @@ pub fn gpu_host_event<S: GpuStreamThreadRole>(reads: usize, stream: S) {
     stream_thread.join().unwrap();
     reader.join().unwrap();
 }
+
+/// A producer pushes `items` items in batches of up to 2 (one tail store each) through
+/// a ring of capacity 2, so batches wrap around; the consumer alternates `pop_batch`
+/// and `drain` (one head store each). Every item must arrive once, in order, untorn.
+#[allow(dead_code)]
+pub fn queue_batches<P: QueueBatchProducerRole>(items: u64, producer: fn(&QueueFixture) -> P) {
+    let fixture = QueueFixture::new(2, 16);
+    let mut p = producer(&fixture);
+    let ring = fixture.ring();
+    let consumer = thread::spawn(move || {
+        let mut c = ring.consumer(2).expect("consumer role is free");
+        let mut next = 0;
+        let mut round = 0u64;
+        let check = |position: u64, len: usize, buf: &[u8], next: u64| {
+            if position != next {
+                panic!("lost item: expected {next}, got {position}");
+            }
+            if len != 16 {
+                panic!("torn read: item {next} has length {len}");
+            }
+            check_words(buf, next + 1, "item");
+        };
+        while next < items {
+            round += 1;
+            let result = if round % 2 == 1 {
+                let mut bufs = [[0u8; 16]; 2];
+                let mut popped = [tensorlane_core::Popped { position: 0, len: 0 }; 2];
+                c.pop_batch(&mut bufs, &mut popped).map(|n| {
+                    for k in 0..n {
+                        check(popped[k].position, popped[k].len, &bufs[k], next);
+                        next += 1;
+                    }
+                })
+            } else {
+                c.drain().map(|mut drain| {
+                    while let Some(item) = drain.next() {
+                        let item = item.expect("no corrupt length");
+                        let mut buf = [0u8; 16];
+                        let len = item.copy_to(&mut buf).expect("item fits");
+                        check(item.position(), len, &buf, next);
+                        next += 1;
+                    }
+                })
+            };
+            match result {
+                Ok(()) => {}
+                Err(tensorlane_core::PopError::Empty) => thread::yield_now(),
+                Err(e) => panic!("unexpected pop error: {e}"),
+            }
+        }
+    });
+    let values: Vec<[u8; 16]> = (0..items).map(|i| stamped_value::<2>(i + 1)).collect();
+    let mut sent = 0;
+    while sent < values.len() {
+        let end = (sent + 2).min(values.len());
+        match p.push_batch(&values[sent..end]) {
+            Ok(n) => sent += n,
+            Err(tensorlane_core::PushError::Full) => thread::yield_now(),
+            Err(e) => panic!("unexpected push error: {e}"),
+        }
+    }
+    consumer.join().unwrap();
+}
+
+/// One writer makes `writes` writes to a 2-slot register while a reader reads byte
+/// ranges of it `reads` times (ranges that cross a word boundary and start inside a
+/// word). Every range must come from the write the read reports.
+#[allow(dead_code)]
+pub fn register_range_reads<W: RegisterWriterRole>(
+    writes: u64,
+    reads: usize,
+    writer: fn(&RegisterFixture) -> W,
+) {
+    let fixture = RegisterFixture::new(2, 16);
+    let mut w = writer(&fixture);
+    let mut r = fixture.lane().reader();
+    r.set_max_attempts(2);
+    let reader = thread::spawn(move || {
+        let mut last = 0;
+        for _ in 0..reads {
+            let mut head = [0u8; 3];
+            let mut tail = [0u8; 3];
+            match r.read_ranges(&[7..9, 0..1, 15..16], &mut [&mut head, &mut tail], false) {
+                Ok(info) => {
+                    // Bytes 7, 8, 0, 15 of two little-endian words holding `seq < 256`.
+                    let expected = [0, info.seq as u8, info.seq as u8, 0];
+                    let got = [head[0], head[1], head[2], tail[0]];
+                    if info.len != 16 || got != expected {
+                        panic!("torn read: ranges of write {} hold {got:?}", info.seq);
+                    }
+                    assert!(info.seq >= last, "read went backwards");
+                    last = info.seq;
+                }
+                Err(tensorlane_core::RangeReadError::Read(
+                    ReadError::Empty | ReadError::Stalled { .. },
+                )) => {}
+                // Every write is 16 bytes long: a length that refuses the ranges is torn.
+                Err(tensorlane_core::RangeReadError::Outside { len, .. }) => {
+                    panic!("torn read: a value of {len} bytes")
+                }
+                Err(e) => panic!("unexpected read error: {e}"),
+            }
+        }
+    });
+    for seq in 1..=writes {
+        w.write(&stamped_value::<2>(seq));
+    }
+    reader.join().unwrap();
+}

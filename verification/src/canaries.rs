@@ -317,3 +317,44 @@ impl GpuStreamThreadRole for RelaxedCompletion {
         fixture.event[1].store(count, Ordering::Relaxed);
     }
 }
+
+/// An SPSC batch producer that stores the batch's tail before writing its last item.
+pub struct EarlyBatchTailProducer {
+    fixture: QueueFixture,
+    tail: u64,
+}
+
+/// Makes an [`EarlyBatchTailProducer`].
+pub fn early_batch_tail_producer(fixture: &QueueFixture) -> EarlyBatchTailProducer {
+    EarlyBatchTailProducer {
+        fixture: fixture.clone(),
+        tail: 0,
+    }
+}
+
+impl crate::roles::QueueBatchProducerRole for EarlyBatchTailProducer {
+    fn push_batch(&mut self, items: &[[u8; 16]]) -> Result<usize, PushError> {
+        let header = self.fixture.region.header();
+        let capacity = self.fixture.geometry.capacity() as u64;
+        let free = capacity - (self.tail - header.head.load(Ordering::Acquire));
+        let count = (free as usize).min(items.len());
+        if count == 0 {
+            return Err(PushError::Full);
+        }
+        let stride = self.fixture.geometry.slot_stride();
+        for (k, item) in items[..count].iter().enumerate() {
+            if k + 1 == count {
+                // BUG: the whole batch is published before its last item is written.
+                header
+                    .tail
+                    .store(self.tail + count as u64, Ordering::Release);
+            }
+            let start = ((self.tail + k as u64) % capacity) as usize * stride;
+            let slot = &self.fixture.region.body()[start..start + stride];
+            slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
+            store_le(&slot[PAYLOAD_WORD..], item);
+        }
+        self.tail += count as u64;
+        Ok(count)
+    }
+}

@@ -303,3 +303,22 @@ impl GpuStreamThreadRole for RealGpuStreamThread {
         fixture.event[1].store(count, crate::sync::Ordering::Release);
     }
 }
+
+// Batches and range reads.
+
+/// Pushes several items into an SPSC ring with one store of the tail.
+pub trait QueueBatchProducerRole: Send + 'static {
+    /// Pushes as many of `items` as fit; returns how many, or says why none.
+    fn push_batch(&mut self, items: &[[u8; 16]]) -> Result<usize, PushError>;
+}
+
+impl QueueBatchProducerRole for SpscProducer<Arc<HeapRegion<SpscHeader>>> {
+    fn push_batch(&mut self, items: &[[u8; 16]]) -> Result<usize, PushError> {
+        SpscProducer::push_batch(self, items)
+    }
+}
+
+/// The real SPSC producer, pushing batches.
+pub fn real_batch_producer(fixture: &QueueFixture) -> impl QueueBatchProducerRole {
+    fixture.ring().producer(1).expect("producer role is free")
+}

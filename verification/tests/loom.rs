@@ -147,3 +147,30 @@ fn canary_gpu_writer_without_fence_is_caught() {
 fn canary_gpu_relaxed_event_completion_is_caught() {
     check(|| gpu_host_event(3, canaries::RelaxedCompletion));
 }
+
+// Batches and range reads.
+
+/// Batches of two through a ring of two: push_batch against pop_batch and drain,
+/// across the wrap.
+#[test]
+fn queue_batches_wrap_around() {
+    check(|| queue_batches(6, real_batch_producer));
+}
+
+/// Range reads of the register racing the writer.
+#[test]
+fn register_range_reads_race_the_writer() {
+    check(|| register_range_reads(3, 2, real_register_writer));
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_batch_tail_before_last_item_is_caught() {
+    check(|| queue_batches(2, canaries::early_batch_tail_producer));
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_relaxed_publish_is_caught_by_range_reads() {
+    check(|| register_range_reads(1, 1, canaries::relaxed_publish_writer));
+}

@@ -179,3 +179,17 @@ fn miri_canary_store_under_peeked_bytes() {
     fixture.region.body()[PAYLOAD_WORD].store(9, Relaxed);
     assert_eq!(bytes[0], 9);
 }
+
+#[test]
+fn queue_batches_threads() {
+    for _ in 0..REPEAT {
+        queue_batches(ITEMS, real_batch_producer);
+    }
+}
+
+#[test]
+fn register_range_reads_threads() {
+    for _ in 0..REPEAT {
+        register_range_reads(ITEMS.min(200), 50, real_register_writer);
+    }
+}
