@@ -918,7 +918,11 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
                 // Acquire pairs with the subscriber's Release store of its head: its
                 // reads of the slots before `head` happen-before our overwrites.
                 let head = e[entry::HEAD].load(Ordering::Acquire);
-                if !is_after(head, position) {
+                // Plain comparison: positions never wrap (2^64 publishes), and a
+                // correct subscriber's head is at most the position being published.
+                // In wrapping order a head 2^63 or more ahead would look behind, hold
+                // the producer as `Full` and never be evicted.
+                if head <= position {
                     break Some((state, head));
                 }
                 let corruption = Corruption::SubscriberHead {

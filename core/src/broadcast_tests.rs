@@ -211,3 +211,18 @@ fn a_dead_blocker_is_evicted_and_freed() {
     // A second call has nothing to act on.
     assert!(producer.evict_blocker(1).is_err());
 }
+
+/// A head far ahead of the tail (2^63 or more, which wrapping order would call
+/// "behind") is corrupt too: evicted, counted, and publishing goes on.
+#[test]
+fn a_head_far_ahead_is_evicted_as_corrupt() {
+    let (region, geometry) = ring(2, 2);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let _subscriber = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    entry_word(&region, 0, entry::HEAD).store(u64::MAX, RELAXED);
+    for k in 0..4u64 {
+        producer.publish(&k.to_le_bytes()).unwrap();
+    }
+    assert_eq!(producer.evicted_corrupt(), 1);
+}
