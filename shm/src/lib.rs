@@ -43,6 +43,7 @@ pub use lane::{Frame, ShmRegion};
 pub use name::{LaneName, NameError, MAX_NAME_LEN};
 pub use queue::{QueueConsumer, QueueProducer};
 pub use segment::{CreateOptions, Segment};
+pub use stream::block::BlockError;
 pub use stream::{StreamReader, StreamWriter};
 pub use tensorlane_core::{Mode, SubscribeOptions};
 pub use topic::{TopicPublisher, TopicSubscriber};

@@ -26,6 +26,8 @@ use tensorlane_core::{
     ReadError, Seqlock, SeqlockHeader, SeqlockReader, SeqlockWriter, DEFAULT_READ_ATTEMPTS,
 };
 
+pub(crate) mod block;
+
 type Region = ShmRegion<SeqlockHeader>;
 
 /// How long a read keeps retrying a value that a writer keeps overwriting before it
