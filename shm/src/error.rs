@@ -57,6 +57,8 @@ pub enum LaneError {
         /// What is wrong.
         source: HeaderError,
     },
+    /// The metadata given at create is invalid (empty or duplicate key, too large).
+    Metadata(crate::metadata::MetadataError),
     /// The lane is of another kind than asked for.
     WrongKind {
         /// Lane name.
@@ -142,6 +144,7 @@ impl fmt::Display for LaneError {
                 "lane {name:?}: the object has {size} bytes, its header says {needed} (it was truncated)"
             ),
             LaneError::Header { name, source } => write!(f, "lane {name:?}: {source}"),
+            LaneError::Metadata(e) => write!(f, "invalid metadata: {e}"),
             LaneError::WrongKind {
                 name,
                 expected,
@@ -178,6 +181,7 @@ impl std::error::Error for LaneError {
             LaneError::Name(e) => Some(e),
             LaneError::Spec(e) => Some(e),
             LaneError::Header { source, .. } => Some(source),
+            LaneError::Metadata(e) => Some(e),
             LaneError::Io { source, .. } => Some(source),
             _ => None,
         }

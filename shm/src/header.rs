@@ -10,6 +10,7 @@
 
 use crate::clock::Clock;
 use crate::dtype::{DType, TensorSpec, MAX_DIMS};
+use crate::metadata::{Metadata, MetadataError, MAX_METADATA_BYTES};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use tensorlane_core::{
@@ -62,10 +63,16 @@ pub mod field {
     pub const CREATED_NS: usize = 21;
     /// [`crate::Clock`] code of the frames' timestamps.
     pub const CLOCK: usize = 22;
+    /// Byte offset of the metadata area: the end of the core structure.
+    pub const METADATA_OFFSET: usize = 23;
+    /// Bytes of the metadata area (0 to `MAX_METADATA_BYTES`).
+    pub const METADATA_BYTES: usize = 24;
+    /// FNV-1a 64 of the metadata area's bytes.
+    pub const METADATA_CHECKSUM: usize = 25;
     /// FNV-1a 64 of the little-endian bytes of words 0..CHECKSUM.
-    pub const CHECKSUM: usize = 23;
+    pub const CHECKSUM: usize = 26;
     /// Number of immutable words.
-    pub const COUNT_OF_FIELDS: usize = 24;
+    pub const COUNT_OF_FIELDS: usize = 27;
 }
 
 /// A futex word, on its own line (see `futex.rs` and docs/LAYOUT.md section 6).
@@ -193,7 +200,8 @@ impl Geometry {
         words.checked_mul(8)?.checked_add(header)
     }
 
-    /// Bytes of a whole segment with this geometry.
+    /// Bytes of a whole segment with this geometry and no metadata: the end of the
+    /// core structure, where the metadata area starts.
     pub fn segment_bytes(&self) -> Option<usize> {
         self.core_bytes()?.checked_add(HEADER_BYTES)
     }
@@ -222,6 +230,47 @@ pub struct HeaderInfo {
     pub created_ns: u64,
     /// The clock of the frames' timestamps.
     pub clock: Clock,
+    /// The lane's metadata. [`decode`] leaves it empty; openers read the area
+    /// ([`metadata_area`]) and validate it with [`decode_metadata`].
+    pub metadata: Metadata,
+}
+
+/// Where a segment's metadata area is, from validated header words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataArea {
+    /// Byte offset in the segment (the end of the core structure).
+    pub offset: u64,
+    /// Bytes of the area (at most `MAX_METADATA_BYTES` once [`decode`] accepted the
+    /// words).
+    pub bytes: u64,
+    /// FNV-1a 64 of the area's bytes.
+    pub checksum: u64,
+}
+
+/// The metadata area described by header `words` (meaningful once [`decode`] has
+/// accepted them).
+pub fn metadata_area(words: &[u64; field::COUNT_OF_FIELDS]) -> MetadataArea {
+    MetadataArea {
+        offset: words[field::METADATA_OFFSET],
+        bytes: words[field::METADATA_BYTES],
+        checksum: words[field::METADATA_CHECKSUM],
+    }
+}
+
+/// Validates the bytes read from a segment's metadata `area`.
+pub fn decode_metadata(area: &MetadataArea, bytes: &[u8]) -> Result<Metadata, HeaderError> {
+    if bytes.len() as u64 != area.bytes {
+        return Err(HeaderError::Metadata(MetadataError::Truncated {
+            at: bytes.len(),
+        }));
+    }
+    Metadata::decode(bytes, area.checksum).map_err(HeaderError::Metadata)
+}
+
+/// Bytes of a segment whose core structure ends at `core_end`, with a metadata area of
+/// `metadata_bytes` (padded to a multiple of 8).
+pub fn total_bytes(core_end: usize, metadata_bytes: usize) -> Option<usize> {
+    core_end.checked_add(metadata_bytes.checked_next_multiple_of(8)?)
 }
 
 /// Why a header is not acceptable.
@@ -262,6 +311,8 @@ pub enum HeaderError {
         /// Computed checksum.
         computed: u64,
     },
+    /// The metadata area is corrupt.
+    Metadata(MetadataError),
 }
 
 impl fmt::Display for HeaderError {
@@ -287,6 +338,7 @@ impl fmt::Display for HeaderError {
                 f,
                 "header checksum mismatch (stored {stored:#x}, computed {computed:#x})"
             ),
+            HeaderError::Metadata(e) => e.fmt(f),
         }
     }
 }
@@ -319,7 +371,12 @@ pub fn encode(info: &HeaderInfo) -> Option<[u64; field::COUNT_OF_FIELDS]> {
     words[field::COUNT] = info.count as u64;
     words[field::SUBSCRIBERS] = info.subscribers as u64;
     words[field::CORE_OFFSET] = HEADER_BYTES as u64;
-    words[field::SEGMENT_BYTES] = info.geometry.segment_bytes()? as u64;
+    let core_end = info.geometry.segment_bytes()?;
+    let metadata = info.metadata.as_bytes();
+    words[field::SEGMENT_BYTES] = total_bytes(core_end, metadata.len())? as u64;
+    words[field::METADATA_OFFSET] = core_end as u64;
+    words[field::METADATA_BYTES] = metadata.len() as u64;
+    words[field::METADATA_CHECKSUM] = info.metadata.checksum();
     words[field::CREATOR_PID] = info.creator_pid;
     words[field::CREATOR_UID] = info.creator_uid;
     words[field::CREATED_NS] = info.created_ns;
@@ -417,7 +474,29 @@ pub fn decode(
     }
     let geometry = Geometry::new(kind, count, slot_bytes as usize, subscribers)
         .map_err(|e| bad("geometry", words[field::COUNT], e.to_string()))?;
-    let segment_bytes = geometry.segment_bytes().ok_or_else(|| {
+    let core_end = geometry.segment_bytes().ok_or_else(|| {
+        bad(
+            "segment_bytes",
+            words[field::SEGMENT_BYTES],
+            "a size that fits",
+        )
+    })?;
+    if words[field::METADATA_OFFSET] != core_end as u64 {
+        return Err(bad(
+            "metadata_offset",
+            words[field::METADATA_OFFSET],
+            format!("{core_end}, the end of the core structure"),
+        ));
+    }
+    let metadata_bytes = words[field::METADATA_BYTES];
+    if metadata_bytes > MAX_METADATA_BYTES as u64 {
+        return Err(bad(
+            "metadata_bytes",
+            metadata_bytes,
+            format!("at most {MAX_METADATA_BYTES}"),
+        ));
+    }
+    let segment_bytes = total_bytes(core_end, metadata_bytes as usize).ok_or_else(|| {
         bad(
             "segment_bytes",
             words[field::SEGMENT_BYTES],
@@ -456,6 +535,7 @@ pub fn decode(
         creator_uid: words[field::CREATOR_UID],
         created_ns: words[field::CREATED_NS],
         clock,
+        metadata: Metadata::default(),
     })
 }
 
@@ -477,6 +557,7 @@ mod tests {
             creator_uid: 2,
             created_ns: 3,
             clock: Clock::Realtime,
+            metadata: Metadata::default(),
         })
         .unwrap()
     }

@@ -4,6 +4,7 @@ use crate::clock::Clock;
 use crate::dtype::TensorSpec;
 use crate::error::LaneError;
 use crate::header::{Geometry, HeaderInfo, Kind, FRAME_BYTES};
+use crate::metadata::Metadata;
 use crate::name::LaneName;
 use crate::segment::{self, CreateOptions, Segment};
 use std::sync::Arc;
@@ -122,7 +123,11 @@ pub(crate) fn create_segment(
         .checked_add(FRAME_BYTES)
         .ok_or(LaneError::TooLarge)?;
     let geometry = Geometry::new(kind, count, slot_bytes, subscribers)?;
-    let segment_bytes = geometry.segment_bytes().ok_or(LaneError::TooLarge)?;
+    let metadata =
+        Metadata::new(options.metadata.iter().map(|(k, v)| (k, v))).map_err(LaneError::Metadata)?;
+    let core_end = geometry.segment_bytes().ok_or(LaneError::TooLarge)?;
+    let segment_bytes = crate::header::total_bytes(core_end, metadata.as_bytes().len())
+        .ok_or(LaneError::TooLarge)?;
     let (pid, uid, created_ns) = segment::identity();
     let info = HeaderInfo {
         kind,
@@ -135,8 +140,9 @@ pub(crate) fn create_segment(
         creator_uid: uid,
         created_ns,
         clock: options.clock,
+        metadata,
     };
-    Ok(Arc::new(Segment::create(&name, &info, options)?))
+    Ok(Arc::new(Segment::create(&name, &info, &options)?))
 }
 
 /// Opens a segment and checks its kind (and its tensor, if `expected` is given).

@@ -163,6 +163,16 @@ impl QueueProducer {
         &self.segment.info().spec
     }
 
+    /// The lane's validated header (creator, geometry, tensor, clock, metadata).
+    pub fn info(&self) -> &crate::header::HeaderInfo {
+        self.segment.info()
+    }
+
+    /// The lane's metadata, written at create (empty if none was given).
+    pub fn metadata(&self) -> &crate::metadata::Metadata {
+        &self.segment.info().metadata
+    }
+
     /// Whether a live process holds the consumer role.
     pub fn consumer_alive(&self) -> bool {
         self.segment.role_alive(CONSUMER_ROLE).unwrap_or(false)
@@ -271,6 +281,16 @@ impl QueueConsumer {
     /// The tensor each item carries.
     pub fn spec(&self) -> &TensorSpec {
         &self.segment.info().spec
+    }
+
+    /// The lane's validated header (creator, geometry, tensor, clock, metadata).
+    pub fn info(&self) -> &crate::header::HeaderInfo {
+        self.segment.info()
+    }
+
+    /// The lane's metadata, written at create (empty if none was given).
+    pub fn metadata(&self) -> &crate::metadata::Metadata {
+        &self.segment.info().metadata
     }
 
     /// Whether a live process holds the producer role.

@@ -30,6 +30,8 @@
 use crate::clock::Clock;
 use crate::error::LaneError;
 use crate::header::{self, HeaderInfo, SegmentHeader, HEADER_BYTES, READY};
+#[cfg(doc)]
+use crate::metadata::Metadata;
 use crate::name::LaneName;
 use memmap2::MmapRaw;
 use std::fs::File;
@@ -58,10 +60,12 @@ pub const GROUP_MODE: u32 = 0o660;
 ///
 /// ```
 /// use tensorlane_shm::{Clock, CreateOptions};
-/// let options = CreateOptions::default().clock(Clock::Realtime);
+/// let options = CreateOptions::default()
+///     .clock(Clock::Realtime)
+///     .metadata([("units", "m/s"), ("frame", "base_link")]);
 /// assert_eq!(options.clock, Clock::Realtime);
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     /// Let the lane's group open it (mode 0660 instead of 0600). The group is the
     /// creator's effective group id (run the creator with another one, or `chgrp`
@@ -72,9 +76,26 @@ pub struct CreateOptions {
     /// The clock that stamps the lane's frames (default: [`Clock::Monotonic`]),
     /// recorded in the header for every opener.
     pub clock: Clock,
+    /// Key-value pairs stored, immutable, with the lane (see [`Metadata`]); checked
+    /// at create ([`LaneError::Metadata`]): keys non-empty and unique, at most
+    /// `MAX_METADATA_BYTES` encoded.
+    pub metadata: Vec<(String, String)>,
 }
 
 impl CreateOptions {
+    /// Stores `entries` with the lane, readable by every opener (`metadata()` on
+    /// every handle) and shown by `tensorlane inspect`.
+    pub fn metadata<K: Into<String>, V: Into<String>>(
+        mut self,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.metadata = entries
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
     /// Stamps the lane's frames with `clock` ([`Clock::None`]: no stamping).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -105,7 +126,7 @@ impl Segment {
     pub(crate) fn create(
         name: &LaneName,
         info: &HeaderInfo,
-        options: CreateOptions,
+        options: &CreateOptions,
     ) -> Result<Segment, LaneError> {
         let object = name.object_name();
         let mode = if options.group_access {
@@ -173,6 +194,18 @@ impl Segment {
             info: info.clone(),
         };
         let words = header::encode(info).ok_or(LaneError::TooLarge)?;
+        // The metadata area, written through the descriptor before the header words
+        // (the release store of `ready` below orders it for openers, who read it
+        // through their descriptor too).
+        let area = header::metadata_area(&words);
+        segment
+            .file
+            .write_all_at(info.metadata.as_bytes(), area.offset)
+            .map_err(|source| LaneError::Io {
+                name: name.to_string(),
+                what: "pwrite".into(),
+                source,
+            })?;
         let header = segment.header();
         for (i, word) in words.iter().enumerate() {
             header.field(i).store(*word, Ordering::Relaxed);
@@ -250,7 +283,7 @@ impl Segment {
         }
         let words = header::read_words(header);
         // The size is checked separately below, to tell a truncated object apart.
-        let info = header::decode(&words, u64::MAX).map_err(|source| LaneError::Header {
+        let mut info = header::decode(&words, u64::MAX).map_err(|source| LaneError::Header {
             name: name.to_string(),
             source,
         })?;
@@ -262,6 +295,7 @@ impl Segment {
                 needed: info.segment_bytes as u64,
             });
         }
+        info.metadata = read_metadata(&file, name, &words)?;
         Ok(Segment {
             name: name.clone(),
             file,
@@ -311,7 +345,8 @@ impl Segment {
     pub(crate) unsafe fn core_parts<H: tensorlane_core::ControlBlock>(
         &self,
     ) -> tensorlane_core::Parts<'_, H> {
-        let len = self.info.segment_bytes - HEADER_BYTES;
+        // The core structure only, without the metadata area after it.
+        let len = (self.info.geometry.core_bytes()).unwrap_or(0);
         // SAFETY: the mapping holds at least `segment_bytes` bytes (validated against
         // the object size), so `HEADER_BYTES..segment_bytes` is inside it; it lives as
         // long as `self`; other processes access it only atomically (docs/LAYOUT.md),
@@ -509,6 +544,45 @@ fn wait_ready(file: &File, name: &LaneName, deadline: Instant) -> Result<u64, La
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Reads and validates the metadata area of a segment whose header `words` have been
+/// validated (so the area is at most `MAX_METADATA_BYTES` and inside the object's
+/// validated size), through the descriptor: a concurrent truncation is an error, not
+/// a fault.
+fn read_metadata(
+    file: &File,
+    name: &LaneName,
+    words: &[u64; header::field::COUNT_OF_FIELDS],
+) -> Result<crate::metadata::Metadata, LaneError> {
+    let area = header::metadata_area(words);
+    let corrupt = |source| LaneError::Header {
+        name: name.to_string(),
+        source,
+    };
+    let len = usize::try_from(area.bytes)
+        .ok()
+        .filter(|&len| len <= crate::metadata::MAX_METADATA_BYTES)
+        .ok_or_else(|| {
+            corrupt(header::HeaderError::Metadata(
+                crate::metadata::MetadataError::TooLarge { bytes: area.bytes },
+            ))
+        })?;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, area.offset)
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::UnexpectedEof => LaneError::Truncated {
+                name: name.to_string(),
+                size: fstat(file, name).map(|m| m.len()).unwrap_or(0),
+                needed: area.offset.saturating_add(area.bytes),
+            },
+            _ => LaneError::Io {
+                name: name.to_string(),
+                what: "pread".into(),
+                source,
+            },
+        })?;
+    header::decode_metadata(&area, &bytes).map_err(corrupt)
 }
 
 /// Removes a lane's name. Processes that have it open keep their mapping.

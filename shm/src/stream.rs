@@ -123,6 +123,16 @@ impl StreamWriter {
         &self.segment.info().spec
     }
 
+    /// The lane's validated header (creator, geometry, tensor, clock, metadata).
+    pub fn info(&self) -> &crate::header::HeaderInfo {
+        self.segment.info()
+    }
+
+    /// The lane's metadata, written at create (empty if none was given).
+    pub fn metadata(&self) -> &crate::metadata::Metadata {
+        &self.segment.info().metadata
+    }
+
     /// Sequence number the next write will have.
     pub fn next_seq(&self) -> u64 {
         self.writer.next_seq()
@@ -189,6 +199,11 @@ impl StreamReader {
     /// The tensor each write carries.
     pub fn spec(&self) -> &TensorSpec {
         &self.segment.info().spec
+    }
+
+    /// The lane's metadata, written at create (empty if none was given).
+    pub fn metadata(&self) -> &crate::metadata::Metadata {
+        &self.segment.info().metadata
     }
 
     /// The lane's validated header (creator, geometry, tensor).

@@ -115,6 +115,16 @@ impl TopicPublisher {
         &self.segment.info().spec
     }
 
+    /// The lane's validated header (creator, geometry, tensor, clock, metadata).
+    pub fn info(&self) -> &crate::header::HeaderInfo {
+        self.segment.info()
+    }
+
+    /// The lane's metadata, written at create (empty if none was given).
+    pub fn metadata(&self) -> &crate::metadata::Metadata {
+        &self.segment.info().metadata
+    }
+
     /// Dead subscribers this publisher evicted so far.
     pub fn evicted(&self) -> u64 {
         self.evicted
@@ -242,6 +252,11 @@ impl TopicSubscriber {
     /// The tensor each item carries.
     pub fn spec(&self) -> &TensorSpec {
         &self.segment.info().spec
+    }
+
+    /// The lane's metadata, written at create (empty if none was given).
+    pub fn metadata(&self) -> &crate::metadata::Metadata {
+        &self.segment.info().metadata
     }
 
     /// This subscriber's table entry.

@@ -100,7 +100,7 @@ fn queues_and_topics_stamp_with_their_clock() {
 
         let name = unique(&format!("queue-{clock}"));
         let _cleanup = Unlink(name.clone());
-        let mut producer = QueueProducer::create_with(&name, &spec, 2, options).unwrap();
+        let mut producer = QueueProducer::create_with(&name, &spec, 2, options.clone()).unwrap();
         let mut consumer = QueueConsumer::open(&name).unwrap();
         let before = reading(clock);
         producer.push(&[1, 2, 3, 4], timeout).unwrap();

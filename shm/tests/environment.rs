@@ -398,6 +398,7 @@ fn plant_huge_stream(name: &str) -> usize {
         creator_uid: u64::from(unsafe { libc::geteuid() }),
         created_ns: 1,
         clock: tensorlane_shm::Clock::Monotonic,
+        metadata: tensorlane_shm::Metadata::default(),
     };
     let words = header::encode(&info).unwrap();
     let file = OpenOptions::new()

@@ -23,8 +23,9 @@ use tensorlane_shm::header::{
 };
 use tensorlane_shm::segment::{self, CONSUMER_ROLE, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
 use tensorlane_shm::{
-    Clock, CreateOptions, DType, Kind, LaneName, QueueConsumer, QueueProducer, StreamWriter,
-    SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber, MAX_DIMS, MAX_NAME_LEN,
+    Clock, CreateOptions, DType, Kind, LaneName, Metadata, QueueConsumer, QueueProducer,
+    StreamWriter, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber, MAX_DIMS,
+    MAX_METADATA_BYTES, MAX_NAME_LEN,
 };
 
 const DOC: &str = include_str!("../../docs/LAYOUT.md");
@@ -276,6 +277,9 @@ fn header_table_matches_segment_header() {
         ("creator_uid", field::CREATOR_UID * 8, W),
         ("created_ns", field::CREATED_NS * 8, W),
         ("clock", field::CLOCK * 8, W),
+        ("metadata_offset", field::METADATA_OFFSET * 8, W),
+        ("metadata_bytes", field::METADATA_BYTES * 8, W),
+        ("metadata_checksum", field::METADATA_CHECKSUM * 8, W),
         ("checksum", field::CHECKSUM * 8, W),
         ("ready", offset_of!(SegmentHeader, ready), W),
         ("data.word", data + word, U32),
@@ -419,6 +423,7 @@ fn constants_match_code() {
         ("MAX_RING_CAPACITY", MAX_RING_CAPACITY as u64),
         ("MAX_SUBSCRIBERS", MAX_SUBSCRIBERS as u64),
         ("MAX_SLOT_BYTES", MAX_SLOT_BYTES as u64),
+        ("MAX_METADATA_BYTES", MAX_METADATA_BYTES as u64),
         ("DEFAULT_READ_ATTEMPTS", u64::from(DEFAULT_READ_ATTEMPTS)),
         ("DEFAULT_RECV_ATTEMPTS", u64::from(DEFAULT_RECV_ATTEMPTS)),
     ];
@@ -853,6 +858,61 @@ fn mode_of(name: &str) -> u64 {
             .mode()
             & 0o777,
     )
+}
+
+#[test]
+fn metadata_example_matches_code() {
+    let t = table("metadata-example");
+    let mut bytes = Vec::new();
+    let mut pairs = Vec::new();
+    let mut key = None;
+    for row in &t.rows {
+        assert_eq!(t.num(row, "offset"), bytes.len() as u64, "{row:?}");
+        let size = t.num(row, "size") as usize;
+        let value = t.text(row, "value");
+        match t.text(row, "name") {
+            "key_len" | "value_len" => {
+                assert_eq!(size, 4);
+                bytes.extend_from_slice(&(t.num(row, "value") as u32).to_le_bytes());
+            }
+            name @ ("key" | "value") => {
+                let text = value.trim_matches('"');
+                assert_eq!(text.len(), size, "{row:?}");
+                bytes.extend_from_slice(text.as_bytes());
+                if name == "key" {
+                    key = Some(text.to_string());
+                } else {
+                    pairs.push((
+                        key.take().expect("a key before its value"),
+                        text.to_string(),
+                    ));
+                }
+            }
+            other => panic!("metadata example: unknown row {other}"),
+        }
+    }
+    let metadata = Metadata::new(pairs.iter().map(|(k, v)| (k, v))).unwrap();
+    assert_eq!(metadata.as_bytes(), &bytes[..]);
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let prose: String = DOC.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        prose.contains(&hex.join(" ")),
+        "the prose lists the example's bytes"
+    );
+    assert!(DOC.contains(&format!("{:#018x}", metadata.checksum())));
+    assert!(DOC.contains(&format!("`metadata_bytes` is {}", bytes.len())));
+    assert_eq!(metadata.checksum(), doc_fnv_bytes(&bytes));
+}
+
+/// FNV-1a 64 over bytes, with the document's constants.
+fn doc_fnv_bytes(bytes: &[u8]) -> u64 {
+    let prime = constant("FNV_PRIME");
+    let mut hash = constant("FNV_OFFSET_BASIS");
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(prime);
+    }
+    hash
 }
 
 /// Code of the clock `name`, from the clock table.

@@ -1543,11 +1543,11 @@ fn attached<H: ControlBlock>(
 /// [`tensorlane_shm::header::decode`], which must accept or reject them and never
 /// panic.
 ///
-/// Input: a flags byte, then 24 words (8 bytes each, or 1 byte each in compact
+/// Input: a flags byte, then 27 words (8 bytes each, or 1 byte each in compact
 /// mode, short input padded with 0), then the object size (8 bytes, or a signed
 /// offset from the `segment_bytes` word). Flags can set the magic and the version,
 /// derive the size words (`tensor_bytes`, `slot_bytes`, `core_offset`,
-/// `segment_bytes`) from the kind, dtype, shape and counts, and recompute the
+/// `metadata_offset`, `metadata_bytes` below the cap, `segment_bytes`) from the kind, dtype, shape and counts, and recompute the
 /// checksum, so that inputs reach the checks behind the checksum.
 ///
 /// An accepted header must describe its words (kind, counts, sizes, creator fields,
@@ -1622,6 +1622,20 @@ pub fn run_header_words(data: &[u8]) -> Result<HostileOutcome, Violation> {
         || format!("{info:?} from {words:?}, object of {object_bytes} bytes"),
     )?;
 
+    let area = header::metadata_area(&words);
+    run.ensure(
+        area.offset == info.geometry.segment_bytes().unwrap_or(0) as u64
+            && area.bytes <= tensorlane_shm::MAX_METADATA_BYTES as u64
+            && header::total_bytes(area.offset as usize, area.bytes as usize)
+                == Some(info.segment_bytes),
+        || format!("metadata area {area:?} of {info:?}"),
+    )?;
+    if area.bytes != 0 || area.checksum != tensorlane_shm::metadata::checksum(&[]) {
+        // The area's bytes are not part of the input: the header words cannot be
+        // re-encoded without them.
+        return Ok(run.outcome);
+    }
+
     run.begin("encode");
     let encoded = header::encode(&info);
     let mut canonical = words;
@@ -1677,7 +1691,12 @@ fn derive_sizes(words: &mut [u64; field::COUNT_OF_FIELDS]) {
         .ok()
         .and_then(|g| g.segment_bytes())
     {
-        words[field::SEGMENT_BYTES] = bytes as u64;
+        words[field::METADATA_OFFSET] = bytes as u64;
+        let metadata =
+            words[field::METADATA_BYTES] % (tensorlane_shm::MAX_METADATA_BYTES as u64 + 1);
+        words[field::METADATA_BYTES] = metadata;
+        words[field::SEGMENT_BYTES] =
+            header::total_bytes(bytes, metadata as usize).unwrap_or(bytes) as u64;
     }
 }
 
@@ -1707,8 +1726,7 @@ mod tests {
     #[test]
     fn a_valid_header_round_trips() {
         // Flags: magic, version, derived sizes, checksum, object size from the header.
-        let mut data = vec![0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x01];
-        let mut words = [0u8; field::COUNT_OF_FIELDS];
+        let mut words = [0u64; field::COUNT_OF_FIELDS];
         words[field::KIND] = 3;
         words[field::DTYPE] = 1;
         words[field::NDIM] = 2;
@@ -1717,7 +1735,11 @@ mod tests {
         words[field::COUNT] = 4;
         words[field::SUBSCRIBERS] = 2;
         words[field::CLOCK] = 1;
-        data.extend_from_slice(&words);
+        words[field::METADATA_CHECKSUM] = tensorlane_shm::metadata::checksum(&[]);
+        let mut data = vec![0x02 | 0x04 | 0x08 | 0x10 | 0x20];
+        for w in words {
+            data.extend_from_slice(&w.to_le_bytes());
+        }
         data.push(0);
         let outcome = run_header_words(&data).unwrap();
         assert_eq!(outcome.ok, 1, "{outcome:?}");

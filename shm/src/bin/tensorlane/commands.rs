@@ -9,7 +9,7 @@ use tensorlane_core::{entry, SubscriberInfo};
 use tensorlane_shm::header::FRAME_BYTES;
 use tensorlane_shm::peek::FramePrefix;
 use tensorlane_shm::segment::{self, READY_TIMEOUT, SUBSCRIBER_ROLE_BASE};
-use tensorlane_shm::{Clock, Kind, LaneError, LaneName};
+use tensorlane_shm::{Clock, Kind, LaneError, LaneName, Metadata};
 
 fn lane_name(name: &str) -> Result<LaneName, Failure> {
     LaneName::new(name).map_err(|e| Failure::Message(e.to_string()))
@@ -141,6 +141,8 @@ pub fn list(json: bool) -> Outcome {
                     "tensor_bytes": info.spec.byte_len(),
                     count_label(info.kind): info.count,
                     "segment_bytes": info.segment_bytes,
+                    "clock": info.clock.name(),
+                    "metadata": metadata_json(&info.metadata),
                     "writer": o.writer.name(),
                 });
                 let readers = match (&o.consumer, &o.table) {
@@ -241,6 +243,29 @@ fn frame_text(frame: Option<FrameMeta>, clock: Clock) -> String {
     }
 }
 
+/// A lane's metadata as a JSON object, in the order written.
+fn metadata_json(metadata: &Metadata) -> Value {
+    Value::Object(
+        metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect(),
+    )
+}
+
+/// A lane's metadata as text: `key = value` pairs, with control characters and
+/// quotes escaped (the strings come from the segment and may hold anything).
+fn metadata_text(metadata: &Metadata) -> String {
+    if metadata.is_empty() {
+        return "none".into();
+    }
+    metadata
+        .iter()
+        .map(|(k, v)| format!("{} = {}", k.escape_debug(), v.escape_debug()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What the frames' timestamps of a lane stamped by `clock` mean.
 fn clock_text(clock: Clock) -> &'static str {
     match clock {
@@ -270,6 +295,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
         "creator_uid": info.creator_uid,
         "created_ns": info.created_ns,
         "clock": info.clock.name(),
+        "metadata": metadata_json(&info.metadata),
         "layout_version": probe.layout_version(),
         "writer": writer.name(),
     });
@@ -302,6 +328,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
         ("clock".into(), clock_text(info.clock).into()),
         ("layout version".into(), probe.layout_version().to_string()),
         (writer_label(info.kind).into(), writer.name().to_string()),
+        ("metadata".into(), metadata_text(&info.metadata)),
     ];
     if info.kind == Kind::Topic {
         lines.insert(

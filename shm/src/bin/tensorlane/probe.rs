@@ -158,8 +158,22 @@ impl Probe {
         // The object behind the name may have been replaced since `Segment::open`:
         // trust this mapping only if it holds the very header that was validated.
         let words = header::read_words(probe.mapped_header());
+        // Its metadata area too: the same length and checksum (the area itself was
+        // read and validated by `Segment::open`).
+        let validated = probe.segment.info();
+        let area = header::metadata_area(&words);
         match header::decode(&words, size) {
-            Ok(info) if info == *probe.segment.info() => Ok(probe),
+            Ok(mut info)
+                if area.bytes == validated.metadata.as_bytes().len() as u64
+                    && area.checksum == validated.metadata.checksum() =>
+            {
+                info.metadata = validated.metadata.clone();
+                if info == *validated {
+                    Ok(probe)
+                } else {
+                    Err(replaced())
+                }
+            }
             _ => Err(replaced()),
         }
     }
@@ -190,8 +204,10 @@ impl Probe {
     }
 
     fn parts<H: ControlBlock>(&self) -> Result<Parts<'_, H>, String> {
-        let len = self.info().segment_bytes - HEADER_BYTES;
-        // SAFETY: `HEADER_BYTES..segment_bytes` lies inside the mapping (its length was
+        // The core structure only, without the metadata area after it.
+        let len = self.info().geometry.core_bytes().unwrap_or(0);
+        // SAFETY: `HEADER_BYTES..HEADER_BYTES + core_bytes` (within `segment_bytes`)
+        // lies inside the mapping (its length was
         // checked against the validated `segment_bytes` in `open`), which lives as long
         // as the returned borrow of `self`. Every process accesses the core structure
         // atomically (docs/LAYOUT.md); this process creates no other reference into it
