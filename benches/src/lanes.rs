@@ -90,20 +90,20 @@ impl Tx for QueueTx {
                 Kind::QueueCopy => {
                     put_counter(&mut self.buf, counter);
                     self.producer
-                        .push(&self.buf, Some(Duration::ZERO))
+                        .try_push(&self.buf)
                         .map(|_| ())
                 }
                 // SAFETY: both ends of the benchmark's queue are this harness's own
                 // processes, which follow docs/LAYOUT.md.
                 Kind::QueueLoan => unsafe {
                     self.producer
-                        .push_with(Some(Duration::ZERO), |b| put_counter(b, counter))
+                        .try_push_with(|b| put_counter(b, counter))
                 }
                 .map(|_| ()),
                 // SAFETY: as above.
                 _ => unsafe {
                     self.producer
-                        .push_with(Some(Duration::ZERO), |b| fill_payload(b, counter))
+                        .try_push_with(|b| fill_payload(b, counter))
                 }
                 .map(|_| ()),
             };
@@ -127,18 +127,18 @@ impl Rx for QueueRx {
         let got = match self.kind {
             Kind::QueueCopy => self
                 .consumer
-                .pop(&mut self.buf, Some(Duration::ZERO))
+                .try_pop(&mut self.buf)
                 .map(|_| get_counter(&self.buf)),
             // SAFETY: both ends of the benchmark's queue are this harness's own
             // processes, which follow docs/LAYOUT.md.
             Kind::QueueLoan => unsafe {
                 self.consumer
-                    .pop_with(Some(Duration::ZERO), |_, b| get_counter(b))
+                    .try_pop_with(|_, b| get_counter(b))
             },
             // SAFETY: as above.
             _ => unsafe {
                 self.consumer
-                    .pop_with(Some(Duration::ZERO), |_, b| read_payload(b))
+                    .try_pop_with(|_, b| read_payload(b))
             },
         };
         match got {
@@ -158,7 +158,7 @@ impl Tx for TopicTx {
     fn send(&mut self, counter: u64) {
         put_counter(&mut self.buf, counter);
         loop {
-            match self.publisher.publish(&self.buf, Some(Duration::ZERO)) {
+            match self.publisher.try_publish(&self.buf) {
                 Ok(_) => return,
                 Err(LaneError::Timeout) => std::hint::spin_loop(),
                 Err(e) => panic!("topic publish: {e}"),
@@ -174,7 +174,7 @@ struct TopicRx {
 
 impl Rx for TopicRx {
     fn try_recv(&mut self) -> Option<u64> {
-        match self.subscriber.recv(&mut self.buf, Some(Duration::ZERO)) {
+        match self.subscriber.try_recv(&mut self.buf) {
             Ok(_) => Some(get_counter(&self.buf)),
             Err(LaneError::Timeout) => None,
             Err(e) => panic!("topic recv: {e}"),
@@ -282,9 +282,9 @@ pub fn wake_receiver(
     let mut out = Vec::with_capacity(count);
     let total = (warmup + count) as u64;
     loop {
-        let frame = reader.wait_new(&mut buf, Duration::from_secs(5))?;
+        let frame = reader.read_new_timeout(&mut buf, Duration::from_secs(5))?;
         let now = monotonic_ns();
-        if frame.frame_id > warmup as u64 && frame.skipped == 0 {
+        if frame.frame_id > warmup as u64 && frame.missed == 0 {
             out.push(now.saturating_sub(get_counter(&buf)) as f64);
         }
         if frame.frame_id >= total {
@@ -339,7 +339,7 @@ pub fn publish_ns(
         let src = vec![7u8; size];
         let mut failed = None;
         let ns = crate::floor::time_op(batches, batch_time, || {
-            if let Err(e) = publisher.publish(std::hint::black_box(&src), Some(Duration::ZERO)) {
+            if let Err(e) = publisher.try_publish(std::hint::black_box(&src)) {
                 failed = Some(e);
             }
         });
@@ -365,10 +365,10 @@ pub fn queue_push_pop_ns(
         let mut dst = vec![0u8; size];
         let mut failed = None;
         let ns = crate::floor::time_op(batches, batch_time, || {
-            if let Err(e) = producer.push(std::hint::black_box(&src), Some(Duration::ZERO)) {
+            if let Err(e) = producer.try_push(std::hint::black_box(&src)) {
                 failed = Some(e);
             }
-            if let Err(e) = consumer.pop(&mut dst, Some(Duration::ZERO)) {
+            if let Err(e) = consumer.try_pop(&mut dst) {
                 failed = Some(e);
             }
             std::hint::black_box(&mut dst);

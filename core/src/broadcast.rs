@@ -1,13 +1,13 @@
 //! The broadcast ring: one producer, up to M subscribers, each with its own head.
 //!
 //! Lossless subscribers hold the producer back; lossy ones never do: they detect
-//! that a slot was overwritten, skip forward and count what they dropped.
+//! that a slot was overwritten, skip forward and count what they missed.
 //!
 //! # Shared state
 //! - `tail`: next position the producer writes (producer-owned);
 //! - `epoch`: bumped by every lossless join (see *Joining* below);
 //! - a subscriber table of M entries of 16 words: `state` (generation and one of
-//!   FREE, JOINING, ACTIVE, EVICTED), `head`, `mode`, `max_lag`, `dropped`, `owner`;
+//!   FREE, JOINING, ACTIVE, EVICTED), `head`, `mode`, `max_lag`, `missed`, `owner`;
 //! - C slots (C a power of two). Position `p` lives in slot `p & (C - 1)`; its stamp
 //!   is `2p + 1` while the producer writes it and `2p + 2` once complete.
 //!
@@ -94,7 +94,7 @@
 //! let mut buf = [0u8; 8];
 //! // The lossy subscriber with max lag 1 skips to the newest item.
 //! let got = display.recv(&mut buf).unwrap();
-//! assert_eq!((got.position, got.dropped), (2, 2));
+//! assert_eq!((got.position, got.missed), (2, 2));
 //! // The lossless one sees everything, and holds the producer back.
 //! assert_eq!(logger.recv(&mut buf).unwrap().position, 0);
 //! producer.publish(b"3").unwrap();
@@ -139,8 +139,8 @@ pub mod entry {
     pub const MODE: usize = 2;
     /// A lossy subscriber's lag bound.
     pub const MAX_LAG: usize = 3;
-    /// Positions the subscriber dropped.
-    pub const DROPPED: usize = 4;
+    /// Positions the subscriber missed (lossy skips, history lost at join).
+    pub const MISSED: usize = 4;
     /// The subscriber's owner token.
     pub const OWNER: usize = 5;
 
@@ -348,8 +348,8 @@ pub struct SubscriberInfo {
     pub head: u64,
     /// Lossy lag bound.
     pub max_lag: u64,
-    /// Positions dropped.
-    pub dropped: u64,
+    /// Positions missed (lossy skips, history lost at join).
+    pub missed: u64,
     /// Owner token.
     pub owner: u64,
 }
@@ -478,7 +478,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             mode: e[entry::MODE].load(Ordering::Relaxed),
             head: e[entry::HEAD].load(Ordering::Relaxed),
             max_lag: e[entry::MAX_LAG].load(Ordering::Relaxed),
-            dropped: e[entry::DROPPED].load(Ordering::Relaxed),
+            missed: e[entry::MISSED].load(Ordering::Relaxed),
             owner: e[entry::OWNER].load(Ordering::Relaxed),
         })
     }
@@ -662,7 +662,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         e[entry::OWNER].store(token, Ordering::Relaxed);
         e[entry::MODE].store(mode_code, Ordering::Relaxed);
         e[entry::MAX_LAG].store(max_lag, Ordering::Relaxed);
-        e[entry::DROPPED].store(0, Ordering::Relaxed);
+        e[entry::MISSED].store(0, Ordering::Relaxed);
         let header = self.region.header();
         // Acquire pairs with the producer's Release store of `tail`.
         let start = header.tail.load(Ordering::Acquire);
@@ -701,7 +701,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             max_lag,
             head,
             cached_tail: head,
-            dropped: lost,
+            missed: lost,
             reported: 0,
             lost_at_join: lost,
             max_attempts: DEFAULT_RECV_ATTEMPTS,
@@ -980,9 +980,9 @@ pub struct Received {
     pub position: u64,
     /// Its length; the item is `buf[..len]`.
     pub len: usize,
-    /// Positions dropped since the previous item this subscriber received (for the
+    /// Positions missed since the previous item this subscriber received (for the
     /// first item, including history lost at join).
-    pub dropped: u64,
+    pub missed: u64,
 }
 
 /// Why a receive returned no item.
@@ -1108,7 +1108,7 @@ pub struct BroadcastSubscriber<R: Region<Header = BroadcastHeader>> {
     max_lag: u64,
     head: u64,
     cached_tail: u64,
-    dropped: u64,
+    missed: u64,
     reported: u64,
     lost_at_join: u64,
     max_attempts: u32,
@@ -1125,9 +1125,9 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         self.head
     }
 
-    /// Positions dropped so far (history lost at join included).
-    pub fn dropped(&self) -> u64 {
-        self.dropped
+    /// Positions missed so far (lossy skips and history lost at join).
+    pub fn missed(&self) -> u64 {
+        self.missed
     }
 
     /// History positions asked for at join that were already overwritten.
@@ -1226,7 +1226,7 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         Err(result)
     }
 
-    /// The head moves (and the skipped positions count as dropped) only once a slot
+    /// The head moves (and the skipped positions count as missed) only once a slot
     /// read confirmed the position it moves to: a tail that the stamps refute leaves
     /// no trace in this subscriber.
     fn recv_lossy(&mut self, buf: &mut [&mut [u8]]) -> Result<Received, RecvError> {
@@ -1269,28 +1269,28 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         })
     }
 
-    /// Moves the head up to `head`, counting the positions skipped as dropped.
+    /// Moves the head up to `head`, counting the positions skipped as missed.
     fn skip_to(&mut self, head: u64) {
         let positions = head.wrapping_sub(self.head);
         self.head = head;
-        self.dropped = self.dropped.wrapping_add(positions);
+        self.missed = self.missed.wrapping_add(positions);
     }
 
     fn deliver(&mut self, len: usize) -> Received {
         let position = self.head;
         self.head = position.wrapping_add(1);
         let e = self.entry();
-        e[entry::DROPPED].store(self.dropped, Ordering::Relaxed);
+        e[entry::MISSED].store(self.missed, Ordering::Relaxed);
         // Release: our reads of the slot happen-before the producer's next write to it.
         // Partner: the producer's Acquire load of heads in its scan (lossless); for a
         // lossy subscriber the head is only shown to inspectors.
         e[entry::HEAD].store(self.head, Ordering::Release);
-        let dropped = self.dropped.wrapping_sub(self.reported);
-        self.reported = self.dropped;
+        let missed = self.missed.wrapping_sub(self.reported);
+        self.reported = self.missed;
         Received {
             position,
             len,
-            dropped,
+            missed,
         }
     }
 }

@@ -42,10 +42,10 @@ fn a_lossy_head_never_passes_the_tail_after_a_corrupt_tail() {
     producer.publish(&7u64.to_le_bytes()).unwrap();
     let got = lossy.recv(&mut buf).unwrap();
     assert_eq!(
-        (got.position, got.dropped, u64::from_le_bytes(buf)),
+        (got.position, got.missed, u64::from_le_bytes(buf)),
         (0, 0, 7)
     );
-    assert_eq!(lossy.dropped(), 0);
+    assert_eq!(lossy.missed(), 0);
 }
 
 /// A lossless subscriber does not keep a tail it found impossible (or one that the

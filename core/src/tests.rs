@@ -436,12 +436,12 @@ mod broadcast {
         }
         let mut buf = [0u8; 8];
         let got = newest.recv(&mut buf).unwrap();
-        assert_eq!((got.position, got.dropped), (19, 19));
+        assert_eq!((got.position, got.missed), (19, 19));
         let got = lag3.recv(&mut buf).unwrap();
-        assert_eq!((got.position, got.dropped), (17, 17));
-        assert_eq!(lag3.recv(&mut buf).unwrap().dropped, 0);
-        assert_eq!(lag3.dropped(), 17);
-        assert_eq!(ring.subscriber(lag3.index()).unwrap().dropped, 17);
+        assert_eq!((got.position, got.missed), (17, 17));
+        assert_eq!(lag3.recv(&mut buf).unwrap().missed, 0);
+        assert_eq!(lag3.missed(), 17);
+        assert_eq!(ring.subscriber(lag3.index()).unwrap().missed, 17);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! // Reader process.
 //! let mut reader = GpuStreamReader::open(&backend, "features").unwrap();
 //! let mut out = vec![0u8; spec.byte_len()];
-//! let frame = reader.wait_new(&mut out, Duration::from_secs(1)).unwrap();
+//! let frame = reader.read_new_timeout(&mut out, Duration::from_secs(1)).unwrap();
 //! println!("frame {}", frame.frame_id);
 //! ```
 //!
@@ -239,13 +239,13 @@ impl<B: Backend> GpuStreamReader<B> {
 
     /// Waits up to `timeout` for a write newer than the last one returned and copies
     /// it into `out`. `WriterGone` if the writer dies meanwhile.
-    pub fn wait_new(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, GpuError> {
+    pub fn read_new_timeout(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, GpuError> {
         if let Some(frame) = self.read_new(out)? {
             return Ok(frame);
         }
         // Sleep on the record lane's futex until a record arrives; then read the
         // latest write with its device part.
-        self.lane.wait_new(&mut self.record, timeout)?;
+        self.lane.read_new_timeout(&mut self.record, timeout)?;
         self.read(out)?.ok_or(GpuError::Timeout)
     }
 
@@ -282,7 +282,7 @@ impl<B: Backend> GpuStreamReader<B> {
     /// Counts the writes skipped since the last one returned (reads retried after an
     /// overwrite skip more than the record lane knows of).
     fn returned(&mut self, mut frame: Frame) -> Frame {
-        frame.skipped = match self.last {
+        frame.missed = match self.last {
             0 => 0,
             last => frame.seq.saturating_sub(last).saturating_sub(1),
         };
@@ -294,8 +294,10 @@ impl<B: Backend> GpuStreamReader<B> {
     /// the last write this reader returned; a write whose device part failed is
     /// returned by the next call).
     fn next_record(&mut self, only_new: bool) -> Result<Option<(Frame, usize)>, GpuError> {
-        let Some(frame) = self.lane.read(&mut self.record)? else {
-            return Ok(None);
+        let frame = match self.lane.read(&mut self.record) {
+            Ok(frame) => frame,
+            Err(tensorlane_shm::LaneError::Empty) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         if only_new && frame.seq <= self.last {
             return Ok(None);

@@ -6,7 +6,7 @@
 //! as it copies or views it (see [`crate::lane`] for the argument): a lossless
 //! subscriber's copies are always whole, and it holds the publisher back as in a shm
 //! topic. A lossy subscriber whose copy raced the publisher reusing the slot skips to
-//! a later item and counts it as dropped.
+//! a later item and counts it as missed.
 
 use crate::backend::{Backend, DevicePtr, SlotReader, SlotWriter};
 use crate::error::GpuError;
@@ -16,7 +16,9 @@ use crate::lane::{
 };
 use crate::table::RECORD_WORDS;
 use std::time::Duration;
-use tensorlane_shm::{Frame, Kind, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber};
+use tensorlane_shm::{
+    Frame, Kind, LaneError, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber,
+};
 
 /// The error of an item published at `position` whose mirror failed.
 fn mirrored(position: u64, source: GpuError) -> GpuError {
@@ -112,7 +114,7 @@ impl<B: Backend> GpuTopicPublisher<B> {
         let position = self.publish_record(write, timeout)?;
         if let Some(mirror) = &mut self.mirror {
             mirror
-                .publish(tensor, timeout)
+                .publish_within(tensor, timeout)
                 .map_err(|e| mirrored(position, e.into()))?;
         }
         Ok(position)
@@ -140,7 +142,7 @@ impl<B: Backend> GpuTopicPublisher<B> {
             self.exporter
                 .slots
                 .copy_to_host(slot, &mut self.staging)
-                .and_then(|()| Ok(mirror.publish(&self.staging, timeout)?))
+                .and_then(|()| Ok(mirror.publish_within(&self.staging, timeout)?))
                 .map_err(|e| mirrored(position, e))?;
         }
         Ok(position)
@@ -153,13 +155,13 @@ impl<B: Backend> GpuTopicPublisher<B> {
     }
 
     fn publish_record(&mut self, write: u64, timeout: Option<Duration>) -> Result<u64, GpuError> {
-        let position = self.lane.publish(&self.exporter.record(write), timeout)?;
-        if position.wrapping_add(1) != write {
+        let seq = self.lane.publish_within(&self.exporter.record(write), timeout)?;
+        if seq != write {
             return Err(GpuError::Corrupt(format!(
-                "item {write} was published at position {position}"
+                "item {write} was published as item {seq}"
             )));
         }
-        Ok(position)
+        Ok(seq)
     }
 }
 
@@ -169,10 +171,10 @@ pub struct GpuTopicSubscriber<B: Backend> {
     lane: TopicSubscriber,
     importer: Importer<B>,
     record: [u8; RECORD_WORDS * 8],
-    /// Items dropped because their slot was overwritten while this (lossy) subscriber
+    /// Items missed because their slot was overwritten while this (lossy) subscriber
     /// read it.
     overwritten: u64,
-    /// Drops not yet reported in a returned frame's `skipped`.
+    /// Drops not yet reported in a returned frame's `missed`.
     unreported: u64,
 }
 
@@ -212,10 +214,10 @@ impl<B: Backend> GpuTopicSubscriber<B> {
         &self.importer.slots
     }
 
-    /// Items dropped so far: the record lane's lossy skips plus items whose slot was
+    /// Items missed so far: the record lane's lossy skips plus items whose slot was
     /// overwritten while this (lossy) subscriber copied it.
-    pub fn dropped(&self) -> u64 {
-        self.lane.dropped() + self.overwritten
+    pub fn missed(&self) -> u64 {
+        self.lane.missed() + self.overwritten
     }
 
     /// Whether this subscriber is lossless.
@@ -282,7 +284,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
     }
 
     /// Waits for item `write`'s event: `false` if a lossy subscriber lost the item to
-    /// an overwrite (counted as dropped).
+    /// an overwrite (counted as missed).
     fn wait(&mut self, slot: usize, write: u64, frame: Frame) -> Result<bool, GpuError> {
         let lane = &self.lane;
         match self
@@ -298,7 +300,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
         }
     }
 
-    /// An item whose slot was overwritten under this subscriber: dropped (lossy), or
+    /// An item whose slot was overwritten under this subscriber: missed (lossy), or
     /// corruption (lossless: the publisher cannot get that far ahead of it).
     fn overwritten_under(&mut self, frame: Frame) -> Result<(), GpuError> {
         if self.lane.is_lossless() {
@@ -308,13 +310,14 @@ impl<B: Backend> GpuTopicSubscriber<B> {
             )));
         }
         self.overwritten += 1;
-        self.unreported += frame.skipped + 1;
+        self.unreported += frame.missed + 1;
         Ok(())
     }
 
     fn next_record(&mut self, timeout: Option<Duration>) -> Result<(Frame, usize, u64), GpuError> {
-        let frame = self.lane.recv(&mut self.record, timeout)?;
-        let write = frame.seq.wrapping_add(1);
+        let frame = self.lane.recv_within(&mut self.record, timeout)?;
+        // Lane sequences count from 1, as the device slots' write numbers do.
+        let write = frame.seq;
         let slot = self.importer.slot_of(&self.record, write)?;
         Ok((frame, slot, write))
     }
@@ -347,7 +350,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
 
     /// Adds the drops not yet reported to the frame returned.
     fn returned(&mut self, mut frame: Frame) -> Frame {
-        frame.skipped += std::mem::take(&mut self.unreported);
+        frame.missed += std::mem::take(&mut self.unreported);
         frame
     }
 }
@@ -402,5 +405,53 @@ impl<B: Backend> TopicView<'_, B> {
             self.subscriber.overwritten_under(self.frame)?;
             Err(GpuError::Overwritten)
         }
+    }
+}
+
+/// The record lane's calls under this module's timeouts (`None`: no limit; zero: one
+/// attempt, nothing ready being `Timeout`).
+trait Within {
+    fn publish_within(&mut self, tensor: &[u8], timeout: Option<Duration>)
+        -> Result<u64, LaneError>;
+}
+
+impl Within for TopicPublisher {
+    fn publish_within(
+        &mut self,
+        tensor: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, LaneError> {
+        match timeout {
+            None => self.publish(tensor),
+            Some(Duration::ZERO) => self.try_publish(tensor).map_err(none_is_timeout),
+            Some(t) => self.publish_timeout(tensor, t),
+        }
+    }
+}
+
+trait RecvWithin {
+    fn recv_within(&mut self, out: &mut [u8], timeout: Option<Duration>)
+        -> Result<Frame, LaneError>;
+}
+
+impl RecvWithin for TopicSubscriber {
+    fn recv_within(
+        &mut self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<Frame, LaneError> {
+        match timeout {
+            None => self.recv(out),
+            Some(Duration::ZERO) => self.try_recv(out).map_err(none_is_timeout),
+            Some(t) => self.recv_timeout(out, t),
+        }
+    }
+}
+
+/// A non-blocking call's "nothing now" as this module's zero timeout reports it.
+fn none_is_timeout(e: LaneError) -> LaneError {
+    match e {
+        LaneError::Empty | LaneError::Full => LaneError::Timeout,
+        e => e,
     }
 }

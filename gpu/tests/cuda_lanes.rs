@@ -84,7 +84,7 @@ fn stream_child(lane: &str) -> Result<String, String> {
     let (mut torn, mut read, mut last, mut latencies) = (0u64, 0u64, 0u64, Vec::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     while last < WRITES && Instant::now() < deadline {
-        let frame = match reader.wait_new(&mut host, Duration::from_secs(5)) {
+        let frame = match reader.read_new_timeout(&mut host, Duration::from_secs(5)) {
             Ok(frame) => frame,
             Err(tensorlane_gpu::GpuError::Overwritten) => continue,
             Err(e) => return Err(e.to_string()),
@@ -148,7 +148,7 @@ fn mirror_child(lane: &str) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while last < WRITES && Instant::now() < deadline {
         let frame = reader
-            .wait_new(&mut host, Duration::from_secs(5))
+            .read_new_timeout(&mut host, Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         read += 1;
         torn += u64::from(!whole(frame.seq, &host));

@@ -176,7 +176,7 @@ fn stream_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
     let deadline = Instant::now() + Duration::from_secs(30);
     while tally.last < total && Instant::now() < deadline {
         let frame = if wait {
-            match reader.wait_new(&mut out, Duration::from_secs(5)) {
+            match reader.read_new_timeout(&mut out, Duration::from_secs(5)) {
                 Ok(frame) => Some(frame),
                 Err(GpuError::Overwritten) => {
                     tally.overwritten += 1;
@@ -195,7 +195,7 @@ fn stream_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
             }
         };
         if let Some(frame) = frame {
-            tally.see(frame.seq, frame.skipped, &out);
+            tally.see(frame.seq, frame.missed, &out);
         }
     }
     tally.report();
@@ -218,7 +218,7 @@ fn stream_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
         words.load_bytes(&mut copy);
         match view.release() {
             // Only a view that stayed whole counts; a torn one must have said so.
-            Ok(frame) => tally.see(frame.seq, frame.skipped, &copy),
+            Ok(frame) => tally.see(frame.seq, frame.missed, &copy),
             Err(GpuError::Overwritten) => tally.overwritten += 1,
             Err(e) => return Err(e.to_string()),
         }
@@ -237,8 +237,8 @@ fn stream_mirror_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), 
     let mut tally = Tally::default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while tally.last < total && Instant::now() < deadline {
-        if let Ok(frame) = reader.wait_new(&mut out, Duration::from_secs(5)) {
-            tally.see(frame.seq, frame.skipped, &out);
+        if let Ok(frame) = reader.read_new_timeout(&mut out, Duration::from_secs(5)) {
+            tally.see(frame.seq, frame.missed, &out);
         }
     }
     tally.report();
@@ -274,13 +274,13 @@ fn unwaiting_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
     let mut tally = Tally::default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while tally.last < total && Instant::now() < deadline {
-        if let Ok(frame) = records.wait_new(&mut record, Duration::from_secs(5)) {
+        if let Ok(frame) = records.read_new_timeout(&mut record, Duration::from_secs(5)) {
             let slot = Record::check(&record, frame.seq, &table, table.checksum())
                 .map_err(|e| e.to_string())?;
             slots
                 .copy_to_host(slot, &mut out)
                 .map_err(|e| e.to_string())?;
-            tally.see(frame.seq, frame.skipped, &out);
+            tally.see(frame.seq, frame.missed, &out);
         }
     }
     tally.report();
@@ -325,17 +325,17 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
                 .recv(&mut out, timeout)
                 .map_err(|e| e.to_string())?
         };
-        tally.see(frame.seq, frame.skipped, &out);
-        positions.push(frame.seq);
+        tally.see(frame.seq - 1, frame.missed, &out);
+        positions.push(frame.seq - 1);
     }
     tally.report();
     let gaps = positions.windows(2).filter(|w| w[1] != w[0] + 1).count();
     say(&format!(
-        "topic first={} count={} gaps={} dropped={} join_head={join_head} lost={lost}",
+        "topic first={} count={} gaps={} missed={} join_head={join_head} lost={lost}",
         positions.first().copied().unwrap_or(u64::MAX),
         positions.len(),
         gaps,
-        subscriber.dropped()
+        subscriber.missed()
     ));
     Ok(())
 }
@@ -352,9 +352,9 @@ fn topic_mirror_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(
     let mut count = 0;
     while count < total {
         let frame = subscriber
-            .recv(&mut out, Some(Duration::from_secs(5)))
+            .recv_timeout(&mut out, Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
-        tally.see(frame.seq, frame.skipped, &out);
+        tally.see(frame.seq - 1, frame.missed, &out);
         count += 1;
     }
     tally.report();
@@ -619,7 +619,7 @@ fn topic_case(delay_us: u64) {
         let published = publisher
             .publish(&data, Some(Duration::from_secs(10)))
             .unwrap();
-        assert_eq!(published, position);
+        assert_eq!(published, position + 1);
         data.fill(0xff);
     }
     for (i, mut kid) in kids.into_iter().enumerate() {
@@ -629,10 +629,10 @@ fn topic_case(delay_us: u64) {
         assert_eq!(tally["last"], items - 1, "child {i}: {tally:?}");
         let deliveries: Vec<_> = history
             .iter()
-            .map(|&(position, dropped, value)| Delivery {
+            .map(|&(position, missed, value)| Delivery {
                 position,
                 value,
-                dropped,
+                missed,
             })
             .collect();
         let (join_head, lost) = (summary["join_head"], summary["lost"]);

@@ -29,7 +29,7 @@
 //!   join may overwrite it while writing position `tail`. So when the requested head
 //!   is `capacity` behind the tail, the head moves up to `tail - capacity + 1` and the
 //!   one position lost is reported (`lost_at_join`, and in the first item's
-//!   `dropped`). The model applies this rule in single-threaded use too, as the core
+//!   `missed`). The model applies this rule in single-threaded use too, as the core
 //!   does.
 //! - `evict(i)`: ACTIVE -> EVICTED; `reclaim(i)`: JOINING, ACTIVE or EVICTED -> FREE;
 //!   both keep the generation, refuse other states with [`EntryError::WrongState`]
@@ -45,8 +45,8 @@
 //! - Lossless: the items from its head on, in order, once each;
 //!   [`RecvError::Empty`] at the tail.
 //! - Lossy: when `tail - head > max_lag` it first skips to `tail - max_lag`, counting
-//!   the skipped positions as dropped, then receives the item at its head.
-//! - [`Received::dropped`] counts the positions dropped since the previous item
+//!   the skipped positions as missed, then receives the item at its head.
+//! - [`Received::missed`] counts the positions missed since the previous item
 //!   received (for the first, since the join, including history lost at join).
 //! - A buffer shorter than the item gives [`RecvError::BufferTooSmall`]; the item is
 //!   not consumed (a lossy skip made before it stays made).
@@ -71,7 +71,7 @@ struct Entry {
     head: u64,
     mode: u64,
     max_lag: u64,
-    dropped: u64,
+    missed: u64,
     owner: u64,
 }
 
@@ -94,7 +94,7 @@ pub struct SubscriberModel {
     lossless: bool,
     max_lag: u64,
     head: u64,
-    dropped: u64,
+    missed: u64,
     reported: u64,
     lost_at_join: u64,
 }
@@ -110,9 +110,9 @@ impl SubscriberModel {
         self.head
     }
 
-    /// Positions dropped so far (history lost at join included).
-    pub fn dropped(&self) -> u64 {
-        self.dropped
+    /// Positions missed so far (lossy skips and history lost at join).
+    pub fn missed(&self) -> u64 {
+        self.missed
     }
 
     /// History positions asked for at join that could not be protected.
@@ -256,7 +256,7 @@ impl BroadcastModel {
             mode: e.mode,
             head: e.head,
             max_lag: e.max_lag,
-            dropped: e.dropped,
+            missed: e.missed,
             owner: e.owner,
         })
     }
@@ -296,7 +296,7 @@ impl BroadcastModel {
             head,
             mode,
             max_lag,
-            dropped: 0,
+            missed: 0,
             owner: token,
         };
         Ok(SubscriberModel {
@@ -305,7 +305,7 @@ impl BroadcastModel {
             lossless: mode == entry::MODE_LOSSLESS,
             max_lag,
             head,
-            dropped: lost,
+            missed: lost,
             reported: 0,
             lost_at_join: lost,
         })
@@ -354,16 +354,16 @@ impl BroadcastModel {
         }
         subscriber.head = position + 1;
         let e = &mut self.entries[subscriber.index];
-        e.dropped = subscriber.dropped;
+        e.missed = subscriber.missed;
         e.head = subscriber.head;
-        let dropped = subscriber.dropped - subscriber.reported;
-        subscriber.reported = subscriber.dropped;
+        let missed = subscriber.missed - subscriber.reported;
+        subscriber.reported = subscriber.missed;
         let item = self.item(position).unwrap_or_default();
         Ok((
             Received {
                 position,
                 len,
-                dropped,
+                missed,
             },
             item,
         ))
@@ -409,7 +409,7 @@ impl BroadcastModel {
 
 fn skip(subscriber: &mut SubscriberModel, positions: u64) {
     subscriber.head += positions;
-    subscriber.dropped += positions;
+    subscriber.missed += positions;
 }
 
 #[cfg(test)]
@@ -429,7 +429,7 @@ mod tests {
             m.publish(&i.to_le_bytes()).unwrap();
         }
         let (got, _) = m.recv(&mut display, 8).unwrap();
-        assert_eq!((got.position, got.dropped), (2, 2));
+        assert_eq!((got.position, got.missed), (2, 2));
         assert_eq!(m.recv(&mut logger, 8).unwrap().0.position, 0);
         m.publish(b"3").unwrap();
         m.publish(b"4").unwrap();
@@ -498,6 +498,6 @@ mod tests {
             .unwrap();
         assert_eq!((lossless.head(), lossless.lost_at_join()), (3, 1));
         let (got, item) = m.recv(&mut lossless, 8).unwrap();
-        assert_eq!((got.position, got.dropped, item), (3, 1, &[3u8][..]));
+        assert_eq!((got.position, got.missed, item), (3, 1, &[3u8][..]));
     }
 }

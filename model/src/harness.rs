@@ -4,7 +4,7 @@
 //! Each `run_*_ops` function builds the core structure on a fresh
 //! [`HeapRegion`], claims its roles, and applies every operation to the core handles
 //! and to the model. After each operation it compares every result (values, positions,
-//! lengths, error kinds, `missed` and `dropped` counts, the subscriber named by
+//! lengths, error kinds, `missed` counts, the subscriber named by
 //! `Full`) and the observable state (counters, reader and subscriber state, the whole
 //! broadcast subscriber table). The first difference is returned as a [`Mismatch`]
 //! naming the operation, the quantity, and both answers.
@@ -456,11 +456,11 @@ type CoreSubscriber<'a> = BroadcastSubscriber<&'a HeapRegion<BroadcastHeader>>;
 fn joined(
     index: usize,
     head: u64,
-    dropped: u64,
+    missed: u64,
     lost_at_join: u64,
     lossless: bool,
 ) -> (usize, u64, u64, u64, bool) {
-    (index, head, dropped, lost_at_join, lossless)
+    (index, head, missed, lost_at_join, lossless)
 }
 
 /// Runs `ops` against a broadcast ring of `geometry` (one producer, up to
@@ -519,7 +519,7 @@ pub fn run_broadcast_ops(geometry: BroadcastGeometry, ops: &[BroadcastOp]) -> Re
                         joined(
                             s.index(),
                             s.head(),
-                            s.dropped(),
+                            s.missed(),
                             s.lost_at_join(),
                             s.is_lossless(),
                         )
@@ -528,7 +528,7 @@ pub fn run_broadcast_ops(geometry: BroadcastGeometry, ops: &[BroadcastOp]) -> Re
                         joined(
                             s.index(),
                             s.head(),
-                            s.dropped(),
+                            s.missed(),
                             s.lost_at_join(),
                             s.is_lossless(),
                         )
@@ -561,8 +561,8 @@ pub fn run_broadcast_ops(geometry: BroadcastGeometry, ops: &[BroadcastOp]) -> Re
                     step.check("recv", got, want)?;
                     step.check(
                         "subscriber's head and drop count",
-                        (core_sub.head(), core_sub.dropped()),
-                        (model_sub.head(), model_sub.dropped()),
+                        (core_sub.head(), core_sub.missed()),
+                        (model_sub.head(), model_sub.missed()),
                     )?;
                 }
             }

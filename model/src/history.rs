@@ -38,8 +38,8 @@ pub struct Delivery<V> {
     pub position: u64,
     /// The value.
     pub value: V,
-    /// Positions reported dropped with it (`Received::dropped`; 0 for SPSC pops).
-    pub dropped: u64,
+    /// Positions reported missed with it (`Received::missed`; 0 for SPSC pops).
+    pub missed: u64,
 }
 
 /// The first observation of a history that no correct implementation produces.
@@ -98,7 +98,7 @@ pub enum HistoryError {
         /// The position delivered.
         found: u64,
     },
-    /// A delivery's `dropped` count does not match the gap before it.
+    /// A delivery's `missed` count does not match the gap before it.
     WrongDropped {
         /// Observation index.
         at: usize,
@@ -164,7 +164,7 @@ impl fmt::Display for HistoryError {
                 found,
             } => write!(
                 f,
-                "observation {at}: position {position} reported {found} dropped, expected {expected}"
+                "observation {at}: position {position} reported {found} missed, expected {expected}"
             ),
             HistoryError::Incomplete { end, reached } => write!(
                 f,
@@ -251,13 +251,13 @@ pub fn check_lossless<V>(
                 found: item.position,
             });
         }
-        let dropped = if at == 0 { lost_at_start } else { 0 };
-        if item.dropped != dropped {
+        let missed = if at == 0 { lost_at_start } else { 0 };
+        if item.missed != missed {
             return Err(HistoryError::WrongDropped {
                 at,
                 position: item.position,
-                expected: dropped,
-                found: item.dropped,
+                expected: missed,
+                found: item.missed,
             });
         }
         if !value_ok(item.position, &item.value) {
@@ -292,7 +292,7 @@ pub fn check_lossless_complete<V>(
 /// Checks what a lossy subscriber received, in order: positions strictly increasing
 /// and not below `join_head` (its `head()` right after joining),
 /// `value_ok(position, &value)` for each, and every skipped position counted: the
-/// first item reports `position - join_head` dropped, each later one
+/// first item reports `position - join_head` missed, each later one
 /// `position - previous - 1`.
 pub fn check_lossy<V>(
     join_head: u64,
@@ -308,12 +308,12 @@ pub fn check_lossy<V>(
                 found: item.position,
             });
         };
-        if item.dropped != gap {
+        if item.missed != gap {
             return Err(HistoryError::WrongDropped {
                 at,
                 position: item.position,
                 expected: gap,
-                found: item.dropped,
+                found: item.missed,
             });
         }
         if !value_ok(item.position, &item.value) {
@@ -339,10 +339,10 @@ mod tests {
 
     fn items(list: &[(u64, u64, u64)]) -> Vec<Delivery<u64>> {
         list.iter()
-            .map(|&(position, value, dropped)| Delivery {
+            .map(|&(position, value, missed)| Delivery {
                 position,
                 value,
-                dropped,
+                missed,
             })
             .collect()
     }
@@ -524,7 +524,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "observation 2: position 9 reported 0 dropped, expected 1"
+            "observation 2: position 9 reported 0 missed, expected 1"
         );
     }
 }

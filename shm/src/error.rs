@@ -1,11 +1,20 @@
 //! Errors of the shared-memory layer.
 
+use crate::dtype::DType;
 use crate::header::{HeaderError, Kind};
+use tensorlane_core::{
+    Corruption, PopError, PublishError, PushError, ReadError, RecvError, WriteError,
+};
 use std::fmt;
 use std::io;
 
 /// Why a lane operation failed.
+///
+/// The same bad input gives the same variant on every path (copy and loan; stream,
+/// queue and topic): the errors of the core structures are mapped to it in one
+/// place, this module.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum LaneError {
     /// The lane name is invalid.
     Name(crate::name::NameError),
@@ -77,6 +86,28 @@ pub enum LaneError {
         /// Tensor found.
         found: String,
     },
+    /// A typed call's element type is not the lane's dtype.
+    WrongDType {
+        /// The lane's dtype.
+        expected: DType,
+        /// The element type's dtype.
+        found: DType,
+    },
+    /// A typed call's slice does not hold the lane's number of elements.
+    WrongCount {
+        /// Elements the lane's tensor has.
+        expected: usize,
+        /// Elements given.
+        found: usize,
+    },
+    /// A typed read of a `bool` lane found a byte that is neither 0 nor 1 (the value
+    /// is not a tensor of `bool`; nothing invalid was handed out).
+    InvalidBool {
+        /// Index of the first offending element.
+        index: usize,
+        /// Its byte.
+        byte: u8,
+    },
     /// The data given does not have the lane's tensor size.
     WrongSize {
         /// Bytes expected.
@@ -97,9 +128,16 @@ pub enum LaneError {
     TableFull(String),
     /// This subscriber was evicted (its process was presumed dead).
     Evicted,
-    /// The writer of a stream is gone and nothing newer will come.
+    /// The lane's writer side (a stream's writer, a queue's producer or a topic's
+    /// publisher) is gone and everything it wrote was read: nothing newer will come.
+    /// A stream's last value stays readable.
     WriterGone,
-    /// A timed operation ran out of time.
+    /// A non-blocking call (`try_pop`, `try_recv`, `try_read_new`, `read`) found
+    /// nothing to return now.
+    Empty,
+    /// A non-blocking call (`try_push`, `try_publish`) found no room now.
+    Full,
+    /// A timed operation (`*_timeout`, `*_deadline`) ran out of time.
     Timeout,
     /// Every read attempt raced a write (a writer lapping this reader without pause).
     Stalled,
@@ -155,6 +193,15 @@ impl fmt::Display for LaneError {
                 expected,
                 found,
             } => write!(f, "lane {name:?} carries {found}, expected {expected}"),
+            LaneError::WrongDType { expected, found } => {
+                write!(f, "elements are {found}, the lane carries {expected}")
+            }
+            LaneError::WrongCount { expected, found } => {
+                write!(f, "{found} elements given, the lane's tensor has {expected}")
+            }
+            LaneError::InvalidBool { index, byte } => {
+                write!(f, "element {index} of a bool tensor is the byte {byte}, not 0 or 1")
+            }
             LaneError::WrongSize { expected, found } => {
                 write!(f, "tensor has {found} bytes, the lane carries {expected}")
             }
@@ -167,7 +214,9 @@ impl fmt::Display for LaneError {
             LaneError::Corrupt(c) => write!(f, "lane state is corrupt: {c}"),
             LaneError::TableFull(n) => write!(f, "lane {n:?}: subscriber table is full"),
             LaneError::Evicted => f.write_str("this subscriber was evicted"),
-            LaneError::WriterGone => f.write_str("the writer is gone"),
+            LaneError::WriterGone => f.write_str("the lane's writer side is gone"),
+            LaneError::Empty => f.write_str("nothing to receive now"),
+            LaneError::Full => f.write_str("no room now"),
             LaneError::Timeout => f.write_str("timed out"),
             LaneError::Stalled => f.write_str("every read attempt raced a write"),
             LaneError::Io { name, what, source } => write!(f, "lane {name:?}: {what}: {source}"),
@@ -203,5 +252,81 @@ impl From<crate::dtype::SpecError> for LaneError {
 impl From<tensorlane_core::GeometryError> for LaneError {
     fn from(e: tensorlane_core::GeometryError) -> Self {
         LaneError::Geometry(e)
+    }
+}
+
+// The one mapping from the core structures' errors to `LaneError`. `expected` is the
+// frame size (prefix and tensor) the lane's items have.
+
+/// An item of `found` bytes where the lane's frames have `expected`.
+pub(crate) fn wrong_length(found: usize, expected: usize) -> LaneError {
+    LaneError::Corrupt(Corruption::Length {
+        found: found as u64,
+        max: expected as u64,
+    })
+}
+
+/// A failed register write.
+pub(crate) fn from_write(e: WriteError) -> LaneError {
+    match e {
+        WriteError::TooLarge { len, max } => LaneError::WrongSize {
+            expected: max,
+            found: len,
+        },
+    }
+}
+
+/// A failed SPSC push (copy or loan).
+pub(crate) fn from_push(e: PushError) -> LaneError {
+    match e {
+        PushError::Full => LaneError::Full,
+        PushError::TooLarge { len, max } => LaneError::WrongSize {
+            expected: max,
+            found: len,
+        },
+        PushError::Corrupt(c) => LaneError::Corrupt(c),
+    }
+}
+
+/// A failed SPSC pop or peek, for frames of `expected` bytes.
+pub(crate) fn from_pop(e: PopError, expected: usize) -> LaneError {
+    match e {
+        PopError::Empty => LaneError::Empty,
+        // Only an item longer than a frame can fail to fit a frame's buffer.
+        PopError::BufferTooSmall { needed } => wrong_length(needed, expected),
+        PopError::Corrupt(c) => LaneError::Corrupt(c),
+    }
+}
+
+/// A failed register read, for frames of `expected` bytes.
+pub(crate) fn from_read(e: ReadError, expected: usize) -> LaneError {
+    match e {
+        ReadError::Empty | ReadError::NotNew => LaneError::Empty,
+        ReadError::BufferTooSmall { needed } => wrong_length(needed, expected),
+        ReadError::Stalled { .. } => LaneError::Stalled,
+        ReadError::Corrupt(c) => LaneError::Corrupt(c),
+    }
+}
+
+/// A failed broadcast publish.
+pub(crate) fn from_publish(e: PublishError) -> LaneError {
+    match e {
+        PublishError::Full { .. } => LaneError::Full,
+        PublishError::TooLarge { len, max } => LaneError::WrongSize {
+            expected: max,
+            found: len,
+        },
+        PublishError::Corrupt(c) => LaneError::Corrupt(c),
+    }
+}
+
+/// A failed broadcast receive, for frames of `expected` bytes.
+pub(crate) fn from_recv(e: RecvError, expected: usize) -> LaneError {
+    match e {
+        RecvError::Empty => LaneError::Empty,
+        RecvError::Stalled { .. } => LaneError::Stalled,
+        RecvError::Evicted => LaneError::Evicted,
+        RecvError::BufferTooSmall { needed } => wrong_length(needed, expected),
+        RecvError::Corrupt(c) => LaneError::Corrupt(c),
     }
 }

@@ -132,6 +132,18 @@ impl Futex {
     pub fn wait_until<T>(
         &self,
         timeout: Option<Duration>,
+        ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        // A timeout too large for the clock is no timeout.
+        self.wait_deadline(timeout.and_then(|t| Instant::now().checked_add(t)), ready)
+    }
+
+    /// Waits until `ready()` returns `Some`, or until `deadline` (None: forever).
+    /// Spins briefly, then sleeps on the futex; `ready` is called at least once, even
+    /// with a deadline already past.
+    pub fn wait_deadline<T>(
+        &self,
+        deadline: Option<Instant>,
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         for _ in 0..SPIN {
@@ -140,8 +152,6 @@ impl Futex {
             }
             std::hint::spin_loop();
         }
-        // A timeout too large for the clock is no timeout.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let slice = THREAD_SLICE.with(Cell::get);
         loop {
             // Announce. Acquire pairs with the Release bump of every notifier: if this

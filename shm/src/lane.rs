@@ -8,7 +8,7 @@ use crate::metadata::Metadata;
 use crate::name::LaneName;
 use crate::segment::{self, CreateOptions, Segment};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tensorlane_core::{ControlBlock, Parts, Region};
 
 /// The core structure of a mapped segment, usable as a core [`Region`]. Clones share
@@ -58,11 +58,19 @@ impl<H> Region for ShmRegion<H> {
     }
 }
 
-/// Metadata of one item: sequence, frame id and timestamp written with it, and how
-/// many items this reader skipped before it.
+/// Metadata of one item: its sequence number, the frame id and timestamp written with
+/// it, and how many items this reader missed before it.
+///
+/// # Numbering
+/// `seq` counts from 1 on every lane kind, CPU and GPU: the n-th item written to a
+/// lane (stream write, queue push, topic publish) has `seq == n`. For a stream it is
+/// the register's sequence; for a queue or topic it is the core ring position plus
+/// one. See the [Vocabulary](https://github.com/tensorlane/tensorlane#vocabulary)
+/// table and docs/LAYOUT.md section 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
-    /// Sequence (streams, from 1) or position (queues and topics, from 0).
+    /// Sequence number of the item: the n-th item written to the lane has `seq == n`
+    /// (from 1, on every lane kind).
     pub seq: u64,
     /// Frame id given by the writer (by default, counting from 1).
     pub frame_id: u64,
@@ -72,8 +80,10 @@ pub struct Frame {
     /// [`Clock::now_ns`] in any process of the machine), `CLOCK_REALTIME` (since the
     /// Unix epoch) if asked, or 0 when the lane does not stamp ([`Clock::None`]).
     pub timestamp_ns: u64,
-    /// Items this reader skipped since the previous one it returned.
-    pub skipped: u64,
+    /// Items this reader did not get between the previous item it returned and this
+    /// one: a stream's overwritten values, a topic subscriber's lossy skips and the
+    /// history lost at join; always 0 on a queue (lossless).
+    pub missed: u64,
 }
 
 /// The timestamp of a frame written now on a lane stamped by `clock`.
@@ -189,16 +199,41 @@ pub(crate) fn lock_role(
     }
 }
 
-/// Runs `attempt` until it gives a result, sleeping on `futex` up to `timeout`.
+/// How long a lane operation may wait: the one parameter behind each family of
+/// public calls (`x`, `try_x`, `x_timeout`, `x_deadline`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// One attempt, no waiting (`try_x`): nothing ready is `Empty` or `Full`.
+    Never,
+    /// Wait until the instant (`x_timeout`, `x_deadline`), or without limit (`x`,
+    /// `None`); running out of time is `Timeout`.
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    /// Waiting for at most `timeout`; a timeout beyond the clock's range is no limit.
+    pub(crate) fn timeout(timeout: Duration) -> Self {
+        Wait::Until(Instant::now().checked_add(timeout))
+    }
+}
+
+/// Attempts polled before a wait checks the liveness of the lane's writer side (a
+/// system call): the futex's spin phase.
+pub(crate) const POLLS_BEFORE_LIVENESS: u32 = 200;
+
+/// Runs `attempt` until it gives a result: once for [`Wait::Never`] (`None` is then
+/// `nothing`: `Empty` or `Full`), or sleeping on `futex` until the deadline
+/// (`Timeout`).
 pub(crate) fn wait<T>(
     futex: &crate::header::Futex,
-    timeout: Option<Duration>,
+    wait: Wait,
+    nothing: LaneError,
     mut attempt: impl FnMut() -> Option<Result<T, LaneError>>,
 ) -> Result<T, LaneError> {
-    if timeout == Some(Duration::ZERO) {
-        return attempt().unwrap_or(Err(LaneError::Timeout));
+    match wait {
+        Wait::Never => attempt().unwrap_or(Err(nothing)),
+        Wait::Until(deadline) => futex
+            .wait_deadline(deadline, attempt)
+            .unwrap_or(Err(LaneError::Timeout)),
     }
-    futex
-        .wait_until(timeout, attempt)
-        .unwrap_or(Err(LaneError::Timeout))
 }

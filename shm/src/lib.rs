@@ -15,7 +15,7 @@
 //! [`LaneError::WriterGone`], a new writer can [`StreamWriter::take_over`], and a
 //! publisher blocked by a dead lossless subscriber evicts it.
 //!
-//! Blocking operations (`wait_new`, `push`, `pop`, `publish`, `recv` with a timeout)
+//! Blocking operations (`read_new`, `push`, `pop`, `publish`, `recv` and their `_timeout` and `_deadline` forms)
 //! spin briefly, then sleep on a shared futex in the segment; a writer with nobody
 //! waiting makes no system call.
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
@@ -24,6 +24,7 @@
 pub mod array;
 mod clock;
 mod dtype;
+mod element;
 mod error;
 mod futex;
 pub mod header;
@@ -38,6 +39,7 @@ mod topic;
 
 pub use clock::Clock;
 pub use dtype::{DType, SpecError, TensorSpec, MAX_DIMS};
+pub use element::Element;
 pub use error::LaneError;
 pub use header::{HeaderInfo, Kind};
 pub use lane::{Frame, ShmRegion};

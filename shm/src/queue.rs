@@ -18,28 +18,27 @@
 //! use tensorlane_shm::{QueueConsumer, QueueProducer, TensorSpec};
 //! let spec = TensorSpec::bytes(1 << 20).unwrap();
 //! let mut producer = QueueProducer::create("jobs", &spec, 8).unwrap();
-//! producer.push(&vec![7u8; 1 << 20], Some(Duration::from_secs(1))).unwrap();
+//! producer.push_timeout(&vec![7u8; 1 << 20], Duration::from_secs(1)).unwrap();
 //!
 //! // In another process:
 //! let mut consumer = QueueConsumer::open("jobs").unwrap();
 //! // SAFETY: every process that writes this queue follows docs/LAYOUT.md.
 //! let frame = unsafe {
-//!     consumer.pop_with(Some(Duration::from_secs(1)), |frame, tensor| (frame.seq, tensor[0]))
+//!     consumer.pop_with_timeout(Duration::from_secs(1), |frame, tensor| (frame.seq, tensor[0]))
 //! }
 //! .unwrap();
-//! assert_eq!(frame, (0, 7));
+//! assert_eq!(frame, (1, 7)); // the first item pushed has sequence 1
 //! ```
 
 use crate::dtype::TensorSpec;
-use crate::error::LaneError;
+use crate::element::{self, Element};
+use crate::error::{self, LaneError};
 use crate::header::{Geometry, Kind, FRAME_BYTES};
-use crate::lane::{self, wait, Frame, ShmRegion};
+use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
 use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
 use std::sync::Arc;
-use std::time::Duration;
-use tensorlane_core::{
-    Exclusive, PopError, PushError, Spsc, SpscConsumer, SpscHeader, SpscPeek, SpscProducer,
-};
+use std::time::{Duration, Instant};
+use tensorlane_core::{Exclusive, PopError, Spsc, SpscConsumer, SpscHeader, SpscPeek, SpscProducer};
 
 type Region = Exclusive<ShmRegion<SpscHeader>>;
 
@@ -68,40 +67,62 @@ fn frame_of(peek: &SpscPeek<'_, Region>) -> Frame {
     peek.words().load_bytes(&mut prefix);
     let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
     Frame {
-        seq: peek.position(),
+        seq: peek.position().wrapping_add(1),
         frame_id,
         timestamp_ns,
-        skipped: 0,
+        missed: 0,
     }
 }
 
 /// The next item, if one is waiting and is a frame of `expected` bytes. An item of
 /// any other length is removed and reported: `pop` and `pop_with` treat it alike.
+/// With nothing waiting, `Ok(None)`.
 fn next_frame(
     consumer: &mut SpscConsumer<Region>,
     expected: usize,
-) -> Option<Result<SpscPeek<'_, Region>, LaneError>> {
+) -> Result<Option<SpscPeek<'_, Region>>, LaneError> {
     match consumer.peek() {
-        Ok(peek) if peek.len() == expected => Some(Ok(peek)),
+        Ok(peek) if peek.len() == expected => Ok(Some(peek)),
         Ok(peek) => {
-            let found = peek.len() as u64;
+            let found = peek.len();
             peek.release();
-            Some(Err(LaneError::Corrupt(
-                tensorlane_core::Corruption::Length {
-                    found,
-                    max: expected as u64,
-                },
-            )))
+            Err(error::wrong_length(found, expected))
         }
-        Err(PopError::Empty) => None,
-        Err(PopError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
-        // A peek copies nothing, so it never needs a buffer.
-        Err(PopError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(
-            tensorlane_core::Corruption::Length {
-                found: needed as u64,
-                max: expected as u64,
-            },
-        ))),
+        Err(PopError::Empty) => Ok(None),
+        Err(e) => Err(error::from_pop(e, expected)),
+    }
+}
+
+/// One attempt of a consumer's wait: the next item (`Some(Ok)`), an error
+/// (`Some(Err)`), or nothing yet (`None`). Once the spin phase is over, an empty ring
+/// whose producer is gone ends the wait with `WriterGone`, after one more look: an
+/// item pushed just before the producer died is delivered first.
+fn attempt_next<'a>(
+    consumer: &'a mut SpscConsumer<Region>,
+    segment: &Segment,
+    expected: usize,
+    polls: &mut u32,
+    wait: Wait,
+) -> Option<Result<SpscPeek<'a, Region>, LaneError>> {
+    let mut gone = false;
+    match consumer.available() {
+        Ok(0) => {
+            *polls += 1;
+            let slow = matches!(wait, Wait::Until(_)) && *polls > POLLS_BEFORE_LIVENESS;
+            if !slow || segment.role_alive(WRITER_ROLE).unwrap_or(true) {
+                return None;
+            }
+            // The role lock was released after the producer's last push: look again.
+            gone = true;
+        }
+        Ok(_) => {}
+        Err(e) => return Some(Err(error::from_pop(e, expected))),
+    }
+    match next_frame(consumer, expected) {
+        Ok(Some(peek)) => Some(Ok(peek)),
+        Ok(None) if gone => Some(Err(LaneError::WriterGone)),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
     }
 }
 
@@ -178,32 +199,72 @@ impl QueueProducer {
         self.segment.role_alive(CONSUMER_ROLE).unwrap_or(false)
     }
 
-    /// Pushes `tensor`; waits up to `timeout` for space (`None`: forever; zero: not at
-    /// all). Returns the item's position.
-    pub fn push(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, LaneError> {
+    /// Pushes `tensor` (exactly one tensor's bytes), waiting without limit for
+    /// space. Returns the item's sequence number (the n-th item pushed has n).
+    pub fn push(&mut self, tensor: &[u8]) -> Result<u64, LaneError> {
+        self.push_inner(tensor, Wait::Until(None))
+    }
+
+    /// [`push`](Self::push) without waiting: `Full` if there is no space now.
+    pub fn try_push(&mut self, tensor: &[u8]) -> Result<u64, LaneError> {
+        self.push_inner(tensor, Wait::Never)
+    }
+
+    /// [`push`](Self::push), waiting at most `timeout` for space (`Timeout`).
+    pub fn push_timeout(&mut self, tensor: &[u8], timeout: Duration) -> Result<u64, LaneError> {
+        self.push_inner(tensor, Wait::timeout(timeout))
+    }
+
+    /// [`push`](Self::push), waiting for space until `deadline` (`Timeout`); one
+    /// attempt is made even if the deadline has passed.
+    pub fn push_deadline(&mut self, tensor: &[u8], deadline: Instant) -> Result<u64, LaneError> {
+        self.push_inner(tensor, Wait::Until(Some(deadline)))
+    }
+
+    /// [`push`](Self::push) from a slice of elements of the lane's dtype, as many as
+    /// the tensor has (`WrongDType`, `WrongCount`).
+    pub fn push_elements<T: Element>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
+        self.push(element::as_bytes(self.spec(), tensor)?)
+    }
+
+    /// [`try_push`](Self::try_push) from a slice of elements of the lane's dtype.
+    pub fn try_push_elements<T: Element>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
+        self.try_push(element::as_bytes(self.spec(), tensor)?)
+    }
+
+    /// [`push_timeout`](Self::push_timeout) from a slice of elements of the lane's
+    /// dtype.
+    pub fn push_elements_timeout<T: Element>(
+        &mut self,
+        tensor: &[T],
+        timeout: Duration,
+    ) -> Result<u64, LaneError> {
+        self.push_timeout(element::as_bytes(self.spec(), tensor)?, timeout)
+    }
+
+    fn push_inner(&mut self, tensor: &[u8], wait_for: Wait) -> Result<u64, LaneError> {
         lane::check_size(self.spec(), tensor.len())?;
         let frame_id = self.next_frame;
         let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let segment = &self.segment;
         let producer = &mut self.producer;
-        let position = wait(&segment.header().space, timeout, || {
+        let position = wait(&segment.header().space, wait_for, LaneError::Full, || {
             match producer.push_parts(&[&prefix, tensor]) {
                 Ok(position) => Some(Ok(position)),
-                Err(PushError::Full) => None,
-                Err(PushError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
-                Err(PushError::TooLarge { len, .. }) => Some(Err(LaneError::WrongSize {
-                    expected: len,
-                    found: len,
-                })),
+                Err(tensorlane_core::PushError::Full) => None,
+                Err(e) => Some(Err(error::from_push(e))),
             }
         })?;
         self.next_frame += 1;
         segment.header().data.notify();
-        Ok(position)
+        Ok(position.wrapping_add(1))
     }
 
-    /// Pushes a tensor written in place by `fill` (zero-copy): `fill` gets the slot's
-    /// tensor bytes, exclusively, and the item is pushed when it returns.
+    /// Pushes a tensor written in place by `fill` (zero-copy), waiting without limit
+    /// for space: `fill` gets the slot's tensor bytes, exclusively, and the item is
+    /// pushed when it returns. The slot is not zeroed first: `fill` sees whatever an
+    /// earlier item left there and must write every byte it means to send. Returns
+    /// the item's sequence number and what `fill` returned.
     ///
     /// # Safety
     /// Every other process that can write this lane follows docs/LAYOUT.md: in
@@ -214,23 +275,70 @@ impl QueueProducer {
     /// [`push`](Self::push), which copies through atomic words.
     pub unsafe fn push_with<T>(
         &mut self,
-        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]) -> T,
+    ) -> Result<(u64, T), LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.push_with_inner(Wait::Until(None), fill) }
+    }
+
+    /// [`push_with`](Self::push_with) without waiting: `Full` (and `fill` is not
+    /// called) if there is no space now.
+    ///
+    /// # Safety
+    /// As for [`push_with`](Self::push_with).
+    pub unsafe fn try_push_with<T>(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> T,
+    ) -> Result<(u64, T), LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.push_with_inner(Wait::Never, fill) }
+    }
+
+    /// [`push_with`](Self::push_with), waiting at most `timeout` for space.
+    ///
+    /// # Safety
+    /// As for [`push_with`](Self::push_with).
+    pub unsafe fn push_with_timeout<T>(
+        &mut self,
+        timeout: Duration,
+        fill: impl FnOnce(&mut [u8]) -> T,
+    ) -> Result<(u64, T), LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.push_with_inner(Wait::timeout(timeout), fill) }
+    }
+
+    /// [`push_with`](Self::push_with), waiting for space until `deadline`.
+    ///
+    /// # Safety
+    /// As for [`push_with`](Self::push_with).
+    pub unsafe fn push_with_deadline<T>(
+        &mut self,
+        deadline: Instant,
+        fill: impl FnOnce(&mut [u8]) -> T,
+    ) -> Result<(u64, T), LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.push_with_inner(Wait::Until(Some(deadline)), fill) }
+    }
+
+    /// # Safety
+    /// As for [`push_with`](Self::push_with).
+    unsafe fn push_with_inner<T>(
+        &mut self,
+        wait_for: Wait,
         fill: impl FnOnce(&mut [u8]) -> T,
     ) -> Result<(u64, T), LaneError> {
         let tensor_bytes = self.spec().byte_len();
         let segment = &self.segment;
         let producer = &mut self.producer;
-        wait(&segment.header().space, timeout, || match producer.free() {
-            Ok(0) => None,
-            Ok(_) => Some(Ok(())),
-            Err(PushError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
-            Err(_) => None,
+        wait(&segment.header().space, wait_for, LaneError::Full, || {
+            match producer.free() {
+                Ok(0) | Err(tensorlane_core::PushError::Full) => None,
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(error::from_push(e))),
+            }
         })?;
         let frame_id = self.next_frame;
-        let mut loan = self.producer.loan().map_err(|e| match e {
-            PushError::Corrupt(c) => LaneError::Corrupt(c),
-            _ => LaneError::Timeout,
-        })?;
+        let mut loan = self.producer.loan().map_err(error::from_push)?;
         // The caller's promise (above) is the part of the `Exclusive` contract this
         // process cannot keep by itself (see `ring`).
         let bytes = loan.bytes_mut();
@@ -244,7 +352,7 @@ impl QueueProducer {
             .expect("the frame fits the slot by construction");
         self.next_frame += 1;
         segment.header().data.notify();
-        Ok((position, out))
+        Ok((position.wrapping_add(1), out))
     }
 }
 
@@ -298,15 +406,62 @@ impl QueueConsumer {
         self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
     }
 
-    /// Pops the next item into `out`, waiting up to `timeout` (`None`: forever).
-    /// Copies through atomic words: safe whatever other processes write.
-    pub fn pop(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
+    /// Pops the next item into `out` (exactly one tensor's bytes), waiting without
+    /// limit. Copies through atomic words: safe whatever other processes write. Once
+    /// the producer is gone and every item it pushed was popped: `WriterGone`.
+    pub fn pop(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.pop_inner(out, Wait::Until(None))
+    }
+
+    /// [`pop`](Self::pop) without waiting: `Empty` if no item is waiting now.
+    pub fn try_pop(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.pop_inner(out, Wait::Never)
+    }
+
+    /// [`pop`](Self::pop), waiting at most `timeout` (`Timeout`).
+    pub fn pop_timeout(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, LaneError> {
+        self.pop_inner(out, Wait::timeout(timeout))
+    }
+
+    /// [`pop`](Self::pop), waiting until `deadline` (`Timeout`); one attempt is made
+    /// even if the deadline has passed.
+    pub fn pop_deadline(&mut self, out: &mut [u8], deadline: Instant) -> Result<Frame, LaneError> {
+        self.pop_inner(out, Wait::Until(Some(deadline)))
+    }
+
+    /// [`pop`](Self::pop) into a slice of elements of the lane's dtype, as many as
+    /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
+    /// 0 or 1 give `InvalidBool`, after the item was removed).
+    pub fn pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.pop(bytes))
+    }
+
+    /// [`try_pop`](Self::try_pop) into a slice of elements of the lane's dtype.
+    pub fn try_pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.try_pop(bytes))
+    }
+
+    /// [`pop_timeout`](Self::pop_timeout) into a slice of elements of the lane's
+    /// dtype.
+    pub fn pop_elements_timeout<T: Element>(
+        &mut self,
+        out: &mut [T],
+        timeout: Duration,
+    ) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.pop_timeout(bytes, timeout))
+    }
+
+    fn pop_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {
         lane::check_size(self.spec(), out.len())?;
         let segment = &self.segment;
         let consumer = &mut self.consumer;
         let expected = FRAME_BYTES + out.len();
-        let frame = wait(&segment.header().data, timeout, || {
-            next_frame(consumer, expected).map(|peek| {
+        let mut polls = 0;
+        let frame = wait(&segment.header().data, wait_for, LaneError::Empty, || {
+            attempt_next(consumer, segment, expected, &mut polls, wait_for).map(|peek| {
                 let peek = peek?;
                 let frame = frame_of(&peek);
                 let words = peek.words();
@@ -322,7 +477,8 @@ impl QueueConsumer {
         Ok(frame)
     }
 
-    /// Hands the next item to `read` in place (zero-copy), then removes it.
+    /// Hands the next item to `read` in place (zero-copy), then removes it; waits
+    /// without limit (`WriterGone` once the producer is gone and the ring drained).
     ///
     /// # Safety
     /// Every other process that can write this lane follows docs/LAYOUT.md: none
@@ -333,15 +489,65 @@ impl QueueConsumer {
     /// [`pop`](Self::pop), which copies through atomic words.
     pub unsafe fn pop_with<T>(
         &mut self,
-        timeout: Option<Duration>,
+        read: impl FnOnce(&Frame, &[u8]) -> T,
+    ) -> Result<T, LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.pop_with_inner(Wait::Until(None), read) }
+    }
+
+    /// [`pop_with`](Self::pop_with) without waiting: `Empty` (and `read` is not
+    /// called) if no item is waiting now.
+    ///
+    /// # Safety
+    /// As for [`pop_with`](Self::pop_with).
+    pub unsafe fn try_pop_with<T>(
+        &mut self,
+        read: impl FnOnce(&Frame, &[u8]) -> T,
+    ) -> Result<T, LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.pop_with_inner(Wait::Never, read) }
+    }
+
+    /// [`pop_with`](Self::pop_with), waiting at most `timeout`.
+    ///
+    /// # Safety
+    /// As for [`pop_with`](Self::pop_with).
+    pub unsafe fn pop_with_timeout<T>(
+        &mut self,
+        timeout: Duration,
+        read: impl FnOnce(&Frame, &[u8]) -> T,
+    ) -> Result<T, LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.pop_with_inner(Wait::timeout(timeout), read) }
+    }
+
+    /// [`pop_with`](Self::pop_with), waiting until `deadline`.
+    ///
+    /// # Safety
+    /// As for [`pop_with`](Self::pop_with).
+    pub unsafe fn pop_with_deadline<T>(
+        &mut self,
+        deadline: Instant,
+        read: impl FnOnce(&Frame, &[u8]) -> T,
+    ) -> Result<T, LaneError> {
+        // SAFETY: the caller's promise is this function's.
+        unsafe { self.pop_with_inner(Wait::Until(Some(deadline)), read) }
+    }
+
+    /// # Safety
+    /// As for [`pop_with`](Self::pop_with).
+    unsafe fn pop_with_inner<T>(
+        &mut self,
+        wait_for: Wait,
         read: impl FnOnce(&Frame, &[u8]) -> T,
     ) -> Result<T, LaneError> {
         let expected = FRAME_BYTES + self.spec().byte_len();
         let segment = &self.segment;
         let consumer = &mut self.consumer;
         let mut read = Some(read);
-        let out = wait(&segment.header().data, timeout, || {
-            next_frame(consumer, expected).map(|peek| {
+        let mut polls = 0;
+        let out = wait(&segment.header().data, wait_for, LaneError::Empty, || {
+            attempt_next(consumer, segment, expected, &mut polls, wait_for).map(|peek| {
                 let peek = peek?;
                 let frame = frame_of(&peek);
                 // The caller's promise (above) is the part of the `Exclusive` contract

@@ -5,21 +5,26 @@
 //! use tensorlane_shm::{DType, StreamReader, StreamWriter, TensorSpec};
 //! let spec = TensorSpec::new(DType::F32, &[100, 100]).unwrap();
 //! let mut writer = StreamWriter::create("camera", &spec, 3).unwrap();
-//! writer.write_pod(&vec![1.0f32; 10_000]).unwrap();
+//! writer.write_elements(&vec![1.0f32; 10_000]).unwrap();
 //!
 //! // In another process:
 //! let mut reader = StreamReader::open("camera").unwrap();
 //! let mut image = vec![0f32; 10_000];
-//! let frame = reader.read_pod(&mut image).unwrap();
+//! let frame = reader.read_elements(&mut image).unwrap(); // the latest value
 //! println!("frame {} written at {} ns", frame.frame_id, frame.timestamp_ns);
+//! // Wait up to 1 s for a newer one:
+//! let frame = reader
+//!     .read_new_elements_timeout(&mut image, std::time::Duration::from_secs(1))
+//!     .unwrap();
+//! assert!(frame.seq >= 2);
 //! ```
 
 use crate::dtype::TensorSpec;
-use crate::error::LaneError;
+use crate::element::{self, Element};
+use crate::error::{self, LaneError};
 use crate::header::{Kind, FRAME_BYTES};
-use crate::lane::{self, Frame, ShmRegion};
+use crate::lane::{self, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
 use crate::segment::{CreateOptions, Segment, WRITER_ROLE};
-use bytemuck::Pod;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensorlane_core::{
@@ -36,8 +41,8 @@ type Region = ShmRegion<SeqlockHeader>;
 enum Budget {
     /// At most this many attempts (non-blocking reads: `DEFAULT_READ_ATTEMPTS`).
     Attempts(u32),
-    /// No attempt starts after this instant (reads inside `wait_new`); at least one
-    /// attempt is made.
+    /// No attempt starts after this instant (reads inside a timed `read_new`); at
+    /// least one attempt is made.
     Until(Instant),
 }
 
@@ -150,26 +155,24 @@ impl StreamWriter {
     pub fn write_frame(&mut self, tensor: &[u8], frame_id: u64) -> Result<u64, LaneError> {
         lane::check_size(self.spec(), tensor.len())?;
         let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
-        let seq =
-            self.writer
-                .write_parts(&[&prefix, tensor])
-                .map_err(|_| LaneError::WrongSize {
-                    expected: self.spec().byte_len(),
-                    found: tensor.len(),
-                })?;
+        let seq = self
+            .writer
+            .write_parts(&[&prefix, tensor])
+            .map_err(error::from_write)?;
         self.next_frame = frame_id.wrapping_add(1);
         self.segment.header().data.notify();
         Ok(seq)
     }
 
-    /// [`write`](Self::write) from a slice of plain values (`f32`, `u16`, ...).
-    pub fn write_pod<T: Pod>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
-        self.write(bytemuck::cast_slice(tensor))
+    /// [`write`](Self::write) from a slice of elements of the lane's dtype (`f32`,
+    /// `u16`, ...), as many as the tensor has (`WrongDType`, `WrongCount`).
+    pub fn write_elements<T: Element>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
+        self.write(element::as_bytes(self.spec(), tensor)?)
     }
 }
 
 /// A reader of a stream. It writes nothing to shared memory, except the futex word's
-/// waiting flag while it sleeps in [`wait_new`](Self::wait_new).
+/// waiting flag while it sleeps in [`read_new`](Self::read_new).
 #[derive(Debug)]
 pub struct StreamReader {
     reader: SeqlockReader<Region>,
@@ -221,38 +224,104 @@ impl StreamReader {
         self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
     }
 
-    /// Copies the latest value into `out` (exactly one tensor's bytes). `Ok(None)` if
+    /// Copies the latest value into `out` (exactly one tensor's bytes); `Empty` if
     /// nothing was written yet. Never blocks: if a writer overwrites the value during
     /// each of `DEFAULT_READ_ATTEMPTS` (64) copies, returns [`LaneError::Stalled`]
     /// (or [`LaneError::WriterGone`] if the writer died mid-write with one slot).
-    pub fn read(&mut self, out: &mut [u8]) -> Result<Option<Frame>, LaneError> {
-        self.read_inner(out, false, Budget::Attempts(DEFAULT_READ_ATTEMPTS))
+    pub fn read(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.read_inner(out, false, Budget::Attempts(DEFAULT_READ_ATTEMPTS))?
+            .ok_or(LaneError::Empty)
     }
 
-    /// Like [`read`](Self::read), but `Ok(None)` unless there is a value newer than
-    /// the last one this reader returned.
-    pub fn read_new(&mut self, out: &mut [u8]) -> Result<Option<Frame>, LaneError> {
-        self.read_inner(out, true, Budget::Attempts(DEFAULT_READ_ATTEMPTS))
+    /// Waits without limit for a value newer than the last one this reader returned
+    /// and copies it into `out`. `WriterGone` if the writer dies meanwhile (the last
+    /// value stays readable with [`read`](Self::read)).
+    pub fn read_new(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.read_new_inner(out, Wait::Until(None))
     }
 
-    /// Waits up to `timeout` for a value newer than the last one returned. Returns
-    /// `WriterGone` if the writer dies meanwhile (the last value stays readable with
-    /// [`read`](Self::read)), `Timeout` when time runs out, and `Stalled` when new
-    /// values came but a writer overwrote each one while it was being copied until
-    /// the time ran out. Returns within `timeout` plus at most one copy of the tensor.
-    pub fn wait_new(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, LaneError> {
+    /// [`read_new`](Self::read_new) without waiting: `Empty` unless there is a value
+    /// newer than the last one this reader returned.
+    pub fn try_read_new(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.read_new_inner(out, Wait::Never)
+    }
+
+    /// [`read_new`](Self::read_new), waiting at most `timeout`: `Timeout` when time
+    /// runs out, and `Stalled` when new values came but a writer overwrote each one
+    /// while it was being copied until the time ran out. Returns within `timeout`
+    /// plus at most one copy of the tensor.
+    pub fn read_new_timeout(
+        &mut self,
+        out: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Frame, LaneError> {
+        self.read_new_inner(out, Wait::timeout(timeout))
+    }
+
+    /// [`read_new`](Self::read_new), waiting until `deadline` (as
+    /// [`read_new_timeout`](Self::read_new_timeout)); one attempt is made even if the
+    /// deadline has passed.
+    pub fn read_new_deadline(
+        &mut self,
+        out: &mut [u8],
+        deadline: Instant,
+    ) -> Result<Frame, LaneError> {
+        self.read_new_inner(out, Wait::Until(Some(deadline)))
+    }
+
+    /// [`read`](Self::read) into a slice of elements of the lane's dtype, as many as
+    /// the tensor has (`WrongDType`, `WrongCount`, and `InvalidBool` for a `bool`
+    /// lane holding a byte other than 0 or 1).
+    pub fn read_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.read(bytes))
+    }
+
+    /// [`read_new`](Self::read_new) into a slice of elements of the lane's dtype.
+    pub fn read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.read_new(bytes))
+    }
+
+    /// [`try_read_new`](Self::try_read_new) into a slice of elements of the lane's
+    /// dtype.
+    pub fn try_read_new_elements<T: Element>(
+        &mut self,
+        out: &mut [T],
+    ) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.try_read_new(bytes))
+    }
+
+    /// [`read_new_timeout`](Self::read_new_timeout) into a slice of elements of the
+    /// lane's dtype.
+    pub fn read_new_elements_timeout<T: Element>(
+        &mut self,
+        out: &mut [T],
+        timeout: Duration,
+    ) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.read_new_timeout(bytes, timeout))
+    }
+
+    fn read_new_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {
+        let deadline = match wait_for {
+            Wait::Never => {
+                return self
+                    .read_inner(out, true, Budget::Attempts(DEFAULT_READ_ATTEMPTS))?
+                    .ok_or(LaneError::Empty)
+            }
+            Wait::Until(deadline) => deadline,
+        };
         let segment = self.segment.clone();
         let mut polls = 0u32;
-        let start = Instant::now();
-        // No attempt starts after the deadline; a timeout beyond the clock's range
-        // leaves the attempts unbounded in time, like the wait.
-        let budget = start
-            .checked_add(timeout)
-            .map_or(Budget::Attempts(u32::MAX), Budget::Until);
+        // No attempt starts after the deadline; without one, the attempts are
+        // unbounded in time, like the wait.
+        let budget = deadline.map_or(Budget::Attempts(u32::MAX), Budget::Until);
         segment
             .header()
             .data
-            .wait_until(Some(timeout), || {
+            .wait_deadline(deadline, || {
                 match self.read_inner(out, true, budget) {
                     Ok(Some(frame)) => return Some(Ok(frame)),
                     Ok(None) => {}
@@ -260,19 +329,14 @@ impl StreamReader {
                 }
                 // Liveness costs a system call: check it only after the spin phase.
                 polls += 1;
-                if polls > 200 && !segment.role_alive(WRITER_ROLE).unwrap_or(true) {
+                if polls > POLLS_BEFORE_LIVENESS
+                    && !segment.role_alive(WRITER_ROLE).unwrap_or(true)
+                {
                     return Some(Err(LaneError::WriterGone));
                 }
                 None
             })
             .unwrap_or(Err(LaneError::Timeout))
-    }
-
-    /// [`read`](Self::read) into a slice of plain values; `Timeout` if nothing was
-    /// written yet.
-    pub fn read_pod<T: Pod>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        self.read(bytemuck::cast_slice_mut(out))?
-            .ok_or(LaneError::Timeout)
     }
 
     /// One read: attempts (each one copy, `reader` makes one attempt per call) until
@@ -290,17 +354,14 @@ impl StreamReader {
             match self.reader.read_parts(&mut [&mut prefix, out], only_new) {
                 Ok(info) => {
                     if info.len != FRAME_BYTES + out.len() {
-                        return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
-                            found: info.len as u64,
-                            max: (FRAME_BYTES + out.len()) as u64,
-                        }));
+                        return Err(error::wrong_length(info.len, FRAME_BYTES + out.len()));
                     }
                     let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
                     return Ok(Some(Frame {
                         seq: info.seq,
                         frame_id,
                         timestamp_ns,
-                        skipped: info.missed,
+                        missed: info.missed,
                     }));
                 }
                 Err(ReadError::Empty) | Err(ReadError::NotNew) => return Ok(None),
@@ -326,13 +387,7 @@ impl StreamReader {
                         std::hint::spin_loop();
                     }
                 }
-                Err(ReadError::BufferTooSmall { needed }) => {
-                    return Err(LaneError::Corrupt(tensorlane_core::Corruption::Length {
-                        found: needed as u64,
-                        max: (FRAME_BYTES + out.len()) as u64,
-                    }))
-                }
-                Err(ReadError::Corrupt(c)) => return Err(LaneError::Corrupt(c)),
+                Err(e) => return Err(error::from_read(e, FRAME_BYTES + out.len())),
             }
         }
     }

@@ -16,21 +16,21 @@
 //! let mut logger = TopicSubscriber::open("pose", SubscribeOptions::lossless()).unwrap();
 //! let mut display = TopicSubscriber::open("pose", SubscribeOptions::lossy(1)).unwrap();
 //!
-//! publisher.publish_pod(&[0.0f64; 6], Some(Duration::from_millis(10))).unwrap();
+//! publisher.publish_elements_timeout(&[0.0f64; 6], Duration::from_millis(10)).unwrap();
 //! let mut pose = [0f64; 6];
-//! let frame = display.recv_pod(&mut pose, Some(Duration::from_secs(1))).unwrap();
-//! println!("pose {} ({} skipped)", frame.seq, frame.skipped);
+//! let frame = display.recv_elements_timeout(&mut pose, Duration::from_secs(1)).unwrap();
+//! println!("pose {} ({} missed)", frame.seq, frame.missed);
 //! ```
 
 use crate::dtype::TensorSpec;
-use crate::error::LaneError;
+use crate::element::{self, Element};
+use crate::error::{self, LaneError};
 use crate::header::{Geometry, Kind, FRAME_BYTES};
-use crate::lane::{self, wait, Frame, ShmRegion};
+use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
 use crate::segment::{owner_token, CreateOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
-use bytemuck::Pod;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tensorlane_core::{
     Broadcast, BroadcastHeader, BroadcastProducer, BroadcastSubscriber, PublishError, RecvError,
     SubscribeError, SubscribeOptions, SubscriberInfo,
@@ -145,16 +145,64 @@ impl TopicPublisher {
         self.producer.tail()
     }
 
-    /// Publishes `tensor`; waits up to `timeout` (`None`: forever; zero: not at all)
-    /// while a live lossless subscriber holds the slot to overwrite. Dead subscribers
-    /// in the way are evicted. Returns the item's position.
-    pub fn publish(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, LaneError> {
+    /// Publishes `tensor` (exactly one tensor's bytes), waiting without limit while
+    /// a live lossless subscriber holds the slot to overwrite. Dead subscribers in
+    /// the way are evicted. Returns the item's sequence number (the n-th item
+    /// published has n).
+    pub fn publish(&mut self, tensor: &[u8]) -> Result<u64, LaneError> {
+        self.publish_inner(tensor, Wait::Until(None))
+    }
+
+    /// [`publish`](Self::publish) without waiting: `Full` if a live lossless
+    /// subscriber holds the slot now.
+    pub fn try_publish(&mut self, tensor: &[u8]) -> Result<u64, LaneError> {
+        self.publish_inner(tensor, Wait::Never)
+    }
+
+    /// [`publish`](Self::publish), waiting at most `timeout` (`Timeout`).
+    pub fn publish_timeout(&mut self, tensor: &[u8], timeout: Duration) -> Result<u64, LaneError> {
+        self.publish_inner(tensor, Wait::timeout(timeout))
+    }
+
+    /// [`publish`](Self::publish), waiting until `deadline` (`Timeout`); one attempt
+    /// is made even if the deadline has passed.
+    pub fn publish_deadline(
+        &mut self,
+        tensor: &[u8],
+        deadline: Instant,
+    ) -> Result<u64, LaneError> {
+        self.publish_inner(tensor, Wait::Until(Some(deadline)))
+    }
+
+    /// [`publish`](Self::publish) from a slice of elements of the lane's dtype, as
+    /// many as the tensor has (`WrongDType`, `WrongCount`).
+    pub fn publish_elements<T: Element>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
+        self.publish(element::as_bytes(self.spec(), tensor)?)
+    }
+
+    /// [`try_publish`](Self::try_publish) from a slice of elements of the lane's
+    /// dtype.
+    pub fn try_publish_elements<T: Element>(&mut self, tensor: &[T]) -> Result<u64, LaneError> {
+        self.try_publish(element::as_bytes(self.spec(), tensor)?)
+    }
+
+    /// [`publish_timeout`](Self::publish_timeout) from a slice of elements of the
+    /// lane's dtype.
+    pub fn publish_elements_timeout<T: Element>(
+        &mut self,
+        tensor: &[T],
+        timeout: Duration,
+    ) -> Result<u64, LaneError> {
+        self.publish_timeout(element::as_bytes(self.spec(), tensor)?, timeout)
+    }
+
+    fn publish_inner(&mut self, tensor: &[u8], wait_for: Wait) -> Result<u64, LaneError> {
         lane::check_size(self.spec(), tensor.len())?;
         let frame_id = self.next_frame;
         let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let segment = &self.segment;
         let (producer, evicted) = (&mut self.producer, &mut self.evicted);
-        let position = wait(&segment.header().space, timeout, || loop {
+        let position = wait(&segment.header().space, wait_for, LaneError::Full, || loop {
             match producer.publish_parts(&[&prefix, tensor]) {
                 Ok(position) => return Some(Ok(position)),
                 Err(PublishError::Full { subscriber }) => {
@@ -172,27 +220,12 @@ impl TopicPublisher {
                         Err(e) => return Some(Err(e)),
                     }
                 }
-                Err(PublishError::Corrupt(c)) => return Some(Err(LaneError::Corrupt(c))),
-                Err(PublishError::TooLarge { len, max }) => {
-                    return Some(Err(LaneError::WrongSize {
-                        expected: max,
-                        found: len,
-                    }))
-                }
+                Err(e) => return Some(Err(error::from_publish(e))),
             }
         })?;
         self.next_frame += 1;
         segment.header().data.notify();
-        Ok(position)
-    }
-
-    /// [`publish`](Self::publish) from a slice of plain values.
-    pub fn publish_pod<T: Pod>(
-        &mut self,
-        tensor: &[T],
-        timeout: Option<Duration>,
-    ) -> Result<u64, LaneError> {
-        self.publish(bytemuck::cast_slice(tensor), timeout)
+        Ok(position.wrapping_add(1))
     }
 }
 
@@ -264,9 +297,9 @@ impl TopicSubscriber {
         self.subscriber.index()
     }
 
-    /// Items dropped so far (lossy skips, history lost at join).
-    pub fn dropped(&self) -> u64 {
-        self.subscriber.dropped()
+    /// Items missed so far (lossy skips, history lost at join).
+    pub fn missed(&self) -> u64 {
+        self.subscriber.missed()
     }
 
     /// Whether this subscriber is lossless.
@@ -299,31 +332,84 @@ impl TopicSubscriber {
         self.segment.role_alive(WRITER_ROLE).unwrap_or(false)
     }
 
-    /// Receives the next item into `out`, waiting up to `timeout` (`None`: forever).
-    pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, LaneError> {
+    /// Receives the next item into `out` (exactly one tensor's bytes), waiting
+    /// without limit. Once the publisher is gone and this subscriber received
+    /// everything it published: `WriterGone`.
+    pub fn recv(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.recv_inner(out, Wait::Until(None))
+    }
+
+    /// [`recv`](Self::recv) without waiting: `Empty` if no item is waiting now.
+    pub fn try_recv(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
+        self.recv_inner(out, Wait::Never)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout` (`Timeout`).
+    pub fn recv_timeout(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, LaneError> {
+        self.recv_inner(out, Wait::timeout(timeout))
+    }
+
+    /// [`recv`](Self::recv), waiting until `deadline` (`Timeout`); one attempt is
+    /// made even if the deadline has passed.
+    pub fn recv_deadline(&mut self, out: &mut [u8], deadline: Instant) -> Result<Frame, LaneError> {
+        self.recv_inner(out, Wait::Until(Some(deadline)))
+    }
+
+    /// [`recv`](Self::recv) into a slice of elements of the lane's dtype, as many as
+    /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
+    /// 0 or 1 give `InvalidBool`, after the item was received).
+    pub fn recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.recv(bytes))
+    }
+
+    /// [`try_recv`](Self::try_recv) into a slice of elements of the lane's dtype.
+    pub fn try_recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.try_recv(bytes))
+    }
+
+    /// [`recv_timeout`](Self::recv_timeout) into a slice of elements of the lane's
+    /// dtype.
+    pub fn recv_elements_timeout<T: Element>(
+        &mut self,
+        out: &mut [T],
+        timeout: Duration,
+    ) -> Result<Frame, LaneError> {
+        let spec = self.spec().clone();
+        element::read_into(&spec, out, |bytes| self.recv_timeout(bytes, timeout))
+    }
+
+    fn recv_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {
         lane::check_size(self.spec(), out.len())?;
         let mut prefix = [0u8; FRAME_BYTES];
         let segment = &self.segment;
         let subscriber = &mut *self.subscriber;
         let expected = FRAME_BYTES + out.len();
-        let received = wait(&segment.header().data, timeout, || {
-            match subscriber.recv_parts(&mut [&mut prefix, out]) {
-                Ok(received) if received.len == expected => Some(Ok(received)),
-                Ok(received) => Some(Err(LaneError::Corrupt(
-                    tensorlane_core::Corruption::Length {
-                        found: received.len as u64,
-                        max: expected as u64,
-                    },
-                ))),
-                Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => None,
-                Err(RecvError::Evicted) => Some(Err(LaneError::Evicted)),
-                Err(RecvError::Corrupt(c)) => Some(Err(LaneError::Corrupt(c))),
-                Err(RecvError::BufferTooSmall { needed }) => Some(Err(LaneError::Corrupt(
-                    tensorlane_core::Corruption::Length {
-                        found: needed as u64,
-                        max: expected as u64,
-                    },
-                ))),
+        let mut polls = 0u32;
+        let received = wait(&segment.header().data, wait_for, LaneError::Empty, || {
+            let mut gone = false;
+            loop {
+                match subscriber.recv_parts(&mut [&mut prefix, out]) {
+                    Ok(received) if received.len == expected => return Some(Ok(received)),
+                    Ok(received) => return Some(Err(error::wrong_length(received.len, expected))),
+                    // Overwritten under every attempt (a lossy subscriber lapped):
+                    // nothing yet, as for an empty ring.
+                    Err(RecvError::Empty) | Err(RecvError::Stalled { .. }) => {}
+                    Err(e) => return Some(Err(error::from_recv(e, expected))),
+                }
+                if gone {
+                    return Some(Err(LaneError::WriterGone));
+                }
+                // Liveness costs a system call: only once the spin phase is over.
+                polls += 1;
+                let slow = matches!(wait_for, Wait::Until(_)) && polls > POLLS_BEFORE_LIVENESS;
+                if !slow || segment.role_alive(WRITER_ROLE).unwrap_or(true) {
+                    return None;
+                }
+                // The role lock was released after the publisher's last publish: look
+                // once more, so an item published just before it died comes first.
+                gone = true;
             }
         })?;
         if self.subscriber.is_lossless() {
@@ -331,20 +417,11 @@ impl TopicSubscriber {
         }
         let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
         Ok(Frame {
-            seq: received.position,
+            seq: received.position.wrapping_add(1),
             frame_id,
             timestamp_ns,
-            skipped: received.dropped,
+            missed: received.missed,
         })
-    }
-
-    /// [`recv`](Self::recv) into a slice of plain values.
-    pub fn recv_pod<T: Pod>(
-        &mut self,
-        out: &mut [T],
-        timeout: Option<Duration>,
-    ) -> Result<Frame, LaneError> {
-        self.recv(bytemuck::cast_slice_mut(out), timeout)
     }
 
     /// Copies the last `k` items still in the ring (oldest first) into `out`, which
@@ -368,10 +445,10 @@ impl TopicSubscriber {
                 let prefix: [u8; FRAME_BYTES] = slot[..FRAME_BYTES].try_into().expect("16");
                 let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
                 frames.push(Frame {
-                    seq: position,
+                    seq: position.wrapping_add(1),
                     frame_id,
                     timestamp_ns,
-                    skipped: 0,
+                    missed: 0,
                 });
             }
         }

@@ -131,20 +131,20 @@ fn list_and_inspect_show_lanes_and_their_roles() {
     let _lossy = TopicSubscriber::open(&topic, SubscribeOptions::lossy(2)).unwrap();
     for i in 0..5 {
         publisher
-            .publish_pod(&[i as f32; 6], Some(Duration::from_secs(1)))
+            .publish_elements_timeout(&[i as f32; 6], Duration::from_secs(1))
             .unwrap();
     }
     let mut out = [0f32; 6];
     subscriber
-        .recv_pod(&mut out, Some(Duration::from_secs(1)))
+        .recv_elements_timeout(&mut out, Duration::from_secs(1))
         .unwrap();
     let mut writer = StreamWriter::create(&stream, &spec, 2).unwrap();
-    writer.write_pod(&[1.0f32; 6]).unwrap();
-    writer.write_pod(&[2.0f32; 6]).unwrap();
+    writer.write_elements(&[1.0f32; 6]).unwrap();
+    writer.write_elements(&[2.0f32; 6]).unwrap();
     let mut producer = QueueProducer::create(&queue, &TensorSpec::bytes(10).unwrap(), 4).unwrap();
     for _ in 0..3 {
         producer
-            .push(&[7u8; 10], Some(Duration::from_secs(1)))
+            .push_timeout(&[7u8; 10], Duration::from_secs(1))
             .unwrap();
     }
 
@@ -219,14 +219,14 @@ fn list_and_inspect_show_lanes_and_their_roles() {
     assert_eq!(q["consumer"], "alive");
 
     // Inspection took no role and changed nothing.
-    assert_eq!(subscriber.dropped(), 0);
+    assert_eq!(subscriber.missed(), 0);
     publisher
-        .publish_pod(&[9.0f32; 6], Some(Duration::from_secs(1)))
+        .publish_elements_timeout(&[9.0f32; 6], Duration::from_secs(1))
         .unwrap();
     let frame = subscriber
-        .recv_pod(&mut out, Some(Duration::from_secs(1)))
+        .recv_elements_timeout(&mut out, Duration::from_secs(1))
         .unwrap();
-    assert_eq!((frame.seq, out[0]), (1, 1.0));
+    assert_eq!((frame.seq, out[0]), (2, 1.0));
 }
 
 #[test]

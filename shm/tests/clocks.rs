@@ -63,11 +63,11 @@ fn the_default_clock_is_monotonic() {
     let spec = TensorSpec::new(DType::U32, &[2]).unwrap();
     let mut writer = StreamWriter::create(&name, &spec, 2).unwrap();
     let before = reading(Clock::Monotonic);
-    writer.write_pod(&[1u32, 2]).unwrap();
+    writer.write_elements(&[1u32, 2]).unwrap();
     let after = reading(Clock::Monotonic);
     let mut reader = StreamReader::open(&name).unwrap();
     assert_eq!(reader.info().clock, Clock::Monotonic);
-    let frame = reader.read_pod(&mut [0u32; 2]).unwrap();
+    let frame = reader.read_elements(&mut [0u32; 2]).unwrap();
     check(Clock::Monotonic, before, frame.timestamp_ns, after);
 }
 
@@ -83,9 +83,9 @@ fn streams_stamp_with_their_clock() {
         assert_eq!(reader.info().clock, clock, "the opener sees the clock");
         for _ in 0..3 {
             let before = reading(clock);
-            writer.write_pod(&[1.0f32, 2.0, 3.0]).unwrap();
+            writer.write_elements(&[1.0f32, 2.0, 3.0]).unwrap();
             let after = reading(clock);
-            let frame = reader.read_pod(&mut [0f32; 3]).unwrap();
+            let frame = reader.read_elements(&mut [0f32; 3]).unwrap();
             check(clock, before, frame.timestamp_ns, after);
         }
     }
@@ -94,7 +94,7 @@ fn streams_stamp_with_their_clock() {
 #[test]
 fn queues_and_topics_stamp_with_their_clock() {
     let spec = TensorSpec::bytes(4).unwrap();
-    let timeout = Some(Duration::from_secs(1));
+    let timeout = Duration::from_secs(1);
     for clock in CLOCKS {
         let options = CreateOptions::default().clock(clock);
 
@@ -103,9 +103,9 @@ fn queues_and_topics_stamp_with_their_clock() {
         let mut producer = QueueProducer::create_with(&name, &spec, 2, options.clone()).unwrap();
         let mut consumer = QueueConsumer::open(&name).unwrap();
         let before = reading(clock);
-        producer.push(&[1, 2, 3, 4], timeout).unwrap();
+        producer.push_timeout(&[1, 2, 3, 4], timeout).unwrap();
         let after = reading(clock);
-        let frame = consumer.pop(&mut [0u8; 4], timeout).unwrap();
+        let frame = consumer.pop_timeout(&mut [0u8; 4], timeout).unwrap();
         check(clock, before, frame.timestamp_ns, after);
         let opened = Segment::open(&LaneName::new(&name).unwrap()).unwrap();
         assert_eq!(opened.info().clock, clock);
@@ -116,9 +116,9 @@ fn queues_and_topics_stamp_with_their_clock() {
         let mut subscriber = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
         assert_eq!(subscriber.info().clock, clock);
         let before = reading(clock);
-        publisher.publish(&[5, 6, 7, 8], timeout).unwrap();
+        publisher.publish_timeout(&[5, 6, 7, 8], timeout).unwrap();
         let after = reading(clock);
-        let frame = subscriber.recv(&mut [0u8; 4], timeout).unwrap();
+        let frame = subscriber.recv_timeout(&mut [0u8; 4], timeout).unwrap();
         check(clock, before, frame.timestamp_ns, after);
     }
 }

@@ -76,11 +76,10 @@ fn child_entry() {
     let mut reader = StreamReader::open_expect(&lane, &spec()).unwrap();
     let mut out = [0u64; 4];
     reader
-        .read_new(bytemuck::cast_slice_mut(&mut out))
-        .unwrap()
+        .try_read_new(bytemuck::cast_slice_mut(&mut out))
         .expect("the parent wrote a value");
     println!("\nW");
-    let result = reader.wait_new(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(60));
+    let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(60));
     println!("\nwait_new returned {result:?}");
     std::process::exit(0);
 }
@@ -123,7 +122,7 @@ fn a_waiter_killed_in_its_wait_costs_one_system_call() {
     let _counting = counting();
     let lane = Lane::new("killed");
     let mut writer = StreamWriter::create(&lane.0, &spec(), 2).unwrap();
-    writer.write_pod(&[1u64; 4]).unwrap();
+    writer.write_elements(&[1u64; 4]).unwrap();
     let segment = Segment::open(&LaneName::new(&lane.0).unwrap()).unwrap();
     let futex = &segment.header().data;
     assert!(!waiting(futex), "nobody has waited yet");
@@ -177,7 +176,7 @@ fn a_waiter_killed_in_its_wait_costs_one_system_call() {
     // The dead waiter's only trace: the flag.
     assert!(waiting(futex), "the flag of the killed waiter");
     let before = Futex::wake_calls();
-    writer.write_pod(&[2u64; 4]).unwrap();
+    writer.write_elements(&[2u64; 4]).unwrap();
     assert_eq!(
         Futex::wake_calls(),
         before + 1,
@@ -185,7 +184,7 @@ fn a_waiter_killed_in_its_wait_costs_one_system_call() {
     );
     assert!(!waiting(futex), "the first notify clears the flag");
     for k in 3..1003u64 {
-        writer.write_pod(&[k; 4]).unwrap();
+        writer.write_elements(&[k; 4]).unwrap();
     }
     assert_eq!(
         Futex::wake_calls(),
@@ -452,13 +451,13 @@ fn a_lane_wait_still_reports_the_writer_gone() {
     // not notify, and `wait_new` sees it gone within its timeout.
     let lane = Lane::new("gone");
     let mut writer = StreamWriter::create(&lane.0, &spec(), 2).unwrap();
-    writer.write_pod(&[1u64; 4]).unwrap();
+    writer.write_elements(&[1u64; 4]).unwrap();
     let mut reader = StreamReader::open_expect(&lane.0, &spec()).unwrap();
     let mut out = [0u64; 4];
-    reader.read_new(bytemuck::cast_slice_mut(&mut out)).unwrap();
+    reader.try_read_new(bytemuck::cast_slice_mut(&mut out)).unwrap();
     let waiter = std::thread::spawn(move || {
         let t = Instant::now();
-        let result = reader.wait_new(bytemuck::cast_slice_mut(&mut out), LOST);
+        let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), LOST);
         (result.map(|_| ()), t.elapsed())
     });
     std::thread::sleep(Duration::from_millis(50));

@@ -277,9 +277,9 @@ fn exercise(kind: LaneKind, name: &str, tally: &mut Tally) {
                 let mut out = vec![0u8; reader.spec().byte_len()];
                 let read = reader.read(&mut out);
                 tally.op(read);
-                let read_new = reader.read_new(&mut out);
+                let read_new = reader.try_read_new(&mut out);
                 tally.op(read_new);
-                let wait = reader.wait_new(&mut out, Duration::ZERO);
+                let wait = reader.read_new_timeout(&mut out, Duration::ZERO);
                 tally.op(wait);
             }
         }
@@ -287,7 +287,7 @@ fn exercise(kind: LaneKind, name: &str, tally: &mut Tally) {
             if let Some(mut consumer) = tally.open(QueueConsumer::open(name)) {
                 let mut out = vec![0u8; consumer.spec().byte_len()];
                 for _ in 0..5 {
-                    let pop = consumer.pop(&mut out, Some(Duration::ZERO));
+                    let pop = consumer.try_pop(&mut out);
                     tally.op(pop);
                 }
             }
@@ -302,7 +302,7 @@ fn exercise(kind: LaneKind, name: &str, tally: &mut Tally) {
                     let tensor = subscriber.spec().byte_len();
                     let mut out = vec![0u8; tensor];
                     for _ in 0..5 {
-                        let recv = subscriber.recv(&mut out, Some(Duration::ZERO));
+                        let recv = subscriber.try_recv(&mut out);
                         tally.op(recv);
                     }
                     let mut history = vec![0u8; 4 * tensor];
@@ -354,10 +354,10 @@ fn original(kind: LaneKind, name: &str) -> Vec<u8> {
             let mut producer = QueueProducer::create(name, &spec, 4).unwrap();
             let mut consumer = QueueConsumer::open(name).unwrap();
             for k in 0..4 {
-                producer.push(&tensor(k), Some(Duration::ZERO)).unwrap();
+                producer.try_push(&tensor(k)).unwrap();
             }
             let mut out = vec![0u8; spec.byte_len()];
-            consumer.pop(&mut out, Some(Duration::ZERO)).unwrap();
+            consumer.try_pop(&mut out).unwrap();
             std::fs::read(object_path(name)).unwrap()
         }
         LaneKind::Topic => {
@@ -365,11 +365,11 @@ fn original(kind: LaneKind, name: &str) -> Vec<u8> {
             let mut lossless = TopicSubscriber::open(name, SubscribeOptions::lossless()).unwrap();
             let _lossy = TopicSubscriber::open(name, SubscribeOptions::lossy(2)).unwrap();
             for k in 0..3 {
-                publisher.publish(&tensor(k), Some(Duration::ZERO)).unwrap();
+                publisher.try_publish(&tensor(k)).unwrap();
             }
             let mut out = vec![0u8; spec.byte_len()];
-            lossless.recv(&mut out, Some(Duration::ZERO)).unwrap();
-            publisher.publish(&tensor(3), Some(Duration::ZERO)).unwrap();
+            lossless.try_recv(&mut out).unwrap();
+            publisher.try_publish(&tensor(3)).unwrap();
             std::fs::read(object_path(name)).unwrap()
         }
     }
@@ -540,7 +540,7 @@ fn hostile_child_entry() {
                 };
                 frame += 1;
                 let tensor = payload(frame);
-                match p.publish_pod(&tensor, Some(Duration::from_millis(10))) {
+                match p.publish_elements_timeout(&tensor, Duration::from_millis(10)) {
                     Ok(_) => ok += 1,
                     Err(e) => {
                         count(e);
@@ -569,7 +569,7 @@ fn hostile_child_entry() {
                     continue;
                 };
                 let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut tensor);
-                match s.recv(bytes, Some(Duration::from_millis(20))) {
+                match s.recv_timeout(bytes, Duration::from_millis(20)) {
                     Ok(_) => {
                         ok += 1;
                         // A damaged stamp or length can let a torn copy through.

@@ -28,12 +28,12 @@ fn stream_round_trip_and_takeover() {
     ));
     let mut reader = StreamReader::open_expect(&name, &spec).unwrap();
     let mut out = [0f32; 4];
-    assert_eq!(
-        reader.read(bytemuck::cast_slice_mut(&mut out)).unwrap(),
-        None
-    );
-    writer.write_pod(&[1.0f32, 2.0, 3.0, 4.0]).unwrap();
-    let frame = reader.read_pod(&mut out).unwrap();
+    assert!(matches!(
+        reader.read(bytemuck::cast_slice_mut(&mut out)),
+        Err(LaneError::Empty)
+    ));
+    writer.write_elements(&[1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let frame = reader.read_elements(&mut out).unwrap();
     assert_eq!(
         (frame.seq, frame.frame_id, out),
         (1, 1, [1.0, 2.0, 3.0, 4.0])
@@ -46,13 +46,13 @@ fn stream_round_trip_and_takeover() {
     drop(writer);
     assert!(!reader.writer_alive());
     assert!(matches!(
-        reader.wait_new(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(2)),
+        reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(2)),
         Err(LaneError::WriterGone)
     ));
     let mut writer = StreamWriter::take_over(&name).unwrap();
-    assert_eq!(writer.write_pod(&[5.0f32; 4]).unwrap(), 2);
+    assert_eq!(writer.write_elements(&[5.0f32; 4]).unwrap(), 2);
     let frame = reader
-        .wait_new(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(1))
+        .read_new_timeout(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(1))
         .unwrap();
     assert_eq!((frame.seq, frame.frame_id, out[0]), (2, 2, 5.0));
     let wrong = TensorSpec::new(DType::F64, &[4]).unwrap();
@@ -77,29 +77,29 @@ fn queue_blocking_and_zero_copy() {
         QueueConsumer::open(&name),
         Err(LaneError::RoleTaken { .. })
     ));
-    producer.push(&[1; 64], Some(Duration::ZERO)).unwrap();
+    producer.try_push(&[1; 64]).unwrap();
     // SAFETY: both ends of the queue are this test, which follows docs/LAYOUT.md.
-    unsafe { producer.push_with(Some(Duration::ZERO), |bytes| bytes.fill(2)) }.unwrap();
+    unsafe { producer.try_push_with(|bytes| bytes.fill(2)) }.unwrap();
     assert!(matches!(
-        producer.push(&[3; 64], Some(Duration::from_millis(20))),
+        producer.push_timeout(&[3; 64], Duration::from_millis(20)),
         Err(LaneError::Timeout)
     ));
     let mut out = [0u8; 64];
-    let frame = consumer.pop(&mut out, Some(Duration::ZERO)).unwrap();
-    assert_eq!((frame.seq, frame.frame_id, out[0]), (0, 1, 1));
+    let frame = consumer.try_pop(&mut out).unwrap();
+    assert_eq!((frame.seq, frame.frame_id, out[0]), (1, 1, 1));
     // SAFETY: as for `push_with` above.
     let (seq, first) =
-        unsafe { consumer.pop_with(Some(Duration::ZERO), |frame, bytes| (frame.seq, bytes[0])) }
+        unsafe { consumer.try_pop_with(|frame, bytes| (frame.seq, bytes[0])) }
             .unwrap();
-    assert_eq!((seq, first), (1, 2));
+    assert_eq!((seq, first), (2, 2));
     let waiter = std::thread::spawn(move || {
         let mut out = [0u8; 64];
         consumer
-            .pop(&mut out, Some(Duration::from_secs(5)))
+            .pop_timeout(&mut out, Duration::from_secs(5))
             .map(|_| out[0])
     });
     std::thread::sleep(Duration::from_millis(50));
-    producer.push(&[9; 64], None).unwrap();
+    producer.push(&[9; 64]).unwrap();
     assert_eq!(waiter.join().unwrap().unwrap(), 9);
 }
 
@@ -112,26 +112,26 @@ fn topic_lossless_backpressure_and_lossy_skips() {
     let mut slow = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
     let mut lossy = TopicSubscriber::open(&name, SubscribeOptions::lossy(1)).unwrap();
     publisher
-        .publish_pod(&[0u64], Some(Duration::ZERO))
+        .try_publish_elements(&[0u64])
         .unwrap();
     publisher
-        .publish_pod(&[1u64], Some(Duration::ZERO))
+        .try_publish_elements(&[1u64])
         .unwrap();
     // The live lossless subscriber holds the publisher back: no eviction.
     assert!(matches!(
-        publisher.publish_pod(&[2u64], Some(Duration::from_millis(20))),
+        publisher.publish_elements_timeout(&[2u64], Duration::from_millis(20)),
         Err(LaneError::Timeout)
     ));
     assert_eq!(publisher.evicted(), 0);
     let mut out = [0u64; 1];
-    let frame = lossy.recv_pod(&mut out, Some(Duration::ZERO)).unwrap();
-    assert_eq!((frame.seq, frame.skipped, out[0]), (1, 1, 1));
+    let frame = lossy.try_recv_elements(&mut out).unwrap();
+    assert_eq!((frame.seq, frame.missed, out[0]), (2, 1, 1));
     assert_eq!(
-        slow.recv_pod(&mut out, Some(Duration::ZERO)).unwrap().seq,
-        0
+        slow.try_recv_elements(&mut out).unwrap().seq,
+        1
     );
     publisher
-        .publish_pod(&[2u64], Some(Duration::ZERO))
+        .try_publish_elements(&[2u64])
         .unwrap();
     let mut history = [0u64; 2];
     let frames = lossy
@@ -149,7 +149,7 @@ fn pop_and_pop_with_remove_an_item_of_impossible_length_alike() {
     let mut producer = QueueProducer::create(&name, &spec, 4).unwrap();
     let mut consumer = QueueConsumer::open(&name).unwrap();
     for v in 1..=3u8 {
-        producer.push(&[v; 64], Some(Duration::ZERO)).unwrap();
+        producer.try_push(&[v; 64]).unwrap();
     }
     // Items 0 and 1 get a length word the lane cannot carry (LAYOUT.md: the ring's
     // control block after the 1024-byte segment header, then 128-byte slots whose
@@ -164,14 +164,14 @@ fn pop_and_pop_with_remove_an_item_of_impossible_length_alike() {
     }
     let mut out = [0u8; 64];
     assert!(matches!(
-        consumer.pop(&mut out, Some(Duration::ZERO)),
+        consumer.try_pop(&mut out),
         Err(LaneError::Corrupt(_))
     ));
     // SAFETY: every process writing the lane is this test, which corrupts only a
     // length word, and never while a loan is out.
-    let second = unsafe { consumer.pop_with(Some(Duration::ZERO), |_, bytes| bytes[0]) };
+    let second = unsafe { consumer.try_pop_with(|_, bytes| bytes[0]) };
     assert!(matches!(second, Err(LaneError::Corrupt(_))), "{second:?}");
     // Both removed the item they reported: the ring moves on.
-    let frame = consumer.pop(&mut out, Some(Duration::ZERO)).unwrap();
-    assert_eq!((frame.seq, out[0]), (2, 3));
+    let frame = consumer.try_pop(&mut out).unwrap();
+    assert_eq!((frame.seq, out[0]), (3, 3));
 }

@@ -369,7 +369,7 @@ fn slot_entry_and_frame_tables_match_core() {
             ("head", entry::HEAD * 8, Some(8)),
             ("mode", entry::MODE * 8, Some(8)),
             ("max_lag", entry::MAX_LAG * 8, Some(8)),
-            ("dropped", entry::DROPPED * 8, Some(8)),
+            ("missed", entry::MISSED * 8, Some(8)),
             ("owner", entry::OWNER * 8, Some(8)),
         ],
     );
@@ -653,7 +653,7 @@ fn example_topic_offsets_match_code() {
                 "head" => entry::HEAD,
                 "mode" => entry::MODE,
                 "max_lag" => entry::MAX_LAG,
-                "dropped" => entry::DROPPED,
+                "missed" => entry::MISSED,
                 "owner" => entry::OWNER,
                 other => panic!("example-topic: unknown entry field {other}"),
             };
@@ -951,7 +951,7 @@ fn stream_segment_matches_the_document() {
     let spec = TensorSpec::new(DType::U16, &[3]).unwrap();
     let since = Clock::Monotonic.now_ns();
     let mut writer = StreamWriter::create(&name, &spec, 2).unwrap();
-    assert_eq!(writer.write_pod(&[1u16, 2, 3]).unwrap(), 1);
+    assert_eq!(writer.write_elements(&[1u16, 2, 3]).unwrap(), 1);
     let image = Image::read(&name);
     image.check_header("stream", &spec, 2, 0);
     assert_eq!(mode_of(&name), constant("FILE_MODE"));
@@ -1005,9 +1005,9 @@ fn queue_segment_matches_the_document() {
     let since = Clock::Monotonic.now_ns();
     let mut producer = QueueProducer::create(&name, &spec, 2).unwrap();
     let mut consumer = QueueConsumer::open(&name).unwrap();
-    let timeout = Some(Duration::from_secs(1));
-    assert_eq!(producer.push(&[1, 2, 3, 4, 5], timeout).unwrap(), 0);
-    assert_eq!(producer.push(&[6, 7, 8, 9, 10], timeout).unwrap(), 1);
+    let timeout = Duration::from_secs(1);
+    assert_eq!(producer.push_timeout(&[1, 2, 3, 4, 5], timeout).unwrap(), 1);
+    assert_eq!(producer.push_timeout(&[6, 7, 8, 9, 10], timeout).unwrap(), 2);
     let image = Image::read(&name);
     image.check_header("queue", &spec, 2, 0);
 
@@ -1026,7 +1026,7 @@ fn queue_segment_matches_the_document() {
     assert_eq!(image.u32_at(image.header.offset("space.word")), 0);
 
     let mut out = [0u8; 5];
-    assert_eq!(consumer.pop(&mut out, timeout).unwrap().seq, 0);
+    assert_eq!(consumer.pop_timeout(&mut out, timeout).unwrap().seq, 1);
     let image = Image::read(&name);
     assert_eq!(image.control(block, "head"), 1);
     assert_eq!(image.u32_at(image.header.offset("space.word")), 2);
@@ -1055,9 +1055,9 @@ fn topic_segment_matches_the_document() {
     let mut logger = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
     let mut display = TopicSubscriber::open(&name, SubscribeOptions::lossy(1)).unwrap();
     assert_eq!((logger.index(), display.index()), (0, 1));
-    let timeout = Some(Duration::from_secs(1));
+    let timeout = Duration::from_secs(1);
     let item: Vec<u8> = [0.5f32; 6].iter().flat_map(|x| x.to_le_bytes()).collect();
-    assert_eq!(publisher.publish(&item, timeout).unwrap(), 0);
+    assert_eq!(publisher.publish_timeout(&item, timeout).unwrap(), 1);
 
     let image = Image::read(&name);
     image.check_header("topic", &spec, 4, 8);
@@ -1076,7 +1076,7 @@ fn topic_segment_matches_the_document() {
     assert_eq!(image.u64_at(at("entry[0].mode")), constant("MODE_LOSSLESS"));
     assert_eq!(image.u64_at(at("entry[0].max_lag")), 4);
     assert_eq!(image.u64_at(at("entry[0].head")), 0);
-    assert_eq!(image.u64_at(at("entry[0].dropped")), 0);
+    assert_eq!(image.u64_at(at("entry[0].missed")), 0);
     assert_eq!(pid_of(image.u64_at(at("entry[0].owner"))), me);
     assert_eq!(image.u64_at(at("entry[1].state")), active);
     assert_eq!(image.u64_at(at("entry[1].mode")), constant("MODE_LOSSY"));
@@ -1093,10 +1093,10 @@ fn topic_segment_matches_the_document() {
     assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
 
     let mut out = [0f32; 6];
-    assert_eq!(logger.recv_pod(&mut out, timeout).unwrap().seq, 0);
-    assert_eq!(display.recv_pod(&mut out, timeout).unwrap().seq, 0);
+    assert_eq!(logger.recv_elements_timeout(&mut out, timeout).unwrap().seq, 1);
+    assert_eq!(display.recv_elements_timeout(&mut out, timeout).unwrap().seq, 1);
     for _ in 1..4 {
-        publisher.publish(&item, timeout).unwrap();
+        publisher.publish_timeout(&item, timeout).unwrap();
     }
     let image = Image::read(&name);
     assert_eq!(image.u64_at(at("entry[0].head")), 1);
@@ -1108,10 +1108,10 @@ fn topic_segment_matches_the_document() {
     assert_eq!(image.u64_at(at("slot[1].stamp")), done(1));
     assert_eq!(image.u64_at(at("slot[3].stamp")), done(3));
     // The lossy subscriber (max lag 1) skips to the newest and records the drop.
-    assert_eq!(display.recv_pod(&mut out, timeout).unwrap().seq, 3);
+    assert_eq!(display.recv_elements_timeout(&mut out, timeout).unwrap().seq, 4);
     let image = Image::read(&name);
     assert_eq!(image.u64_at(at("entry[1].head")), 4);
-    assert_eq!(image.u64_at(at("entry[1].dropped")), 2);
+    assert_eq!(image.u64_at(at("entry[1].missed")), 2);
 
     let file = open_object(&name);
     let base = constant("ROLE_SUBSCRIBER_BASE");

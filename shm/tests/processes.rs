@@ -100,22 +100,33 @@ const STEP: Duration = Duration::from_secs(10);
 /// which follows docs/LAYOUT.md.
 fn push_in_place<T>(
     producer: &mut QueueProducer,
-    timeout: Option<Duration>,
+    timeout: Duration,
     fill: impl FnOnce(&mut [u8]) -> T,
 ) -> Result<(u64, T), LaneError> {
     // SAFETY: every process that writes the suite's lanes runs this binary's code,
     // which follows docs/LAYOUT.md.
-    unsafe { producer.push_with(timeout, fill) }
+    unsafe { producer.push_with_timeout(timeout, fill) }
+}
+
+/// A non-blocking read's "nothing now" (`Empty`) as `Ok(None)`.
+fn nothing_is_none(
+    result: Result<tensorlane_shm::Frame, LaneError>,
+) -> Result<Option<tensorlane_shm::Frame>, LaneError> {
+    match result {
+        Ok(frame) => Ok(Some(frame)),
+        Err(LaneError::Empty) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `pop_with`, for this suite (see `push_in_place`).
 fn pop_in_place<T>(
     consumer: &mut QueueConsumer,
-    timeout: Option<Duration>,
+    timeout: Duration,
     read: impl FnOnce(&tensorlane_shm::Frame, &[u8]) -> T,
 ) -> Result<T, LaneError> {
     // SAFETY: as in `push_in_place`.
-    unsafe { consumer.pop_with(timeout, read) }
+    unsafe { consumer.pop_with_timeout(timeout, read) }
 }
 /// How long a child may take to start and report ready.
 const STARTUP: Duration = Duration::from_secs(10);
@@ -511,14 +522,14 @@ fn records(lines: &[String], tag: &str) -> Vec<Vec<u64>> {
         .collect()
 }
 
-/// `H position frame_id value dropped` lines as deliveries of `(frame_id, value)`.
+/// `H position frame_id value missed` lines as deliveries of `(frame_id, value)`.
 fn deliveries(lines: &[String]) -> Vec<Delivery<(u64, u64)>> {
     records(lines, "H")
         .into_iter()
         .map(|f| Delivery {
             position: f[0],
             value: (f[1], f[2]),
-            dropped: f[3],
+            missed: f[3],
         })
         .collect()
 }
@@ -662,7 +673,7 @@ fn stream_writer(args: &ChildArgs) {
     for k in 1..=count {
         fill_words(&mut tensor, k);
         let seq = if k % 2 == 0 {
-            writer.write_pod(&tensor)
+            writer.write_elements(&tensor)
         } else {
             writer.write(bytemuck::cast_slice(&tensor))
         }
@@ -679,12 +690,12 @@ fn stream_writer_forever(args: &ChildArgs) {
         StreamWriter::create(&args.lane, &spec(words), args.get("slots") as usize).unwrap();
     let mut tensor = vec![0u64; words as usize];
     fill_words(&mut tensor, 1);
-    writer.write_pod(&tensor).unwrap();
+    writer.write_elements(&tensor).unwrap();
     emit("R");
     let started = Instant::now();
     for k in 2.. {
         fill_words(&mut tensor, k);
-        writer.write_pod(&tensor).unwrap();
+        writer.write_elements(&tensor).unwrap();
         if k % 64 == 0 && started.elapsed() > CHILD_LIMIT {
             break;
         }
@@ -709,14 +720,14 @@ fn stream_reader(args: &ChildArgs) {
         op += 1;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut tensor);
         let result = match op % 3 {
-            0 => reader.read(bytes),
-            1 => reader.read_new(bytes),
-            _ => match reader.wait_new(bytes, STEP) {
+            0 => nothing_is_none(reader.read(bytes)),
+            1 => nothing_is_none(reader.try_read_new(bytes)),
+            _ => match reader.read_new_timeout(bytes, STEP) {
                 Ok(frame) => Ok(Some(frame)),
                 // The writer finished: the last value stays readable.
                 Err(LaneError::WriterGone) => {
                     gone += 1;
-                    reader.read_new(bytes)
+                    nothing_is_none(reader.try_read_new(bytes))
                 }
                 Err(e) => Err(e),
             },
@@ -726,7 +737,7 @@ fn stream_reader(args: &ChildArgs) {
                 let value = decode_words(&tensor);
                 report.line(format_args!(
                     "H {} {} {value} {}",
-                    frame.seq, frame.frame_id, frame.skipped
+                    frame.seq, frame.frame_id, frame.missed
                 ));
                 last = frame.seq;
             }
@@ -751,11 +762,11 @@ fn stream_pong(args: &ChildArgs) {
     let mut tensor = vec![0u64; words as usize];
     for r in 1..=rounds {
         let frame = reader
-            .wait_new(bytemuck::cast_slice_mut(&mut tensor), STEP)
+            .read_new_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
             .unwrap_or_else(|e| panic!("round {r}: wait_new: {e}"));
-        assert_eq!((frame.seq, frame.skipped), (r, 0), "round {r}");
+        assert_eq!((frame.seq, frame.missed), (r, 0), "round {r}");
         assert_eq!(decode_words(&tensor), r, "round {r}");
-        writer.write_pod(&tensor).unwrap();
+        writer.write_elements(&tensor).unwrap();
     }
     emit(&format!("S {rounds}"));
 }
@@ -770,14 +781,14 @@ fn queue_producer(args: &ChildArgs) {
     let mut tensor = vec![0u64; words as usize];
     for k in 0..count {
         let position = if k % 3 == 1 {
-            push_in_place(&mut producer, Some(STEP), |bytes| fill_bytes(bytes, k))
+            push_in_place(&mut producer, STEP, |bytes| fill_bytes(bytes, k))
                 .map(|(position, ())| position)
         } else {
             fill_words(&mut tensor, k);
-            producer.push(bytemuck::cast_slice(&tensor), Some(STEP))
+            producer.push_timeout(bytemuck::cast_slice(&tensor), STEP)
         }
         .unwrap_or_else(|e| panic!("push {k}: {e}"));
-        assert_eq!(position, k, "position of push {k}");
+        assert_eq!(position, k + 1, "sequence of push {k}");
     }
     emit(&format!("S {count}"));
 }
@@ -810,31 +821,31 @@ fn queue_consumer(args: &ChildArgs) {
             } else {
                 (0, pause)
             };
-            let position = pop_in_place(&mut consumer, Some(STEP), |frame, bytes| {
+            let position = pop_in_place(&mut consumer, STEP, |frame, bytes| {
                 let value = decode_bytes(bytes);
-                emit(&format!("B {} {} {value} 0", frame.seq, frame.frame_id));
+                emit(&format!("B {} {} {value} 0", frame.seq - 1, frame.frame_id));
                 sleep_micros(hold);
-                emit(&format!("E {}", frame.seq));
-                frame.seq
+                emit(&format!("E {}", frame.seq - 1));
+                frame.seq - 1
             })
             .unwrap_or_else(|e| panic!("pop_with: {e}"));
             emit(&format!("A {position}"));
             sleep_micros(after);
             position
         } else if k % 2 == 0 {
-            pop_in_place(&mut consumer, Some(STEP), |frame, bytes| {
+            pop_in_place(&mut consumer, STEP, |frame, bytes| {
                 let value = decode_bytes(bytes);
-                report.line(format_args!("H {} {} {value} 0", frame.seq, frame.frame_id));
-                frame.seq
+                report.line(format_args!("H {} {} {value} 0", frame.seq - 1, frame.frame_id));
+                frame.seq - 1
             })
             .unwrap_or_else(|e| panic!("pop_with: {e}"))
         } else {
             let frame = consumer
-                .pop(bytemuck::cast_slice_mut(&mut tensor), Some(STEP))
+                .pop_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
                 .unwrap_or_else(|e| panic!("pop: {e}"));
             let value = decode_words(&tensor);
-            report.line(format_args!("H {} {} {value} 0", frame.seq, frame.frame_id));
-            frame.seq
+            report.line(format_args!("H {} {} {value} 0", frame.seq - 1, frame.frame_id));
+            frame.seq - 1
         };
         if position + 1 >= count {
             break;
@@ -854,19 +865,19 @@ fn queue_pong(args: &ChildArgs) {
     let mut tensor = vec![0u64; words as usize];
     for r in 0..rounds {
         let value = if r % 2 == 0 {
-            pop_in_place(&mut consumer, Some(STEP), |_, bytes| decode_bytes(bytes))
+            pop_in_place(&mut consumer, STEP, |_, bytes| decode_bytes(bytes))
         } else {
             consumer
-                .pop(bytemuck::cast_slice_mut(&mut tensor), Some(STEP))
+                .pop_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
                 .map(|_| decode_words(&tensor))
         }
         .unwrap_or_else(|e| panic!("round {r}: pop: {e}"));
         assert_eq!(value, r, "round {r}");
         if r % 2 == 0 {
             fill_words(&mut tensor, r + 1);
-            producer.push(bytemuck::cast_slice(&tensor), Some(STEP))
+            producer.push_timeout(bytemuck::cast_slice(&tensor), STEP)
         } else {
-            push_in_place(&mut producer, Some(STEP), |bytes| fill_bytes(bytes, r + 1))
+            push_in_place(&mut producer, STEP, |bytes| fill_bytes(bytes, r + 1))
                 .map(|(position, ())| position)
         }
         .unwrap_or_else(|e| panic!("round {r}: push: {e}"));
@@ -898,12 +909,12 @@ fn topic_publisher(args: &ChildArgs) {
         }
         fill_words(&mut tensor, k);
         let position = if k % 2 == 0 {
-            publisher.publish_pod(&tensor, Some(STEP))
+            publisher.publish_elements_timeout(&tensor, STEP)
         } else {
-            publisher.publish(bytemuck::cast_slice(&tensor), Some(STEP))
+            publisher.publish_timeout(bytemuck::cast_slice(&tensor), STEP)
         }
         .unwrap_or_else(|e| panic!("publish {k}: {e}"));
-        assert_eq!(position, k, "position of publish {k}");
+        assert_eq!(position, k + 1, "sequence of publish {k}");
     }
     emit(&format!(
         "S {count} {} {}",
@@ -920,7 +931,7 @@ fn topic_publisher(args: &ChildArgs) {
 /// pause per item), `slow_every` (1 ms pause every that many items), `immediate`
 /// (report each item at once, for a subscriber to be killed).
 /// Reports `R head lost_at_join index` after joining, then `H position frame_id value
-/// dropped` per item.
+/// missed` per item.
 fn topic_subscriber(args: &ChildArgs) {
     let words = args.get("words");
     let count = args.get("count");
@@ -941,7 +952,7 @@ fn topic_subscriber(args: &ChildArgs) {
     // Before any receive, the entry's head is where this subscriber starts and its drop
     // count is the history lost at join.
     let head = subscriber.entry(index).expect("own entry").head;
-    emit(&format!("R {head} {} {index}", subscriber.dropped()));
+    emit(&format!("R {head} {} {index}", subscriber.missed()));
     let mut tensor = vec![0u64; words as usize];
     let mut report = Report::default();
     let mut received = 0u64;
@@ -964,12 +975,12 @@ fn topic_subscriber(args: &ChildArgs) {
             "subscriber ran out of time"
         );
         let frame = subscriber
-            .recv_pod(&mut tensor, Some(STEP))
+            .recv_elements_timeout(&mut tensor, STEP)
             .unwrap_or_else(|e| panic!("recv after {received} items: {e}"));
         let value = decode_words(&tensor);
         let line = format!(
             "H {} {} {value} {}",
-            frame.seq, frame.frame_id, frame.skipped
+            frame.seq - 1, frame.frame_id, frame.missed
         );
         if immediate {
             emit(&line);
@@ -977,7 +988,7 @@ fn topic_subscriber(args: &ChildArgs) {
             report.line(format_args!("{line}"));
         }
         received += 1;
-        if frame.seq + 1 >= count {
+        if frame.seq >= count {
             break;
         }
         if jitter > 0 {
@@ -1080,13 +1091,13 @@ fn stream_ping_pong_never_deadlocks() {
     for r in 1..=ROUNDS {
         let t = Instant::now();
         fill_words(&mut tensor, r);
-        assert_eq!(writer.write_pod(&tensor).unwrap(), r);
+        assert_eq!(writer.write_elements(&tensor).unwrap(), r);
         let frame = reader
-            .wait_new(bytemuck::cast_slice_mut(&mut tensor), STEP)
+            .read_new_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
             .unwrap_or_else(|e| panic!("round {r}: wait_new: {e}"));
         rtts.push(t.elapsed());
         check_round_trip(r, t.elapsed());
-        assert_eq!((frame.seq, frame.skipped), (r, 0), "round {r}");
+        assert_eq!((frame.seq, frame.missed), (r, 0), "round {r}");
         assert_eq!(decode_words(&tensor), r, "round {r}");
     }
     child.finish(RUN);
@@ -1174,20 +1185,20 @@ fn queue_ping_pong_never_deadlocks() {
     for r in 0..ROUNDS {
         let t = Instant::now();
         if r % 2 == 0 {
-            push_in_place(&mut producer, Some(STEP), |bytes| fill_bytes(bytes, r))
+            push_in_place(&mut producer, STEP, |bytes| fill_bytes(bytes, r))
                 .map(|(position, ())| position)
         } else {
             fill_words(&mut tensor, r);
-            producer.push(bytemuck::cast_slice(&tensor), Some(STEP))
+            producer.push_timeout(bytemuck::cast_slice(&tensor), STEP)
         }
         .unwrap_or_else(|e| panic!("round {r}: push: {e}"));
         let (position, value) = if r % 2 == 0 {
             consumer
-                .pop(bytemuck::cast_slice_mut(&mut tensor), Some(STEP))
-                .map(|frame| (frame.seq, decode_words(&tensor)))
+                .pop_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
+                .map(|frame| (frame.seq - 1, decode_words(&tensor)))
         } else {
-            pop_in_place(&mut consumer, Some(STEP), |frame, bytes| {
-                (frame.seq, decode_bytes(bytes))
+            pop_in_place(&mut consumer, STEP, |frame, bytes| {
+                (frame.seq - 1, decode_bytes(bytes))
             })
         }
         .unwrap_or_else(|e| panic!("round {r}: pop: {e}"));
@@ -1285,9 +1296,9 @@ fn topic_subscribers_join_leave_and_keep_their_guarantees() {
         panic!("lossy subscriber: {e}");
     }
     assert_eq!(items.last().map(|d| d.position), Some(ITEMS - 1));
-    let dropped: u64 = items.iter().map(|d| d.dropped).sum();
+    let missed: u64 = items.iter().map(|d| d.missed).sum();
     summary.push(format!(
-        "lossy (lag 2): {} items, {dropped} dropped",
+        "lossy (lag 2): {} items, {missed} missed",
         items.len()
     ));
     eprintln!(
@@ -1335,7 +1346,7 @@ fn read_until(
     let mut tensor = vec![0u64; tensor_spec.byte_len() / 8];
     let (mut reads, mut stalls) = (0, 0);
     while !stop.load(Ordering::Relaxed) {
-        match reader.read_new(bytemuck::cast_slice_mut(&mut tensor)) {
+        match nothing_is_none(reader.try_read_new(bytemuck::cast_slice_mut(&mut tensor))) {
             Ok(Some(frame)) => {
                 assert_eq!(
                     (decode_words(&tensor), frame.frame_id),
@@ -1432,7 +1443,7 @@ fn stream_writer_killed_at_random_points() {
 
         // The last complete value, untorn; with one slot and a write cut short there is
         // none, and the reader must say the writer is gone.
-        let got = reader.read(bytemuck::cast_slice_mut(&mut tensor));
+        let got = nothing_is_none(reader.read(bytemuck::cast_slice_mut(&mut tensor)));
         match got {
             Ok(Some(frame)) => {
                 assert!(
@@ -1461,7 +1472,7 @@ fn stream_writer_killed_at_random_points() {
 
         // Nothing newer will come: a prompt WriterGone, not a hang.
         let t = Instant::now();
-        let waited = reader.wait_new(bytemuck::cast_slice_mut(&mut tensor), STEP);
+        let waited = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP);
         let took = t.elapsed();
         assert!(
             matches!(waited, Err(LaneError::WriterGone)),
@@ -1476,13 +1487,13 @@ fn stream_writer_killed_at_random_points() {
             StreamWriter::take_over(&lane).unwrap_or_else(|e| panic!("{context}: take over: {e}"));
         fill_words(&mut tensor, next);
         assert_eq!(
-            writer.write_pod(&tensor).unwrap(),
+            writer.write_elements(&tensor).unwrap(),
             next,
             "{context}: sequence after take-over"
         );
         tensor.fill(0);
         let frame = reader
-            .wait_new(bytemuck::cast_slice_mut(&mut tensor), PROMPT)
+            .read_new_timeout(bytemuck::cast_slice_mut(&mut tensor), PROMPT)
             .unwrap_or_else(|e| panic!("{context}: read after take-over: {e}"));
         assert_eq!(
             (frame.seq, decode_words(&tensor)),
@@ -1581,10 +1592,10 @@ fn topic_publisher_resumes_after_lossless_subscriber_killed() {
             fill_words(&mut tensor, k);
             let t = Instant::now();
             let position = publisher
-                .publish_pod(&tensor, Some(STEP))
+                .publish_elements_timeout(&tensor, STEP)
                 .unwrap_or_else(|e| panic!("{context}: publish {k}: {e}"));
             spans.push((t, Instant::now()));
-            assert_eq!(position, k, "{context}");
+            assert_eq!(position, k + 1, "{context}");
         }
         let (mut victim, signalled, stalled) = killer
             .join()
@@ -1693,7 +1704,7 @@ fn queue_consumer_killed_and_taken_over() {
             .map(|f| Delivery {
                 position: f[0],
                 value: (f[1], f[2]),
-                dropped: f[3],
+                missed: f[3],
             })
             .collect();
         if let Err(e) = check_lossless(0, 0, &held, ring_value_ok) {

@@ -79,7 +79,7 @@ impl Rewriter {
     fn start(lane: &str, words: u64, slots: usize) -> Rewriter {
         let mut writer = StreamWriter::create(lane, &spec(words), slots).unwrap();
         let mut tensor = vec![0u64; words as usize];
-        writer.write_pod(&tensor).unwrap();
+        writer.write_elements(&tensor).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let writes = Arc::new(AtomicU64::new(1));
         let thread = {
@@ -87,7 +87,7 @@ impl Rewriter {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     tensor[0] = tensor[0].wrapping_add(1);
-                    writer.write_pod(&tensor).unwrap();
+                    writer.write_elements(&tensor).unwrap();
                     writes.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -140,7 +140,7 @@ struct Republisher {
 impl Republisher {
     fn start(lane: &str) -> Republisher {
         let mut writer = StreamWriter::create(lane, &spec(LARGE_WORDS), 1).unwrap();
-        writer.write_pod(&vec![7u64; LARGE_WORDS as usize]).unwrap();
+        writer.write_elements(&vec![7u64; LARGE_WORDS as usize]).unwrap();
         let name = LaneName::new(lane).unwrap();
         let path = format!("/dev/shm{}", name.object_name().to_str().unwrap());
         let file = std::fs::OpenOptions::new()
@@ -240,7 +240,7 @@ fn bounded_reads(mut reader: StreamReader, reads: u32) -> (u32, Duration) {
             let result = if i % 2 == 0 {
                 reader.read(bytes)
             } else {
-                reader.read_new(bytes)
+                reader.try_read_new(bytes)
             };
             let took = started.elapsed();
             match result {
@@ -270,7 +270,7 @@ fn bounded_waits(mut reader: StreamReader, timeouts: &[Duration]) -> u32 {
             &format!("wait_new({timeout:?})"),
             move || {
                 let mut out = vec![0u64; reader.spec().byte_len() / 8];
-                let result = reader.wait_new(bytemuck::cast_slice_mut(&mut out), timeout);
+                let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), timeout);
                 (result.map(|_| ()), reader)
             },
         );
@@ -357,13 +357,13 @@ fn wait_new_on_a_quiet_stream_times_out_on_time() {
     let _one = one_at_a_time();
     let lane = Lane::new("quiet");
     let mut writer = StreamWriter::create(&lane.0, &spec(8), 2).unwrap();
-    writer.write_pod(&[1u64; 8]).unwrap();
+    writer.write_elements(&[1u64; 8]).unwrap();
     let mut reader = StreamReader::open_expect(&lane.0, &spec(8)).unwrap();
     let mut out = [0u64; 8];
-    reader.read_new(bytemuck::cast_slice_mut(&mut out)).unwrap();
+    reader.try_read_new(bytemuck::cast_slice_mut(&mut out)).unwrap();
     for timeout in [0, 20, 150].map(Duration::from_millis) {
         let started = Instant::now();
-        let result = reader.wait_new(bytemuck::cast_slice_mut(&mut out), timeout);
+        let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), timeout);
         let took = started.elapsed();
         assert!(
             matches!(result, Err(LaneError::Timeout)),
@@ -390,9 +390,9 @@ fn reads_with_spare_slots_keep_up_with_a_continuous_rewriter() {
     let (mut values, mut stalls) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     while values < 100 && Instant::now() < deadline {
-        match reader.read_new(bytemuck::cast_slice_mut(&mut out)) {
-            Ok(Some(_)) => values += 1,
-            Ok(None) => {}
+        match reader.try_read_new(bytemuck::cast_slice_mut(&mut out)) {
+            Ok(_) => values += 1,
+            Err(LaneError::Empty) => {}
             Err(LaneError::Stalled) => stalls += 1,
             Err(e) => panic!("read_new: {e}"),
         }

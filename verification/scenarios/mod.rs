@@ -190,10 +190,10 @@ impl CheckedSubscriber {
         match self.sub.recv(&mut buf) {
             Ok(got) => {
                 check_words(&buf, got.position, "position");
-                let gap = got.dropped - core::mem::take(&mut self.unreported_loss);
+                let gap = got.missed - core::mem::take(&mut self.unreported_loss);
                 if self.lossless && (got.position != self.expected || gap != 0) {
                     panic!(
-                        "lost item: lossless subscriber expected {}, got {} ({gap} dropped)",
+                        "lost item: lossless subscriber expected {}, got {} ({gap} missed)",
                         self.expected, got.position
                     );
                 }

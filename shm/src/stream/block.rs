@@ -247,7 +247,7 @@ impl StreamReader {
                     seq: info.seq,
                     frame_id,
                     timestamp_ns,
-                    skipped: info.missed,
+                    missed: info.missed,
                 }))
             }
             Err(RangeReadError::Read(ReadError::Empty | ReadError::NotNew)) => Ok(None),
@@ -320,7 +320,7 @@ mod tests {
         let mut rows = [0u8; 2 * 12];
         assert!(reader.read_rows(1..3, &mut rows).unwrap().is_none());
         let tensor: Vec<u16> = (0..24).collect();
-        writer.write_pod(&tensor).unwrap();
+        writer.write_elements(&tensor).unwrap();
         let frame = reader.read_rows(1..3, &mut rows).unwrap().unwrap();
         assert_eq!(frame.seq, 1);
         let rows: &[u16] = bytemuck::cast_slice(&rows);

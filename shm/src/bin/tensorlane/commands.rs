@@ -395,7 +395,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
                     "head": e.head,
                     "lag": lag,
                     "max_lag": if lossy { json!(e.max_lag) } else { Value::Null },
-                    "dropped": e.dropped,
+                    "missed": e.missed,
                     "owner": format!("{:#018x}", e.owner),
                     "alive": alive,
                 }));
@@ -410,7 +410,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
                     } else {
                         "-".into()
                     },
-                    e.dropped.to_string(),
+                    e.missed.to_string(),
                     format!("{:#018x}", e.owner),
                     if alive { "yes" } else { "no" }.to_string(),
                 ]);
@@ -434,7 +434,7 @@ pub fn inspect(name: &str, json: bool) -> Outcome {
         out!();
         text::print_table(
             &[
-                "INDEX", "STATE", "MODE", "HEAD", "LAG", "MAX_LAG", "DROPPED", "OWNER", "ALIVE",
+                "INDEX", "STATE", "MODE", "HEAD", "LAG", "MAX_LAG", "MISSED", "OWNER", "ALIVE",
             ],
             &table,
         );

@@ -10,7 +10,7 @@
 //! can tell a torn item (bytes of two items) from a whole one.
 //!
 //! Each child prints one JSON summary line: items received, first and last index,
-//! missing and dropped items, torn items, ordering errors, and the latency from the
+//! missing and missed items, torn items, ordering errors, and the latency from the
 //! frame's timestamp (taken by the publisher) to the receive. The parent prints a
 //! table and a verdict, and fails unless every lossless subscriber received every item
 //! in order, untorn, and every other reader saw only whole items in order with
@@ -145,8 +145,8 @@ struct Summary {
     last: Option<u64>,
     /// Items never received.
     missing: u64,
-    /// Items the lane reported as skipped (lossy drops, stream overwrites).
-    dropped: u64,
+    /// Items the lane reported as missed (lossy skips, stream overwrites).
+    missed: u64,
     /// Items whose payload did not match their index's pattern.
     torn: u64,
     /// Items out of order, or whose skip count or sequence disagrees with their index.
@@ -225,8 +225,6 @@ struct Tally {
     items: u64,
     /// Index expected next if nothing is skipped.
     next: u64,
-    /// Added to an index to give the lane's sequence number of the item.
-    seq_offset: u64,
     /// Whether the first item's skip count is meaningful (false for a stream reader
     /// that may start late: the stream does not count what came before its first read).
     check_first_skip: bool,
@@ -237,11 +235,10 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(summary: Summary, items: u64, seq_offset: u64, check_first_skip: bool) -> Self {
+    fn new(summary: Summary, items: u64, check_first_skip: bool) -> Self {
         Tally {
             items,
             next: 0,
-            seq_offset,
             check_first_skip,
             seen: false,
             latencies: Vec::with_capacity(items.min(1 << 20) as usize),
@@ -250,7 +247,7 @@ impl Tally {
     }
 
     /// Records one item; returns true for the sentinel.
-    fn record(&mut self, payload: &[u8], seq: u64, skipped: u64, timestamp_ns: u64) -> bool {
+    fn record(&mut self, payload: &[u8], seq: u64, missed: u64, timestamp_ns: u64) -> bool {
         // The demo's lanes are stamped by the default clock.
         let latency = Clock::default().now_ns().saturating_sub(timestamp_ns);
         let index = item_index(payload);
@@ -262,17 +259,18 @@ impl Tally {
         // The sentinel stands at position `items`.
         let position = if sentinel { self.items } else { index };
         let skip_ok = (!self.seen && !self.check_first_skip)
-            || position.checked_sub(self.next) == Some(skipped);
+            || position.checked_sub(self.next) == Some(missed);
         if position < self.next
             || (!sentinel && index >= self.items)
             || !skip_ok
-            || seq != position.wrapping_add(self.seq_offset)
+            // Every lane numbers items from 1: item `i` has sequence `i + 1`.
+            || seq != position.wrapping_add(1)
         {
             s.misordered += 1;
         }
         self.next = position.wrapping_add(1);
         self.seen = true;
-        s.dropped += skipped;
+        s.missed += missed;
         if sentinel {
             s.finished = true;
             return true;
@@ -346,15 +344,15 @@ fn subscriber(name: &str, lossy: Option<u64>, items: u64, timeout: Duration) -> 
         entry: Some(sub.index()),
         ..Summary::default()
     };
-    let mut tally = Tally::new(summary, items, 0, true);
+    let mut tally = Tally::new(summary, items, true);
     let mut buf = vec![0u8; sub.spec().byte_len()];
     let error = loop {
         if Instant::now() >= deadline {
             break Some("timed out before the last item".to_string());
         }
-        match sub.recv(&mut buf, Some(Duration::from_millis(100))) {
+        match sub.recv_timeout(&mut buf, Duration::from_millis(100)) {
             Ok(frame) => {
-                if tally.record(&buf, frame.seq, frame.skipped, frame.timestamp_ns) {
+                if tally.record(&buf, frame.seq, frame.missed, frame.timestamp_ns) {
                     break None;
                 }
             }
@@ -381,16 +379,15 @@ fn stream_reader(name: &str, items: u64, timeout: Duration) -> Outcome {
         pid,
         ..Summary::default()
     };
-    // Stream sequences count writes from 1: item `i` is write `i + 1`.
-    let mut tally = Tally::new(summary, items, 1, false);
+    let mut tally = Tally::new(summary, items, false);
     let mut buf = vec![0u8; reader.spec().byte_len()];
     let error = loop {
         if Instant::now() >= deadline {
             break Some("timed out before the last item".to_string());
         }
-        match reader.wait_new(&mut buf, Duration::from_millis(100)) {
+        match reader.read_new_timeout(&mut buf, Duration::from_millis(100)) {
             Ok(frame) => {
-                if tally.record(&buf, frame.seq, frame.skipped, frame.timestamp_ns) {
+                if tally.record(&buf, frame.seq, frame.missed, frame.timestamp_ns) {
                     break None;
                 }
             }
@@ -420,7 +417,7 @@ fn abandon(name: &str) -> Outcome {
     let mut publisher = TopicPublisher::create(name, &spec, 4, 2).map_err(fail)?;
     let subscriber = TopicSubscriber::open(name, SubscribeOptions::lossless()).map_err(fail)?;
     publisher
-        .publish_pod(&[1.0f32; 4], Some(Duration::from_secs(1)))
+        .publish_elements_timeout(&[1.0f32; 4], Duration::from_secs(1))
         .map_err(fail)?;
     out!("{name}");
     // Exit without running destructors: the kernel drops the role locks, the claim
@@ -612,18 +609,18 @@ fn problems(kid: &Kid, items: u64) -> Vec<String> {
     }
     if kid.mode == "lossless" {
         let complete = s.received == items
-            && s.dropped == 0
+            && s.missed == 0
             && (items == 0 || (s.first == Some(0) && s.last == Some(items - 1)));
         if !complete {
             out.push(format!(
-                "{who} received {} of {items} items ({} missing, {} dropped)",
-                s.received, s.missing, s.dropped
+                "{who} received {} of {items} items ({} missing, {} missed)",
+                s.received, s.missing, s.missed
             ));
         }
-    } else if kid.role == "subscriber" && s.received + s.dropped != items {
+    } else if kid.role == "subscriber" && s.received + s.missed != items {
         out.push(format!(
-            "{who} accounts for {} received + {} dropped items, not {items}",
-            s.received, s.dropped
+            "{who} accounts for {} received + {} missed items, not {items}",
+            s.received, s.missed
         ));
     }
     out
@@ -668,7 +665,7 @@ fn print_results(kids: &Kids) {
                     opt(s.first),
                     opt(s.last),
                     s.missing.to_string(),
-                    s.dropped.to_string(),
+                    s.missed.to_string(),
                     s.torn.to_string(),
                     s.misordered.to_string(),
                     latency(s.p50_us),
@@ -690,7 +687,7 @@ fn print_results(kids: &Kids) {
             "FIRST",
             "LAST",
             "MISSING",
-            "DROPPED",
+            "MISSED",
             "TORN",
             "MISORDERED",
             "P50",
@@ -804,7 +801,7 @@ pub fn run(args: &DemoArgs) -> Outcome {
         }
         fill(&mut item, index);
         publisher
-            .publish(&item, Some(left(deadline)))
+            .publish_timeout(&item, left(deadline))
             .map_err(|e| match e {
                 LaneError::Timeout => Failure::Message(format!(
                     "publishing item {index} timed out: a lossless subscriber stopped receiving"
