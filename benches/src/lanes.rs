@@ -89,27 +89,23 @@ impl Tx for QueueTx {
             let sent = match self.kind {
                 Kind::QueueCopy => {
                     put_counter(&mut self.buf, counter);
-                    self.producer
-                        .try_push(&self.buf)
-                        .map(|_| ())
+                    self.producer.try_push(&self.buf).map(|_| ())
                 }
-                // SAFETY: both ends of the benchmark's queue are this harness's own
-                // processes, which follow docs/LAYOUT.md.
-                Kind::QueueLoan => unsafe {
-                    self.producer
-                        .try_push_with(|b| put_counter(b, counter))
+                Kind::QueueLoan => {
+                    // SAFETY: both ends of the benchmark's queue are this harness's own
+                    // processes, which follow docs/LAYOUT.md.
+                    let sent = unsafe { self.producer.try_push_with(|b| put_counter(b, counter)) };
+                    sent.map(|_| ())
                 }
-                .map(|_| ()),
-                // SAFETY: as above.
-                _ => unsafe {
-                    self.producer
-                        .try_push_with(|b| fill_payload(b, counter))
+                _ => {
+                    // SAFETY: as above.
+                    let sent = unsafe { self.producer.try_push_with(|b| fill_payload(b, counter)) };
+                    sent.map(|_| ())
                 }
-                .map(|_| ()),
             };
             match sent {
                 Ok(()) => return,
-                Err(LaneError::Timeout) => std::hint::spin_loop(),
+                Err(LaneError::Full) => std::hint::spin_loop(),
                 Err(e) => panic!("queue push: {e}"),
             }
         }
@@ -131,19 +127,13 @@ impl Rx for QueueRx {
                 .map(|_| get_counter(&self.buf)),
             // SAFETY: both ends of the benchmark's queue are this harness's own
             // processes, which follow docs/LAYOUT.md.
-            Kind::QueueLoan => unsafe {
-                self.consumer
-                    .try_pop_with(|_, b| get_counter(b))
-            },
+            Kind::QueueLoan => unsafe { self.consumer.try_pop_with(|_, b| get_counter(b)) },
             // SAFETY: as above.
-            _ => unsafe {
-                self.consumer
-                    .try_pop_with(|_, b| read_payload(b))
-            },
+            _ => unsafe { self.consumer.try_pop_with(|_, b| read_payload(b)) },
         };
         match got {
             Ok(c) => Some(c),
-            Err(LaneError::Timeout) => None,
+            Err(LaneError::Empty) => None,
             Err(e) => panic!("queue pop: {e}"),
         }
     }
@@ -160,7 +150,7 @@ impl Tx for TopicTx {
         loop {
             match self.publisher.try_publish(&self.buf) {
                 Ok(_) => return,
-                Err(LaneError::Timeout) => std::hint::spin_loop(),
+                Err(LaneError::Full) => std::hint::spin_loop(),
                 Err(e) => panic!("topic publish: {e}"),
             }
         }
@@ -176,7 +166,7 @@ impl Rx for TopicRx {
     fn try_recv(&mut self) -> Option<u64> {
         match self.subscriber.try_recv(&mut self.buf) {
             Ok(_) => Some(get_counter(&self.buf)),
-            Err(LaneError::Timeout) => None,
+            Err(LaneError::Empty) => None,
             Err(e) => panic!("topic recv: {e}"),
         }
     }

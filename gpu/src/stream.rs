@@ -239,7 +239,11 @@ impl<B: Backend> GpuStreamReader<B> {
 
     /// Waits up to `timeout` for a write newer than the last one returned and copies
     /// it into `out`. `WriterGone` if the writer dies meanwhile.
-    pub fn read_new_timeout(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, GpuError> {
+    pub fn read_new_timeout(
+        &mut self,
+        out: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Frame, GpuError> {
         if let Some(frame) = self.read_new(out)? {
             return Ok(frame);
         }

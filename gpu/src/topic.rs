@@ -155,7 +155,9 @@ impl<B: Backend> GpuTopicPublisher<B> {
     }
 
     fn publish_record(&mut self, write: u64, timeout: Option<Duration>) -> Result<u64, GpuError> {
-        let seq = self.lane.publish_within(&self.exporter.record(write), timeout)?;
+        let seq = self
+            .lane
+            .publish_within(&self.exporter.record(write), timeout)?;
         if seq != write {
             return Err(GpuError::Corrupt(format!(
                 "item {write} was published as item {seq}"
@@ -411,8 +413,11 @@ impl<B: Backend> TopicView<'_, B> {
 /// The record lane's calls under this module's timeouts (`None`: no limit; zero: one
 /// attempt, nothing ready being `Timeout`).
 trait Within {
-    fn publish_within(&mut self, tensor: &[u8], timeout: Option<Duration>)
-        -> Result<u64, LaneError>;
+    fn publish_within(
+        &mut self,
+        tensor: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, LaneError>;
 }
 
 impl Within for TopicPublisher {
@@ -430,8 +435,11 @@ impl Within for TopicPublisher {
 }
 
 trait RecvWithin {
-    fn recv_within(&mut self, out: &mut [u8], timeout: Option<Duration>)
-        -> Result<Frame, LaneError>;
+    fn recv_within(
+        &mut self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<Frame, LaneError>;
 }
 
 impl RecvWithin for TopicSubscriber {

@@ -2,11 +2,11 @@
 
 use crate::dtype::DType;
 use crate::header::{HeaderError, Kind};
+use std::fmt;
+use std::io;
 use tensorlane_core::{
     Corruption, PopError, PublishError, PushError, ReadError, RecvError, WriteError,
 };
-use std::fmt;
-use std::io;
 
 /// Why a lane operation failed.
 ///

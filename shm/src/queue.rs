@@ -38,7 +38,9 @@ use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
 use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tensorlane_core::{Exclusive, PopError, Spsc, SpscConsumer, SpscHeader, SpscPeek, SpscProducer};
+use tensorlane_core::{
+    Exclusive, PopError, Spsc, SpscConsumer, SpscHeader, SpscPeek, SpscProducer,
+};
 
 type Region = Exclusive<ShmRegion<SpscHeader>>;
 
@@ -248,13 +250,16 @@ impl QueueProducer {
         let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let segment = &self.segment;
         let producer = &mut self.producer;
-        let position = wait(&segment.header().space, wait_for, LaneError::Full, || {
-            match producer.push_parts(&[&prefix, tensor]) {
+        let position = wait(
+            &segment.header().space,
+            wait_for,
+            LaneError::Full,
+            || match producer.push_parts(&[&prefix, tensor]) {
                 Ok(position) => Some(Ok(position)),
                 Err(tensorlane_core::PushError::Full) => None,
                 Err(e) => Some(Err(error::from_push(e))),
-            }
-        })?;
+            },
+        )?;
         self.next_frame += 1;
         segment.header().data.notify();
         Ok(position.wrapping_add(1))
@@ -330,13 +335,16 @@ impl QueueProducer {
         let tensor_bytes = self.spec().byte_len();
         let segment = &self.segment;
         let producer = &mut self.producer;
-        wait(&segment.header().space, wait_for, LaneError::Full, || {
-            match producer.free() {
+        wait(
+            &segment.header().space,
+            wait_for,
+            LaneError::Full,
+            || match producer.free() {
                 Ok(0) | Err(tensorlane_core::PushError::Full) => None,
                 Ok(_) => Some(Ok(())),
                 Err(e) => Some(Err(error::from_push(e))),
-            }
-        })?;
+            },
+        )?;
         let frame_id = self.next_frame;
         let mut loan = self.producer.loan().map_err(error::from_push)?;
         // The caller's promise (above) is the part of the `Exclusive` contract this

@@ -285,10 +285,7 @@ impl StreamReader {
 
     /// [`try_read_new`](Self::try_read_new) into a slice of elements of the lane's
     /// dtype.
-    pub fn try_read_new_elements<T: Element>(
-        &mut self,
-        out: &mut [T],
-    ) -> Result<Frame, LaneError> {
+    pub fn try_read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
         let spec = self.spec().clone();
         element::read_into(&spec, out, |bytes| self.try_read_new(bytes))
     }
@@ -329,8 +326,7 @@ impl StreamReader {
                 }
                 // Liveness costs a system call: check it only after the spin phase.
                 polls += 1;
-                if polls > POLLS_BEFORE_LIVENESS
-                    && !segment.role_alive(WRITER_ROLE).unwrap_or(true)
+                if polls > POLLS_BEFORE_LIVENESS && !segment.role_alive(WRITER_ROLE).unwrap_or(true)
                 {
                     return Some(Err(LaneError::WriterGone));
                 }

@@ -166,11 +166,7 @@ impl TopicPublisher {
 
     /// [`publish`](Self::publish), waiting until `deadline` (`Timeout`); one attempt
     /// is made even if the deadline has passed.
-    pub fn publish_deadline(
-        &mut self,
-        tensor: &[u8],
-        deadline: Instant,
-    ) -> Result<u64, LaneError> {
+    pub fn publish_deadline(&mut self, tensor: &[u8], deadline: Instant) -> Result<u64, LaneError> {
         self.publish_inner(tensor, Wait::Until(Some(deadline)))
     }
 
@@ -202,27 +198,32 @@ impl TopicPublisher {
         let prefix = lane::frame_prefix(frame_id, lane::now_ns(self.segment.info().clock));
         let segment = &self.segment;
         let (producer, evicted) = (&mut self.producer, &mut self.evicted);
-        let position = wait(&segment.header().space, wait_for, LaneError::Full, || loop {
-            match producer.publish_parts(&[&prefix, tensor]) {
-                Ok(position) => return Some(Ok(position)),
-                Err(PublishError::Full { subscriber }) => {
-                    let role = SUBSCRIBER_ROLE_BASE + subscriber as u64;
-                    match segment.role_alive(role) {
-                        // Dead: evict and free its entry, then try again at once. Only
-                        // the state word the scan saw is evicted: a subscriber that
-                        // joined through this entry since then is spared.
-                        Ok(false) => {
-                            if producer.evict_blocker(subscriber).is_ok() {
-                                *evicted += 1;
+        let position = wait(
+            &segment.header().space,
+            wait_for,
+            LaneError::Full,
+            || loop {
+                match producer.publish_parts(&[&prefix, tensor]) {
+                    Ok(position) => return Some(Ok(position)),
+                    Err(PublishError::Full { subscriber }) => {
+                        let role = SUBSCRIBER_ROLE_BASE + subscriber as u64;
+                        match segment.role_alive(role) {
+                            // Dead: evict and free its entry, then try again at once. Only
+                            // the state word the scan saw is evicted: a subscriber that
+                            // joined through this entry since then is spared.
+                            Ok(false) => {
+                                if producer.evict_blocker(subscriber).is_ok() {
+                                    *evicted += 1;
+                                }
                             }
+                            Ok(true) => return None,
+                            Err(e) => return Some(Err(e)),
                         }
-                        Ok(true) => return None,
-                        Err(e) => return Some(Err(e)),
                     }
+                    Err(e) => return Some(Err(error::from_publish(e))),
                 }
-                Err(e) => return Some(Err(error::from_publish(e))),
-            }
-        })?;
+            },
+        )?;
         self.next_frame += 1;
         segment.header().data.notify();
         Ok(position.wrapping_add(1))

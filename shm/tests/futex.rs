@@ -79,7 +79,8 @@ fn child_entry() {
         .try_read_new(bytemuck::cast_slice_mut(&mut out))
         .expect("the parent wrote a value");
     println!("\nW");
-    let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(60));
+    let result =
+        reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(60));
     println!("\nwait_new returned {result:?}");
     std::process::exit(0);
 }
@@ -454,7 +455,9 @@ fn a_lane_wait_still_reports_the_writer_gone() {
     writer.write_elements(&[1u64; 4]).unwrap();
     let mut reader = StreamReader::open_expect(&lane.0, &spec()).unwrap();
     let mut out = [0u64; 4];
-    reader.try_read_new(bytemuck::cast_slice_mut(&mut out)).unwrap();
+    reader
+        .try_read_new(bytemuck::cast_slice_mut(&mut out))
+        .unwrap();
     let waiter = std::thread::spawn(move || {
         let t = Instant::now();
         let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), LOST);

@@ -89,8 +89,7 @@ fn queue_blocking_and_zero_copy() {
     assert_eq!((frame.seq, frame.frame_id, out[0]), (1, 1, 1));
     // SAFETY: as for `push_with` above.
     let (seq, first) =
-        unsafe { consumer.try_pop_with(|frame, bytes| (frame.seq, bytes[0])) }
-            .unwrap();
+        unsafe { consumer.try_pop_with(|frame, bytes| (frame.seq, bytes[0])) }.unwrap();
     assert_eq!((seq, first), (2, 2));
     let waiter = std::thread::spawn(move || {
         let mut out = [0u8; 64];
@@ -111,12 +110,8 @@ fn topic_lossless_backpressure_and_lossy_skips() {
     let mut publisher = TopicPublisher::create(&name, &spec, 2, 4).unwrap();
     let mut slow = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
     let mut lossy = TopicSubscriber::open(&name, SubscribeOptions::lossy(1)).unwrap();
-    publisher
-        .try_publish_elements(&[0u64])
-        .unwrap();
-    publisher
-        .try_publish_elements(&[1u64])
-        .unwrap();
+    publisher.try_publish_elements(&[0u64]).unwrap();
+    publisher.try_publish_elements(&[1u64]).unwrap();
     // The live lossless subscriber holds the publisher back: no eviction.
     assert!(matches!(
         publisher.publish_elements_timeout(&[2u64], Duration::from_millis(20)),
@@ -126,13 +121,8 @@ fn topic_lossless_backpressure_and_lossy_skips() {
     let mut out = [0u64; 1];
     let frame = lossy.try_recv_elements(&mut out).unwrap();
     assert_eq!((frame.seq, frame.missed, out[0]), (2, 1, 1));
-    assert_eq!(
-        slow.try_recv_elements(&mut out).unwrap().seq,
-        1
-    );
-    publisher
-        .try_publish_elements(&[2u64])
-        .unwrap();
+    assert_eq!(slow.try_recv_elements(&mut out).unwrap().seq, 1);
+    publisher.try_publish_elements(&[2u64]).unwrap();
     let mut history = [0u64; 2];
     let frames = lossy
         .last_k(2, bytemuck::cast_slice_mut(&mut history))
@@ -174,4 +164,95 @@ fn pop_and_pop_with_remove_an_item_of_impossible_length_alike() {
     // Both removed the item they reported: the ring moves on.
     let frame = consumer.try_pop(&mut out).unwrap();
     assert_eq!((frame.seq, out[0]), (3, 3));
+}
+
+#[test]
+fn typed_calls_check_dtype_and_count() {
+    let name = unique("typed");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::new(DType::F32, &[4]).unwrap();
+    let mut writer = StreamWriter::create(&name, &spec, 2).unwrap();
+    // Four f32 are sixteen bytes, as are two f64: the byte size alone would pass.
+    assert!(matches!(
+        writer.write_elements(&[0f64; 2]),
+        Err(LaneError::WrongDType {
+            expected: DType::F32,
+            found: DType::F64
+        })
+    ));
+    assert!(matches!(
+        writer.write_elements(&[0f32; 3]),
+        Err(LaneError::WrongCount {
+            expected: 4,
+            found: 3
+        })
+    ));
+    writer.write_elements(&[1f32; 4]).unwrap();
+    let mut reader = StreamReader::open(&name).unwrap();
+    assert!(matches!(
+        reader.read_elements(&mut [0u32; 4]),
+        Err(LaneError::WrongDType { .. })
+    ));
+    let mut out = [0f32; 4];
+    assert_eq!(reader.read_elements(&mut out).unwrap().seq, 1);
+    assert_eq!(out, [1.0; 4]);
+}
+
+#[test]
+fn a_bool_lane_refuses_bytes_other_than_0_and_1() {
+    let name = unique("bools");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::new(DType::Bool, &[3]).unwrap();
+    let mut writer = StreamWriter::create(&name, &spec, 2).unwrap();
+    let mut reader = StreamReader::open(&name).unwrap();
+    writer.write_elements(&[true, false, true]).unwrap();
+    let mut out = [false; 3];
+    reader.read_elements(&mut out).unwrap();
+    assert_eq!(out, [true, false, true]);
+    // The untyped path can write any byte.
+    writer.write(&[1, 2, 0]).unwrap();
+    assert!(matches!(
+        reader.read_elements(&mut out),
+        Err(LaneError::InvalidBool { index: 1, byte: 2 })
+    ));
+    assert_eq!(out, [true, false, true]);
+}
+
+#[test]
+fn a_drained_queue_or_topic_without_its_writer_side_ends() {
+    let name = unique("eos-queue");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::bytes(8).unwrap();
+    let mut producer = QueueProducer::create(&name, &spec, 4).unwrap();
+    let mut consumer = QueueConsumer::open(&name).unwrap();
+    producer.push(&[5; 8]).unwrap();
+    // Dropped in another thread: its role lock goes with it.
+    std::thread::spawn(move || drop(producer)).join().unwrap();
+    let mut out = [0u8; 8];
+    // The item pushed before the producer went is delivered first.
+    assert_eq!(
+        consumer
+            .pop_timeout(&mut out, Duration::from_secs(5))
+            .unwrap()
+            .seq,
+        1
+    );
+    assert!(matches!(consumer.try_pop(&mut out), Err(LaneError::Empty)));
+    assert!(matches!(
+        consumer.pop_timeout(&mut out, Duration::from_secs(5)),
+        Err(LaneError::WriterGone)
+    ));
+    assert!(matches!(consumer.pop(&mut out), Err(LaneError::WriterGone)));
+
+    let name = unique("eos-topic");
+    let _cleanup = Unlink(name.clone());
+    let mut publisher = TopicPublisher::create(&name, &spec, 4, 2).unwrap();
+    let mut subscriber = TopicSubscriber::open(&name, SubscribeOptions::lossless()).unwrap();
+    publisher.publish(&[6; 8]).unwrap();
+    std::thread::spawn(move || drop(publisher)).join().unwrap();
+    assert_eq!(subscriber.recv(&mut out).unwrap().seq, 1);
+    assert!(matches!(
+        subscriber.recv(&mut out),
+        Err(LaneError::WriterGone)
+    ));
 }

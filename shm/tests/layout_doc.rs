@@ -1007,7 +1007,10 @@ fn queue_segment_matches_the_document() {
     let mut consumer = QueueConsumer::open(&name).unwrap();
     let timeout = Duration::from_secs(1);
     assert_eq!(producer.push_timeout(&[1, 2, 3, 4, 5], timeout).unwrap(), 1);
-    assert_eq!(producer.push_timeout(&[6, 7, 8, 9, 10], timeout).unwrap(), 2);
+    assert_eq!(
+        producer.push_timeout(&[6, 7, 8, 9, 10], timeout).unwrap(),
+        2
+    );
     let image = Image::read(&name);
     image.check_header("queue", &spec, 2, 0);
 
@@ -1093,8 +1096,17 @@ fn topic_segment_matches_the_document() {
     assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
 
     let mut out = [0f32; 6];
-    assert_eq!(logger.recv_elements_timeout(&mut out, timeout).unwrap().seq, 1);
-    assert_eq!(display.recv_elements_timeout(&mut out, timeout).unwrap().seq, 1);
+    assert_eq!(
+        logger.recv_elements_timeout(&mut out, timeout).unwrap().seq,
+        1
+    );
+    assert_eq!(
+        display
+            .recv_elements_timeout(&mut out, timeout)
+            .unwrap()
+            .seq,
+        1
+    );
     for _ in 1..4 {
         publisher.publish_timeout(&item, timeout).unwrap();
     }
@@ -1108,7 +1120,13 @@ fn topic_segment_matches_the_document() {
     assert_eq!(image.u64_at(at("slot[1].stamp")), done(1));
     assert_eq!(image.u64_at(at("slot[3].stamp")), done(3));
     // The lossy subscriber (max lag 1) skips to the newest and records the drop.
-    assert_eq!(display.recv_elements_timeout(&mut out, timeout).unwrap().seq, 4);
+    assert_eq!(
+        display
+            .recv_elements_timeout(&mut out, timeout)
+            .unwrap()
+            .seq,
+        4
+    );
     let image = Image::read(&name);
     assert_eq!(image.u64_at(at("entry[1].head")), 4);
     assert_eq!(image.u64_at(at("entry[1].missed")), 2);

@@ -835,7 +835,11 @@ fn queue_consumer(args: &ChildArgs) {
         } else if k % 2 == 0 {
             pop_in_place(&mut consumer, STEP, |frame, bytes| {
                 let value = decode_bytes(bytes);
-                report.line(format_args!("H {} {} {value} 0", frame.seq - 1, frame.frame_id));
+                report.line(format_args!(
+                    "H {} {} {value} 0",
+                    frame.seq - 1,
+                    frame.frame_id
+                ));
                 frame.seq - 1
             })
             .unwrap_or_else(|e| panic!("pop_with: {e}"))
@@ -844,7 +848,11 @@ fn queue_consumer(args: &ChildArgs) {
                 .pop_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
                 .unwrap_or_else(|e| panic!("pop: {e}"));
             let value = decode_words(&tensor);
-            report.line(format_args!("H {} {} {value} 0", frame.seq - 1, frame.frame_id));
+            report.line(format_args!(
+                "H {} {} {value} 0",
+                frame.seq - 1,
+                frame.frame_id
+            ));
             frame.seq - 1
         };
         if position + 1 >= count {
@@ -980,7 +988,9 @@ fn topic_subscriber(args: &ChildArgs) {
         let value = decode_words(&tensor);
         let line = format!(
             "H {} {} {value} {}",
-            frame.seq - 1, frame.frame_id, frame.missed
+            frame.seq - 1,
+            frame.frame_id,
+            frame.missed
         );
         if immediate {
             emit(&line);

@@ -140,7 +140,9 @@ struct Republisher {
 impl Republisher {
     fn start(lane: &str) -> Republisher {
         let mut writer = StreamWriter::create(lane, &spec(LARGE_WORDS), 1).unwrap();
-        writer.write_elements(&vec![7u64; LARGE_WORDS as usize]).unwrap();
+        writer
+            .write_elements(&vec![7u64; LARGE_WORDS as usize])
+            .unwrap();
         let name = LaneName::new(lane).unwrap();
         let path = format!("/dev/shm{}", name.object_name().to_str().unwrap());
         let file = std::fs::OpenOptions::new()
@@ -360,7 +362,9 @@ fn wait_new_on_a_quiet_stream_times_out_on_time() {
     writer.write_elements(&[1u64; 8]).unwrap();
     let mut reader = StreamReader::open_expect(&lane.0, &spec(8)).unwrap();
     let mut out = [0u64; 8];
-    reader.try_read_new(bytemuck::cast_slice_mut(&mut out)).unwrap();
+    reader
+        .try_read_new(bytemuck::cast_slice_mut(&mut out))
+        .unwrap();
     for timeout in [0, 20, 150].map(Duration::from_millis) {
         let started = Instant::now();
         let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), timeout);
