@@ -100,6 +100,17 @@ runs=(
 	"broadcast-epoch-load-store|broadcast|canary|-DCANARY_EPOCH_LOAD_STORE -DNPUB=3 -DJOINS0=2 -DJOINS1=2 -DMODE0=LOSSLESS -DMODE1=LOSSLESS -DEVICTIONS=0|safety|violated evicted[i]"
 	"broadcast-publisher-evicts|broadcast|pass|-DPUBLISHER_EVICTS -DJOINS0=2 -DMODE0=LOSSLESS -DEVICTIONS=0|safety|"
 	"broadcast-evict-reread|broadcast|canary|-DPUBLISHER_EVICTS -DCANARY_EVICT_REREAD -DJOINS0=2 -DMODE0=LOSSLESS -DEVICTIONS=0|safety|violated (live[bi]!=eg)"
+
+	"futex|futex|pass||safety|"
+	"futex-one-notifier|futex|pass|-DNOTIFIERS=1 -DEVENTS=2|safety|"
+	"futex-one-waiter|futex|pass|-DWAITERS=1 -DEVENTS=2|safety|"
+	"futex-sleeps|futex|witness|-DWITNESS_SLEEP|safety|!(queued[me])"
+	"futex-stale-flag|futex|witness|-DWITNESS_STALE|safety|((word&1)==0)"
+	"futex-no-clear|futex|canary|-DCANARY_NO_CLEAR|safety|((word&1)==0)"
+	"futex-wake-first|futex|canary|-DCANARY_WAKE_FIRST|safety|invalid end state"
+	"futex-no-recheck|futex|canary|-DCANARY_NO_RECHECK|safety|invalid end state"
+	"futex-count|futex|witness|-DCOUNT|safety|(count==0)"
+	"futex-count-reset|futex|witness|-DCOUNT -DRESET|safety|invalid end state"
 )
 if [ "$full" = 1 ]; then
 	runs+=(
