@@ -6,7 +6,12 @@
 //! - [`Seqlock`]: an N-slot seqlock register holding the latest value of a stream;
 //! - [`Spsc`]: a lossless single-producer single-consumer ring with zero-copy loans;
 //! - [`Broadcast`]: one producer and up to M lossless or lossy subscribers, each
-//!   with its own head, drop counter and lag bound.
+//!   with its own head, missed counter and lag bound.
+//!
+//! The shm layer names them by what they carry: a *stream* is a register, a *queue*
+//! an SPSC ring, a *topic* a broadcast ring (the Vocabulary table of the project's
+//! README ties every name together). Core positions count from 0; lanes number items
+//! from 1 (`seq = position + 1`).
 //!
 //! # Rules every structure follows
 //! - One writer per structure (producer, writer, consumer), enforced by a claim word:

@@ -8,6 +8,9 @@
 //! - [`TopicPublisher`] / [`TopicSubscriber`]: broadcast to lossless and lossy
 //!   subscribers, with history.
 //!
+//! The README's Vocabulary table ties these names to the core's structures and states
+//! the numbering (`Frame::seq` from 1 on every kind) and what `missed` counts.
+//!
 //! Everything read from a segment is untrusted: headers are validated with checked
 //! arithmetic before use, and the core validates every shared index. Roles are owned
 //! through kernel-released locks, so a crashed peer is detected without pid polling:
@@ -15,9 +18,10 @@
 //! [`LaneError::WriterGone`], a new writer can [`StreamWriter::take_over`], and a
 //! publisher blocked by a dead lossless subscriber evicts it.
 //!
-//! Blocking operations (`read_new`, `push`, `pop`, `publish`, `recv` and their `_timeout` and `_deadline` forms)
-//! spin briefly, then sleep on a shared futex in the segment; a writer with nobody
-//! waiting makes no system call.
+//! Blocking operations (`read_new`, `push`, `pop`, `publish`, `recv`, and their
+//! `_timeout` and `_deadline` forms; `try_` forms never block) spin briefly, then
+//! sleep on a shared futex in the segment; a writer with nobody waiting makes no
+//! system call.
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 #[cfg(feature = "ndarray")]
