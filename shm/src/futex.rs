@@ -55,8 +55,9 @@
 //! A waiter keeps no count: the only trace it leaves is the flag, and the next notify
 //! clears it (one `FUTEX_WAKE` that wakes nobody). So a process killed inside a wait
 //! costs one system call, not one per notify forever. A waiter that announces and then
-//! returns without sleeping (its condition held, or its time ran out) leaves the flag
-//! the same way; a waiter woken by a notify re-checks before announcing, so the
+//! returns without sleeping (its condition held, or its time ran out while it was
+//! announced) leaves the flag the same way; a wait whose time is up before it would
+//! announce (a zero timeout, a polling loop) does not announce at all; a waiter woken by a notify re-checks before announcing, so the
 //! common wake-up path leaves the flag clear.
 //!
 //! The count of waiters this replaces (layout version 1) could not recover: a
@@ -154,6 +155,12 @@ impl Futex {
         }
         let slice = THREAD_SLICE.with(Cell::get);
         loop {
+            // Time already up (a zero timeout, or the spin phase used it): one last
+            // check without announcing, so that a wait that cannot sleep leaves no
+            // flag for the next notifier to pay a `FUTEX_WAKE` for.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return ready();
+            }
             // Announce. Acquire pairs with the Release bump of every notifier: if this
             // read-modify-write comes after a notifier's bump, `ready` sees its event;
             // if it comes before, that notifier finds the flag (or one before it did)

@@ -81,7 +81,7 @@ fn child_entry() {
     println!("\nW");
     let result =
         reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), Duration::from_secs(60));
-    println!("\nwait_new returned {result:?}");
+    println!("\nread_new_timeout returned {result:?}");
     std::process::exit(0);
 }
 
@@ -229,6 +229,31 @@ fn a_waiter_that_gives_up_leaves_one_wake_for_the_next_notify() {
     futex.notify();
     assert_eq!(Futex::wake_calls(), before + 1);
     assert!(!waiting(&futex));
+}
+
+#[test]
+fn an_expired_wait_does_not_announce() {
+    let _counting = counting();
+    let futex = Futex::default();
+    for timeout in [Duration::ZERO, Duration::from_nanos(1)] {
+        assert_eq!(futex.wait_until(Some(timeout), || None::<()>), None);
+        assert!(!waiting(&futex), "a wait of {timeout:?} announced itself");
+    }
+    // A reader polling with a zero timeout costs the writer no system call.
+    let lane = Lane::new("poll");
+    let mut writer = StreamWriter::create(&lane.0, &spec(), 2).unwrap();
+    let mut reader = StreamReader::open(&lane.0).unwrap();
+    let mut out = [0u8; 32];
+    let before = Futex::wake_calls();
+    for k in 0..100u64 {
+        assert!(matches!(
+            reader.read_new_timeout(&mut out, Duration::ZERO),
+            Err(LaneError::Timeout)
+        ));
+        writer.write(&[k as u8; 32]).unwrap();
+        reader.read_new_timeout(&mut out, Duration::ZERO).unwrap();
+    }
+    assert_eq!(Futex::wake_calls(), before);
 }
 
 #[test]
@@ -449,7 +474,7 @@ fn no_live_waiter_is_lost_in_a_stream_of_events() {
 #[test]
 fn a_lane_wait_still_reports_the_writer_gone() {
     // The 100 ms slice still rescues events nobody notifies: a writer that dies does
-    // not notify, and `wait_new` sees it gone within its timeout.
+    // not notify, and `read_new_timeout` sees it gone within its timeout.
     let lane = Lane::new("gone");
     let mut writer = StreamWriter::create(&lane.0, &spec(), 2).unwrap();
     writer.write_elements(&[1u64; 4]).unwrap();
