@@ -56,9 +56,10 @@
 //! clears it (one `FUTEX_WAKE` that wakes nobody). So a process killed inside a wait
 //! costs one system call, not one per notify forever. A waiter that announces and then
 //! returns without sleeping (its condition held, or its time ran out while it was
-//! announced) leaves the flag the same way; a wait whose time is up before it would
-//! announce (a zero timeout, a polling loop) does not announce at all; a waiter woken by a notify re-checks before announcing, so the
-//! common wake-up path leaves the flag clear.
+//! announced) leaves the flag the same way. A wait whose time is up before it would
+//! announce (a zero timeout, a polling loop) does not announce at all, and a waiter
+//! woken by a notify re-checks before announcing, so the common paths leave the flag
+//! clear.
 //!
 //! The count of waiters this replaces (layout version 1) could not recover: a
 //! notifier cannot tell a dead waiter's increment from a live waiter that has

@@ -1,6 +1,7 @@
 //! Stream reads are bounded: a reader racing a writer that overwrites the value faster
 //! than the reader can copy it gets `Stalled` after a bounded number of copies
-//! (`read`, `read_new`) or within its timeout (`wait_new`), never an unbounded retry
+//! (`read`, `try_read_new`) or within its timeout (`read_new_timeout`), never an
+//! unbounded retry
 //! loop.
 //!
 //! The writers run in threads of the test process (a stream works between threads as
@@ -14,7 +15,8 @@
 //!   writer much faster than the reader looks to it (or a reader preempted during each
 //!   copy): every attempt is a whole 16 MiB copy that fails at the final stamp check,
 //!   the case the bound exists for. Before the bound, a read retried up to 640,000
-//!   such copies, and `wait_new` ran them inside its wait, past its timeout.
+//!   such copies, and a timed wait for a new value ran them inside its wait, past
+//!   its timeout.
 //!
 //! The tests take a lock so that they do not compete with each other for the two
 //! cores of a CI machine.
@@ -34,7 +36,7 @@ const LARGE_WORDS: u64 = 2 << 20;
 /// Longest a non-blocking read may take here: 64 copies of 16 MiB take about 0.2 s
 /// on the development machine; the rest is room for a loaded 2-core CI machine.
 const READ_BOUND: Duration = Duration::from_secs(3);
-/// What `wait_new` may take beyond its timeout: one copy, a liveness check, and
+/// What `read_new_timeout` may take beyond its timeout: one copy, a liveness check, and
 /// scheduling on a loaded machine.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
@@ -228,10 +230,10 @@ fn within<T: Send + 'static>(
     }
 }
 
-/// `reads` calls of `read` and `read_new` in turn, each within [`READ_BOUND`];
+/// `reads` calls of `read` and `try_read_new` in turn, each within [`READ_BOUND`];
 /// returns how many stalled and the slowest. A value is allowed (the racing thread
-/// may be descheduled for a whole copy on a loaded machine); errors other than
-/// `Stalled` are not.
+/// may be descheduled for a whole copy on a loaded machine), and then `Empty` from
+/// `try_read_new`; other errors are not.
 fn bounded_reads(mut reader: StreamReader, reads: u32) -> (u32, Duration) {
     let (outcome, _) = within(READ_BOUND * reads, "the reads", move || {
         let mut out = vec![0u64; reader.spec().byte_len() / 8];
@@ -247,7 +249,8 @@ fn bounded_reads(mut reader: StreamReader, reads: u32) -> (u32, Duration) {
             let took = started.elapsed();
             match result {
                 Err(LaneError::Stalled) => stalls += 1,
-                Ok(_) => {}
+                // After a copy survived, nothing newer may have come yet.
+                Ok(_) | Err(LaneError::Empty) => {}
                 Err(e) => panic!("read {i}: {e}"),
             }
             assert!(
@@ -261,7 +264,7 @@ fn bounded_reads(mut reader: StreamReader, reads: u32) -> (u32, Duration) {
     outcome
 }
 
-/// `wait_new` with each of `timeouts` in turn, each within its timeout plus
+/// `read_new_timeout` with each of `timeouts` in turn, each within its timeout plus
 /// [`WAIT_MARGIN`]; returns how many stalled. A `Stalled` must not come before the
 /// timeout (no attempt starts after the deadline, and none is cut short before it).
 fn bounded_waits(mut reader: StreamReader, timeouts: &[Duration]) -> u32 {
@@ -269,7 +272,7 @@ fn bounded_waits(mut reader: StreamReader, timeouts: &[Duration]) -> u32 {
     for &timeout in timeouts {
         let ((result, back), took) = within(
             timeout + WAIT_MARGIN,
-            &format!("wait_new({timeout:?})"),
+            &format!("read_new_timeout({timeout:?})"),
             move || {
                 let mut out = vec![0u64; reader.spec().byte_len() / 8];
                 let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), timeout);
@@ -282,13 +285,13 @@ fn bounded_waits(mut reader: StreamReader, timeouts: &[Duration]) -> u32 {
                 stalls += 1;
                 assert!(
                     took >= timeout,
-                    "wait_new({timeout:?}) stalled after {took:?}"
+                    "read_new_timeout({timeout:?}) stalled after {took:?}"
                 );
             }
             Err(LaneError::Timeout) | Ok(()) => {}
-            Err(e) => panic!("wait_new({timeout:?}): {e}"),
+            Err(e) => panic!("read_new_timeout({timeout:?}): {e}"),
         }
-        eprintln!("wait_new({timeout:?}): {result:?} after {took:?}");
+        eprintln!("read_new_timeout({timeout:?}): {result:?} after {took:?}");
     }
     stalls
 }
@@ -325,7 +328,7 @@ fn read_gives_up_after_a_bounded_number_of_copies() {
 }
 
 #[test]
-fn wait_new_honours_its_timeout_against_a_continuous_rewriter() {
+fn read_new_timeout_honours_its_timeout_against_a_continuous_rewriter() {
     let _one = one_at_a_time();
     let lane = Lane::new("wait");
     let rewriter = Rewriter::start(&lane.0, LARGE_WORDS, 1);
@@ -340,7 +343,7 @@ fn wait_new_honours_its_timeout_against_a_continuous_rewriter() {
 }
 
 #[test]
-fn wait_new_honours_its_timeout_when_every_copy_is_overwritten() {
+fn read_new_timeout_honours_its_timeout_when_every_copy_is_overwritten() {
     let _one = one_at_a_time();
     let lane = Lane::new("wait-copies");
     let republisher = Republisher::start(&lane.0);
@@ -355,7 +358,7 @@ fn wait_new_honours_its_timeout_when_every_copy_is_overwritten() {
 }
 
 #[test]
-fn wait_new_on_a_quiet_stream_times_out_on_time() {
+fn read_new_timeout_on_a_quiet_stream_times_out_on_time() {
     let _one = one_at_a_time();
     let lane = Lane::new("quiet");
     let mut writer = StreamWriter::create(&lane.0, &spec(8), 2).unwrap();
@@ -371,11 +374,11 @@ fn wait_new_on_a_quiet_stream_times_out_on_time() {
         let took = started.elapsed();
         assert!(
             matches!(result, Err(LaneError::Timeout)),
-            "wait_new({timeout:?}): {result:?}"
+            "read_new_timeout({timeout:?}): {result:?}"
         );
         assert!(
             took >= timeout && took <= timeout + WAIT_MARGIN,
-            "wait_new({timeout:?}) took {took:?}"
+            "read_new_timeout({timeout:?}) took {took:?}"
         );
     }
     drop(writer);
@@ -398,7 +401,7 @@ fn reads_with_spare_slots_keep_up_with_a_continuous_rewriter() {
             Ok(_) => values += 1,
             Err(LaneError::Empty) => {}
             Err(LaneError::Stalled) => stalls += 1,
-            Err(e) => panic!("read_new: {e}"),
+            Err(e) => panic!("try_read_new: {e}"),
         }
     }
     drop(rewriter);
