@@ -70,12 +70,18 @@ pub enum GpuError {
     /// A timed operation ran out of time (for a read: the write's completion event never
     /// fired).
     Timeout,
-    /// The item was published at `position`, but its CPU mirror was not (for example
+    /// A non-blocking read or receive (`read`, `try_*`, `view`) found nothing: no write
+    /// yet, or none newer than the last one returned.
+    Empty,
+    /// A non-blocking publish (`try_publish*`) found a live lossless subscriber a full
+    /// ring behind.
+    Full,
+    /// The item was published as `seq`, but its CPU mirror was not (for example
     /// a lossless mirror subscriber held the mirror back past the timeout). Publishing
     /// again would publish a second item.
     Mirror {
-        /// Position of the published item.
-        position: u64,
+        /// Seq of the published item (from 1, as `Frame.seq`).
+        seq: u64,
         /// Why the mirror failed.
         source: Box<GpuError>,
     },
@@ -122,9 +128,11 @@ impl fmt::Display for GpuError {
             GpuError::Overwritten => f.write_str("the slot was overwritten while it was read"),
             GpuError::WriterGone => f.write_str("the writer is gone"),
             GpuError::Timeout => f.write_str("timed out"),
-            GpuError::Mirror { position, source } => write!(
+            GpuError::Empty => f.write_str("nothing to read"),
+            GpuError::Full => f.write_str("no room: a lossless subscriber is a full ring behind"),
+            GpuError::Mirror { seq, source } => write!(
                 f,
-                "item {position} was published, but not to the CPU mirror: {source}"
+                "item {seq} was published, but not to the CPU mirror: {source}"
             ),
             GpuError::Io(e) => write!(f, "{e}"),
             GpuError::Lane(e) => write!(f, "{e}"),
@@ -154,6 +162,8 @@ impl From<LaneError> for GpuError {
         match e {
             LaneError::WriterGone => GpuError::WriterGone,
             LaneError::Timeout => GpuError::Timeout,
+            LaneError::Empty => GpuError::Empty,
+            LaneError::Full => GpuError::Full,
             other => GpuError::Lane(other),
         }
     }

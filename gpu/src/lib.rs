@@ -31,6 +31,7 @@ pub mod lane;
 mod stream;
 pub mod table;
 mod topic;
+mod wait;
 
 pub use backend::{Backend, BackendKind, DeviceId, DevicePtr, Export, SlotReader, SlotWriter};
 pub use cuda::{gpu_available, CudaBackend, CudaBuffer, CudaReader, CudaWriter};

@@ -17,7 +17,7 @@
 //! let mut reader = GpuStreamReader::open(&backend, "features").unwrap();
 //! let mut out = vec![0u8; spec.byte_len()];
 //! let frame = reader.read_new_timeout(&mut out, Duration::from_secs(1)).unwrap();
-//! println!("frame {}", frame.frame_id);
+//! println!("frame {} (seq {}, the first write is 1)", frame.frame_id, frame.seq);
 //! ```
 //!
 //! Readers are lossy by nature (a stream holds the latest value): a read that raced the
@@ -37,7 +37,8 @@ use crate::lane::{
     DEFAULT_EVENT_TIMEOUT,
 };
 use crate::table::RECORD_WORDS;
-use std::time::Duration;
+use crate::wait::Wait;
+use std::time::{Duration, Instant};
 use tensorlane_shm::{Frame, Kind, StreamReader, StreamWriter, TensorSpec};
 
 /// Rounds of read, check and retry before a reader lapped by the writer gives up.
@@ -211,56 +212,87 @@ impl<B: Backend> GpuStreamReader<B> {
         self.lane.published()
     }
 
-    /// Copies the latest tensor into `out` (host memory); `Ok(None)` if nothing was
-    /// written yet.
-    pub fn read(&mut self, out: &mut [u8]) -> Result<Option<Frame>, GpuError> {
+    /// Copies the latest tensor into `out` (host memory); `Empty` if nothing was written
+    /// yet. Does not wait for a write (only for the latest write's completion event, up
+    /// to the timeout given at open).
+    pub fn read(&mut self, out: &mut [u8]) -> Result<Frame, GpuError> {
         self.read_into(out.len(), false, |slots, slot| {
             slots.copy_to_host(slot, out)
-        })
+        })?
+        .ok_or(GpuError::Empty)
     }
 
-    /// Like [`read`](Self::read), but `Ok(None)` unless there is a write newer than
-    /// the last one returned.
-    pub fn read_new(&mut self, out: &mut [u8]) -> Result<Option<Frame>, GpuError> {
-        self.read_into(out.len(), true, |slots, slot| slots.copy_to_host(slot, out))
+    /// Waits without limit for a write newer than the last one this reader returned
+    /// and copies it into `out`. `WriterGone` if the writer dies meanwhile.
+    pub fn read_new(&mut self, out: &mut [u8]) -> Result<Frame, GpuError> {
+        self.read_new_inner(out, Wait::Until(None))
     }
 
-    /// Copies the latest tensor into device memory `dst`.
-    ///
-    /// # Safety
-    /// `dst` must be valid device memory of this backend for writes of `dst.len`
-    /// bytes, unused by anything else until this returns.
-    pub unsafe fn read_into_device(&mut self, dst: DevicePtr) -> Result<Option<Frame>, GpuError> {
-        self.read_into(dst.len, false, |slots, slot| {
-            // SAFETY: the caller's guarantee on `dst`.
-            unsafe { slots.copy_to_device(slot, dst) }
-        })
+    /// [`read_new`](Self::read_new) without waiting for a write: `Empty` unless there
+    /// is a write newer than the last one this reader returned.
+    pub fn try_read_new(&mut self, out: &mut [u8]) -> Result<Frame, GpuError> {
+        self.read_new_inner(out, Wait::Never)
     }
 
-    /// Waits up to `timeout` for a write newer than the last one returned and copies
-    /// it into `out`. `WriterGone` if the writer dies meanwhile.
+    /// [`read_new`](Self::read_new), waiting at most `timeout` (`Timeout`).
     pub fn read_new_timeout(
         &mut self,
         out: &mut [u8],
         timeout: Duration,
     ) -> Result<Frame, GpuError> {
-        if let Some(frame) = self.read_new(out)? {
-            return Ok(frame);
+        self.read_new_inner(out, Wait::timeout(timeout))
+    }
+
+    /// [`read_new`](Self::read_new), waiting until `deadline` (`Timeout`); one attempt
+    /// is made even if the deadline has passed.
+    pub fn read_new_deadline(
+        &mut self,
+        out: &mut [u8],
+        deadline: Instant,
+    ) -> Result<Frame, GpuError> {
+        self.read_new_inner(out, Wait::Until(Some(deadline)))
+    }
+
+    /// Copies the latest tensor into device memory `dst`; `Empty` if nothing was
+    /// written yet.
+    ///
+    /// # Safety
+    /// `dst` must be valid device memory of this backend for writes of `dst.len`
+    /// bytes, unused by anything else until this returns.
+    pub unsafe fn read_into_device(&mut self, dst: DevicePtr) -> Result<Frame, GpuError> {
+        self.read_into(dst.len, false, |slots, slot| {
+            // SAFETY: the caller's guarantee on `dst`.
+            unsafe { slots.copy_to_device(slot, dst) }
+        })?
+        .ok_or(GpuError::Empty)
+    }
+
+    /// The `read_new` family: reads a write newer than the last one returned, else
+    /// sleeps on the record lane's futex (as `wait` says) until a newer record
+    /// arrives and reads again.
+    fn read_new_inner(&mut self, out: &mut [u8], wait: Wait) -> Result<Frame, GpuError> {
+        loop {
+            let read =
+                self.read_into(out.len(), true, |slots, slot| slots.copy_to_host(slot, out))?;
+            if let Some(frame) = read {
+                return Ok(frame);
+            }
+            // The record lane returned every record this reader read, so this waits
+            // for one newer than the last write returned (`Empty` / `Timeout` /
+            // `WriterGone` end the call).
+            wait.read_new(&mut self.lane, &mut self.record)?;
         }
-        // Sleep on the record lane's futex until a record arrives; then read the
-        // latest write with its device part.
-        self.lane.read_new_timeout(&mut self.record, timeout)?;
-        self.read(out)?.ok_or(GpuError::Timeout)
     }
 
     /// A zero-copy view of the latest write's slot, ready once this returns (the
     /// write's event has fired: work enqueued on the reader's stream from now on
     /// follows it). The writer does not wait for views: check
-    /// [`StreamView::release`] to learn whether it stayed whole.
-    pub fn view(&mut self) -> Result<Option<StreamView<'_, B>>, GpuError> {
+    /// [`StreamView::release`] to learn whether it stayed whole. `Empty` if nothing
+    /// was written yet.
+    pub fn view(&mut self) -> Result<StreamView<'_, B>, GpuError> {
         for _ in 0..READ_ATTEMPTS {
             let Some((frame, slot)) = self.next_record(false)? else {
-                return Ok(None);
+                return Err(GpuError::Empty);
             };
             let lane = &self.lane;
             match self
@@ -268,12 +300,12 @@ impl<B: Backend> GpuStreamReader<B> {
                 .wait(slot, frame.seq, || lane.writer_alive(), || lane.published())
             {
                 Ok(()) => {
-                    return Ok(Some(StreamView {
+                    return Ok(StreamView {
                         ptr: self.importer.slots.slot_ptr(slot),
                         slot,
                         frame,
                         reader: self,
-                    }))
+                    })
                 }
                 // Already being overwritten: take the latest.
                 Err(GpuError::Overwritten) => continue,
@@ -283,8 +315,8 @@ impl<B: Backend> GpuStreamReader<B> {
         Err(GpuError::Overwritten)
     }
 
-    /// Counts the writes skipped since the last one returned (reads retried after an
-    /// overwrite skip more than the record lane knows of).
+    /// Counts the writes missed since the last one returned (reads retried after an
+    /// overwrite miss more than the record lane knows of).
     fn returned(&mut self, mut frame: Frame) -> Frame {
         frame.missed = match self.last {
             0 => 0,

@@ -15,15 +15,14 @@ use crate::lane::{
     DEFAULT_EVENT_TIMEOUT,
 };
 use crate::table::RECORD_WORDS;
-use std::time::Duration;
-use tensorlane_shm::{
-    Frame, Kind, LaneError, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber,
-};
+use crate::wait::Wait;
+use std::time::{Duration, Instant};
+use tensorlane_shm::{Frame, Kind, SubscribeOptions, TensorSpec, TopicPublisher, TopicSubscriber};
 
-/// The error of an item published at `position` whose mirror failed.
-fn mirrored(position: u64, source: GpuError) -> GpuError {
+/// The error of an item published as `seq` whose mirror failed.
+fn mirrored(seq: u64, source: GpuError) -> GpuError {
     GpuError::Mirror {
-        position,
+        seq,
         source: Box::new(source),
     }
 }
@@ -100,35 +99,101 @@ impl<B: Backend> GpuTopicPublisher<B> {
         self.lane.evicted()
     }
 
-    /// Publishes `tensor` (host memory), waiting up to `timeout` (`None`: forever)
-    /// while a live lossless subscriber is a full ring behind. Returns the position.
-    /// The mirror, if any, is published after the record, with the same timeout; if
-    /// only the mirror fails, the error is [`GpuError::Mirror`] with the position (do
-    /// not publish the item again).
-    pub fn publish(&mut self, tensor: &[u8], timeout: Option<Duration>) -> Result<u64, GpuError> {
+    /// Publishes `tensor` (host memory), waiting without limit while a live lossless
+    /// subscriber is a full ring behind. Returns the item's seq (the n-th item
+    /// published has seq n). The mirror, if any, is published after the record; if
+    /// only the mirror fails, the error is [`GpuError::Mirror`] with the seq (do not
+    /// publish the item again).
+    pub fn publish(&mut self, tensor: &[u8]) -> Result<u64, GpuError> {
+        self.publish_inner(tensor, Wait::Until(None))
+    }
+
+    /// [`publish`](Self::publish) without waiting: `Full` if a live lossless
+    /// subscriber is a full ring behind (nothing is published then).
+    pub fn try_publish(&mut self, tensor: &[u8]) -> Result<u64, GpuError> {
+        self.publish_inner(tensor, Wait::Never)
+    }
+
+    /// [`publish`](Self::publish), waiting at most `timeout` for room (`Timeout`);
+    /// the record and the mirror share the time.
+    pub fn publish_timeout(&mut self, tensor: &[u8], timeout: Duration) -> Result<u64, GpuError> {
+        self.publish_inner(tensor, Wait::timeout(timeout))
+    }
+
+    /// [`publish`](Self::publish), waiting for room until `deadline` (`Timeout`); one
+    /// attempt is made even if the deadline has passed.
+    pub fn publish_deadline(&mut self, tensor: &[u8], deadline: Instant) -> Result<u64, GpuError> {
+        self.publish_inner(tensor, Wait::Until(Some(deadline)))
+    }
+
+    /// Publishes the tensor at `src` (device memory of the backend's device), waiting
+    /// as [`publish`](Self::publish) does.
+    ///
+    /// # Safety
+    /// `src` must be valid device memory of this backend for `src.len` bytes, not
+    /// written until the item's event fires.
+    pub unsafe fn publish_from_device(&mut self, src: DevicePtr) -> Result<u64, GpuError> {
+        // SAFETY: the caller's guarantee on `src`.
+        unsafe { self.publish_from_device_inner(src, Wait::Until(None)) }
+    }
+
+    /// [`publish_from_device`](Self::publish_from_device) without waiting (`Full`).
+    ///
+    /// # Safety
+    /// As [`publish_from_device`](Self::publish_from_device).
+    pub unsafe fn try_publish_from_device(&mut self, src: DevicePtr) -> Result<u64, GpuError> {
+        // SAFETY: the caller's guarantee on `src`.
+        unsafe { self.publish_from_device_inner(src, Wait::Never) }
+    }
+
+    /// [`publish_from_device`](Self::publish_from_device), waiting at most `timeout`
+    /// (`Timeout`).
+    ///
+    /// # Safety
+    /// As [`publish_from_device`](Self::publish_from_device).
+    pub unsafe fn publish_from_device_timeout(
+        &mut self,
+        src: DevicePtr,
+        timeout: Duration,
+    ) -> Result<u64, GpuError> {
+        // SAFETY: the caller's guarantee on `src`.
+        unsafe { self.publish_from_device_inner(src, Wait::timeout(timeout)) }
+    }
+
+    /// [`publish_from_device`](Self::publish_from_device), waiting until `deadline`
+    /// (`Timeout`).
+    ///
+    /// # Safety
+    /// As [`publish_from_device`](Self::publish_from_device).
+    pub unsafe fn publish_from_device_deadline(
+        &mut self,
+        src: DevicePtr,
+        deadline: Instant,
+    ) -> Result<u64, GpuError> {
+        // SAFETY: the caller's guarantee on `src`.
+        unsafe { self.publish_from_device_inner(src, Wait::Until(Some(deadline))) }
+    }
+
+    fn publish_inner(&mut self, tensor: &[u8], wait: Wait) -> Result<u64, GpuError> {
         self.exporter.check_size(tensor.len())?;
         let (write, slot) = self.next_slot();
         self.exporter.before_slot_write();
         self.exporter.slots.copy_from_host(slot, tensor)?;
         self.exporter.slots.record(slot)?;
-        let position = self.publish_record(write, timeout)?;
+        let seq = self.publish_record(write, wait)?;
         if let Some(mirror) = &mut self.mirror {
-            mirror
-                .publish_within(tensor, timeout)
-                .map_err(|e| mirrored(position, e.into()))?;
+            wait.publish(mirror, tensor)
+                .map_err(|e| mirrored(seq, e.into()))?;
         }
-        Ok(position)
+        Ok(seq)
     }
 
-    /// Publishes the tensor at `src` (device memory of the backend's device).
-    ///
     /// # Safety
-    /// `src` must be valid device memory of this backend for `src.len` bytes, not
-    /// written until the item's event fires.
-    pub unsafe fn publish_from_device(
+    /// As [`publish_from_device`](Self::publish_from_device).
+    unsafe fn publish_from_device_inner(
         &mut self,
         src: DevicePtr,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<u64, GpuError> {
         self.exporter.check_size(src.len)?;
         let (write, slot) = self.next_slot();
@@ -136,16 +201,16 @@ impl<B: Backend> GpuTopicPublisher<B> {
         // SAFETY: the caller's guarantee on `src`.
         unsafe { self.exporter.slots.copy_from_device(slot, src)? };
         self.exporter.slots.record(slot)?;
-        let position = self.publish_record(write, timeout)?;
+        let seq = self.publish_record(write, wait)?;
         if let Some(mirror) = &mut self.mirror {
             self.staging.resize(src.len, 0);
             self.exporter
                 .slots
                 .copy_to_host(slot, &mut self.staging)
-                .and_then(|()| Ok(mirror.publish_within(&self.staging, timeout)?))
-                .map_err(|e| mirrored(position, e))?;
+                .and_then(|()| Ok(wait.publish(mirror, &self.staging)?))
+                .map_err(|e| mirrored(seq, e))?;
         }
-        Ok(position)
+        Ok(seq)
     }
 
     /// The next item's write number (position + 1) and device slot.
@@ -154,10 +219,8 @@ impl<B: Backend> GpuTopicPublisher<B> {
         (write, (write % self.exporter.table.slots as u64) as usize)
     }
 
-    fn publish_record(&mut self, write: u64, timeout: Option<Duration>) -> Result<u64, GpuError> {
-        let seq = self
-            .lane
-            .publish_within(&self.exporter.record(write), timeout)?;
+    fn publish_record(&mut self, write: u64, wait: Wait) -> Result<u64, GpuError> {
+        let seq = wait.publish(&mut self.lane, &self.exporter.record(write))?;
         if seq != write {
             return Err(GpuError::Corrupt(format!(
                 "item {write} was published as item {seq}"
@@ -242,37 +305,117 @@ impl<B: Backend> GpuTopicSubscriber<B> {
         self.lane.publisher_alive()
     }
 
-    /// Receives the next item into `out` (host memory), waiting up to `timeout`
-    /// (`None`: forever) for it.
-    pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Frame, GpuError> {
-        self.recv_into(out.len(), timeout, |slots, slot| {
-            slots.copy_to_host(slot, out)
-        })
+    /// Receives the next item into `out` (host memory), waiting without limit. Once
+    /// the publisher is gone and this subscriber received everything it published:
+    /// `WriterGone`.
+    pub fn recv(&mut self, out: &mut [u8]) -> Result<Frame, GpuError> {
+        self.recv_host(out, Wait::Until(None))
     }
 
-    /// Receives the next item into device memory `dst`.
+    /// [`recv`](Self::recv) without waiting for an item: `Empty` if none is waiting
+    /// now.
+    pub fn try_recv(&mut self, out: &mut [u8]) -> Result<Frame, GpuError> {
+        self.recv_host(out, Wait::Never)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout` (`Timeout`).
+    pub fn recv_timeout(&mut self, out: &mut [u8], timeout: Duration) -> Result<Frame, GpuError> {
+        self.recv_host(out, Wait::timeout(timeout))
+    }
+
+    /// [`recv`](Self::recv), waiting until `deadline` (`Timeout`); one attempt is made
+    /// even if the deadline has passed.
+    pub fn recv_deadline(&mut self, out: &mut [u8], deadline: Instant) -> Result<Frame, GpuError> {
+        self.recv_host(out, Wait::Until(Some(deadline)))
+    }
+
+    /// Receives the next item into device memory `dst`, waiting as
+    /// [`recv`](Self::recv) does.
     ///
     /// # Safety
     /// `dst` must be valid device memory of this backend for writes of `dst.len`
     /// bytes, unused by anything else until this returns.
-    pub unsafe fn recv_into_device(
+    pub unsafe fn recv_into_device(&mut self, dst: DevicePtr) -> Result<Frame, GpuError> {
+        // SAFETY: the caller's guarantee on `dst`.
+        unsafe { self.recv_device(dst, Wait::Until(None)) }
+    }
+
+    /// [`recv_into_device`](Self::recv_into_device) without waiting (`Empty`).
+    ///
+    /// # Safety
+    /// As [`recv_into_device`](Self::recv_into_device).
+    pub unsafe fn try_recv_into_device(&mut self, dst: DevicePtr) -> Result<Frame, GpuError> {
+        // SAFETY: the caller's guarantee on `dst`.
+        unsafe { self.recv_device(dst, Wait::Never) }
+    }
+
+    /// [`recv_into_device`](Self::recv_into_device), waiting at most `timeout`
+    /// (`Timeout`).
+    ///
+    /// # Safety
+    /// As [`recv_into_device`](Self::recv_into_device).
+    pub unsafe fn recv_into_device_timeout(
         &mut self,
         dst: DevicePtr,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<Frame, GpuError> {
-        self.recv_into(dst.len, timeout, |slots, slot| {
+        // SAFETY: the caller's guarantee on `dst`.
+        unsafe { self.recv_device(dst, Wait::timeout(timeout)) }
+    }
+
+    /// [`recv_into_device`](Self::recv_into_device), waiting until `deadline`
+    /// (`Timeout`).
+    ///
+    /// # Safety
+    /// As [`recv_into_device`](Self::recv_into_device).
+    pub unsafe fn recv_into_device_deadline(
+        &mut self,
+        dst: DevicePtr,
+        deadline: Instant,
+    ) -> Result<Frame, GpuError> {
+        // SAFETY: the caller's guarantee on `dst`.
+        unsafe { self.recv_device(dst, Wait::Until(Some(deadline))) }
+    }
+
+    /// Receives the next item as a zero-copy view of its device slot, ready when this
+    /// returns, waiting as [`recv`](Self::recv) does. For a lossless subscriber the
+    /// slot stays whole until the view is released (the publisher cannot reach it); a
+    /// lossy one learns at [`TopicView::release`] whether it did.
+    pub fn recv_view(&mut self) -> Result<TopicView<'_, B>, GpuError> {
+        self.recv_view_inner(Wait::Until(None))
+    }
+
+    /// [`recv_view`](Self::recv_view) without waiting for an item (`Empty`).
+    pub fn try_recv_view(&mut self) -> Result<TopicView<'_, B>, GpuError> {
+        self.recv_view_inner(Wait::Never)
+    }
+
+    /// [`recv_view`](Self::recv_view), waiting at most `timeout` (`Timeout`).
+    pub fn recv_view_timeout(&mut self, timeout: Duration) -> Result<TopicView<'_, B>, GpuError> {
+        self.recv_view_inner(Wait::timeout(timeout))
+    }
+
+    /// [`recv_view`](Self::recv_view), waiting until `deadline` (`Timeout`).
+    pub fn recv_view_deadline(&mut self, deadline: Instant) -> Result<TopicView<'_, B>, GpuError> {
+        self.recv_view_inner(Wait::Until(Some(deadline)))
+    }
+
+    fn recv_host(&mut self, out: &mut [u8], wait: Wait) -> Result<Frame, GpuError> {
+        self.recv_into(out.len(), wait, |slots, slot| slots.copy_to_host(slot, out))
+    }
+
+    /// # Safety
+    /// As [`recv_into_device`](Self::recv_into_device).
+    unsafe fn recv_device(&mut self, dst: DevicePtr, wait: Wait) -> Result<Frame, GpuError> {
+        self.recv_into(dst.len, wait, |slots, slot| {
             // SAFETY: the caller's guarantee on `dst`.
             unsafe { slots.copy_to_device(slot, dst) }
         })
     }
 
-    /// Receives the next item as a zero-copy view of its device slot, ready when this
-    /// returns. For a lossless subscriber the slot stays whole until the view is
-    /// released (the publisher cannot reach it); a lossy one learns at
-    /// [`TopicView::release`] whether it did.
-    pub fn recv_view(&mut self, timeout: Option<Duration>) -> Result<TopicView<'_, B>, GpuError> {
+    fn recv_view_inner(&mut self, wait: Wait) -> Result<TopicView<'_, B>, GpuError> {
         loop {
-            let (frame, slot, write) = self.next_record(timeout)?;
+            let (frame, slot, write) = self.next_record(wait)?;
             if self.wait(slot, write, frame)? {
                 return Ok(TopicView {
                     ptr: self.importer.slots.slot_ptr(slot),
@@ -316,8 +459,8 @@ impl<B: Backend> GpuTopicSubscriber<B> {
         Ok(())
     }
 
-    fn next_record(&mut self, timeout: Option<Duration>) -> Result<(Frame, usize, u64), GpuError> {
-        let frame = self.lane.recv_within(&mut self.record, timeout)?;
+    fn next_record(&mut self, wait: Wait) -> Result<(Frame, usize, u64), GpuError> {
+        let frame = wait.recv(&mut self.lane, &mut self.record)?;
         // Lane sequences count from 1, as the device slots' write numbers do.
         let write = frame.seq;
         let slot = self.importer.slot_of(&self.record, write)?;
@@ -327,7 +470,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
     fn recv_into(
         &mut self,
         len: usize,
-        timeout: Option<Duration>,
+        wait: Wait,
         mut copy: impl FnMut(&mut B::Reader, usize) -> Result<(), GpuError>,
     ) -> Result<Frame, GpuError> {
         if len != self.spec().byte_len() {
@@ -337,7 +480,7 @@ impl<B: Backend> GpuTopicSubscriber<B> {
             });
         }
         loop {
-            let (frame, slot, write) = self.next_record(timeout)?;
+            let (frame, slot, write) = self.next_record(wait)?;
             if !self.wait(slot, write, frame)? {
                 continue;
             }
@@ -407,59 +550,5 @@ impl<B: Backend> TopicView<'_, B> {
             self.subscriber.overwritten_under(self.frame)?;
             Err(GpuError::Overwritten)
         }
-    }
-}
-
-/// The record lane's calls under this module's timeouts (`None`: no limit; zero: one
-/// attempt, nothing ready being `Timeout`).
-trait Within {
-    fn publish_within(
-        &mut self,
-        tensor: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<u64, LaneError>;
-}
-
-impl Within for TopicPublisher {
-    fn publish_within(
-        &mut self,
-        tensor: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<u64, LaneError> {
-        match timeout {
-            None => self.publish(tensor),
-            Some(Duration::ZERO) => self.try_publish(tensor).map_err(none_is_timeout),
-            Some(t) => self.publish_timeout(tensor, t),
-        }
-    }
-}
-
-trait RecvWithin {
-    fn recv_within(
-        &mut self,
-        out: &mut [u8],
-        timeout: Option<Duration>,
-    ) -> Result<Frame, LaneError>;
-}
-
-impl RecvWithin for TopicSubscriber {
-    fn recv_within(
-        &mut self,
-        out: &mut [u8],
-        timeout: Option<Duration>,
-    ) -> Result<Frame, LaneError> {
-        match timeout {
-            None => self.recv(out),
-            Some(Duration::ZERO) => self.try_recv(out).map_err(none_is_timeout),
-            Some(t) => self.recv_timeout(out, t),
-        }
-    }
-}
-
-/// A non-blocking call's "nothing now" as this module's zero timeout reports it.
-fn none_is_timeout(e: LaneError) -> LaneError {
-    match e {
-        LaneError::Empty | LaneError::Full => LaneError::Timeout,
-        e => e,
     }
 }

@@ -97,10 +97,9 @@ fn stream_child(lane: &str) -> Result<String, String> {
         // SAFETY: `device` is this backend's allocation of one tensor, used by nothing
         // else meanwhile.
         let again = unsafe { reader.read_into_device(device.ptr()) };
-        if let Some(again) = again.map_err(|e| e.to_string())? {
-            device.copy_to_host(&mut host).map_err(|e| e.to_string())?;
-            torn += u64::from(!whole(again.seq, &host));
-        }
+        let again = again.map_err(|e| e.to_string())?;
+        device.copy_to_host(&mut host).map_err(|e| e.to_string())?;
+        torn += u64::from(!whole(again.seq, &host));
     }
     latencies.sort_unstable();
     let p = |q: f64| {
@@ -125,7 +124,7 @@ fn topic_child(lane: &str) -> Result<String, String> {
     let (mut torn, mut read, mut gaps, mut next) = (0u64, 0u64, 0u64, 0u64);
     while next < WRITES {
         let frame = subscriber
-            .recv(&mut host, Some(Duration::from_secs(10)))
+            .recv_timeout(&mut host, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
         read += 1;
         torn += u64::from(!whole(frame.seq, &host));
@@ -274,7 +273,7 @@ fn cuda_topic_lossless_across_processes() {
     for position in 0..WRITES {
         fill(position, &mut host);
         publisher
-            .publish(&host, Some(Duration::from_secs(10)))
+            .publish_timeout(&host, Duration::from_secs(10))
             .unwrap();
         host.fill(0xff);
     }

@@ -104,6 +104,8 @@ fn child_entry() {
         "slow-writer" => slow_writer(&lane, &args),
         "racing-viewer" => racing_viewer(&lane, &args),
         "idle-subscriber" => idle_subscriber(&lane),
+        "stepped-writer" => stepped_writer(&lane),
+        "stepped-publisher" => stepped_publisher(&lane),
         other => Err(format!("unknown role {other}")),
     };
     match result {
@@ -185,8 +187,9 @@ fn stream_reader(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
                 Err(e) => return Err(e.to_string()),
             }
         } else {
-            match reader.read_new(&mut out) {
-                Ok(frame) => frame,
+            match reader.try_read_new(&mut out) {
+                Ok(frame) => Some(frame),
+                Err(GpuError::Empty) => None,
                 Err(GpuError::Overwritten) => {
                     tally.overwritten += 1;
                     None
@@ -211,8 +214,10 @@ fn stream_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
     let mut copy = vec![0u8; WORDS * 8];
     let deadline = Instant::now() + Duration::from_secs(30);
     while tally.last < total && Instant::now() < deadline {
-        let Some(view) = reader.view().map_err(|e| e.to_string())? else {
-            continue;
+        let view = match reader.view() {
+            Ok(view) => view,
+            Err(GpuError::Empty) => continue,
+            Err(e) => return Err(e.to_string()),
         };
         let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
         words.load_bytes(&mut copy);
@@ -304,9 +309,9 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
     let mut positions = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while positions.last().is_none_or(|&p| p + 1 < total) && Instant::now() < deadline {
-        let timeout = Some(Duration::from_secs(5));
+        let timeout = Duration::from_secs(5);
         let frame = if views {
-            let view = match subscriber.recv_view(timeout) {
+            let view = match subscriber.recv_view_timeout(timeout) {
                 Ok(view) => view,
                 Err(e) => return Err(e.to_string()),
             };
@@ -322,7 +327,7 @@ fn topic_subscriber(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), Stri
             }
         } else {
             subscriber
-                .recv(&mut out, timeout)
+                .recv_timeout(&mut out, timeout)
                 .map_err(|e| e.to_string())?
         };
         tally.see(frame.seq - 1, frame.missed, &out);
@@ -374,8 +379,10 @@ fn racing_viewer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String>
     let mut copy = vec![0u8; WORDS * 8];
     let mut tally = Tally::default();
     while Instant::now() < until {
-        let Some(view) = reader.view().map_err(|e| e.to_string())? else {
-            continue;
+        let view = match reader.view() {
+            Ok(view) => view,
+            Err(GpuError::Empty) => continue,
+            Err(e) => return Err(e.to_string()),
         };
         let words = view.slots().slot_words(view.slot()).ok_or("no slot")?;
         words.load_bytes(&mut copy);
@@ -409,6 +416,53 @@ fn idle_subscriber(lane: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     say("ready");
     std::thread::sleep(Duration::from_secs(30));
+    Ok(())
+}
+
+/// A stream writer that writes one tensor (the next sequence's) per `write` line
+/// from the parent and reports `written <seq>`.
+fn stepped_writer(lane: &str) -> Result<(), String> {
+    let backend = HostBackend::new();
+    let mut writer = GpuStreamWriter::create(&backend, lane, &spec(), 3, GpuLaneOptions::default())
+        .map_err(|e| e.to_string())?;
+    say("ready");
+    let mut data = vec![0u8; WORDS * 8];
+    let mut seq = 0;
+    for line in std::io::stdin().lines().map_while(Result::ok) {
+        if line != "write" {
+            break;
+        }
+        seq += 1;
+        fill(seq, &mut data);
+        let written = writer.write(&data).map_err(|e| e.to_string())?;
+        writer.synchronize().map_err(|e| e.to_string())?;
+        say(&format!("written {written}"));
+    }
+    Ok(())
+}
+
+/// A topic publisher (capacity 8) that publishes as many items as each line from the
+/// parent says and reports `published <last seq>`; it waits for the next line (or to
+/// be killed) after each batch.
+fn stepped_publisher(lane: &str) -> Result<(), String> {
+    let backend = HostBackend::new();
+    let mut publisher =
+        GpuTopicPublisher::create(&backend, lane, &spec(), 8, 4, GpuLaneOptions::default())
+            .map_err(|e| e.to_string())?;
+    say("ready");
+    let mut data = vec![0u8; WORDS * 8];
+    let mut seq = 0;
+    for line in std::io::stdin().lines().map_while(Result::ok) {
+        let count: u64 = line.trim().parse().map_err(|_| format!("count {line:?}"))?;
+        for _ in 0..count {
+            fill(seq, &mut data);
+            seq = publisher
+                .publish_timeout(&data, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+        }
+        publisher.synchronize().map_err(|e| e.to_string())?;
+        say(&format!("published {seq}"));
+    }
     Ok(())
 }
 
@@ -617,7 +671,7 @@ fn topic_case(delay_us: u64) {
     for position in 0..items {
         fill(position, &mut data);
         let published = publisher
-            .publish(&data, Some(Duration::from_secs(10)))
+            .publish_timeout(&data, Duration::from_secs(10))
             .unwrap();
         assert_eq!(published, position + 1);
         data.fill(0xff);
@@ -919,11 +973,16 @@ fn a_killed_lossless_subscriber_is_evicted() {
     let mut data = vec![0u8; WORDS * 8];
     for position in 0..4 {
         fill(position, &mut data);
-        publisher.publish(&data, Some(Duration::ZERO)).unwrap();
+        publisher.try_publish(&data).unwrap();
     }
     // The ring is full and its lossless subscriber alive: the publisher waits.
+    assert!(matches!(publisher.try_publish(&data), Err(GpuError::Full)));
     assert!(matches!(
-        publisher.publish(&data, Some(Duration::from_millis(50))),
+        publisher.publish_timeout(&data, Duration::from_millis(50)),
+        Err(GpuError::Timeout)
+    ));
+    assert!(matches!(
+        publisher.publish_deadline(&data, Instant::now() + Duration::from_millis(50)),
         Err(GpuError::Timeout)
     ));
     kid.child.kill().unwrap();
@@ -932,11 +991,153 @@ fn a_killed_lossless_subscriber_is_evicted() {
     for position in 4..12 {
         fill(position, &mut data);
         publisher
-            .publish(&data, Some(Duration::from_secs(5)))
+            .publish_timeout(&data, Duration::from_secs(5))
             .unwrap();
     }
     assert_eq!(publisher.evicted(), 1);
     println!("publisher resumed {:?} after the kill", started.elapsed());
     drop(publisher);
+    unlink(&name);
+}
+
+/// Every read of a GPU stream in the lane shape: `read`, `view` and `try_read_new`
+/// give `Empty` before the first write, the timed forms `Timeout`; the first write
+/// has seq 1; `read_new` returns only newer writes and counts the ones missed; the
+/// writer's death ends a waiting `read_new_timeout` with `WriterGone`.
+#[test]
+fn stream_reads_are_empty_timed_out_or_new() {
+    let name = unique("shape");
+    let _cleanup = Cleanup(name.clone());
+    let mut kid = Kid::spawn("stepped-writer", &name, "");
+    kid.expect("ready");
+    let backend = HostBackend::new();
+    let mut reader = GpuStreamReader::open(&backend, &name).unwrap();
+    let mut out = vec![0u8; WORDS * 8];
+    assert!(matches!(reader.read(&mut out), Err(GpuError::Empty)));
+    assert!(matches!(reader.view(), Err(GpuError::Empty)));
+    assert!(matches!(
+        reader.try_read_new(&mut out),
+        Err(GpuError::Empty)
+    ));
+    let started = Instant::now();
+    assert!(matches!(
+        reader.read_new_timeout(&mut out, Duration::from_millis(50)),
+        Err(GpuError::Timeout)
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(matches!(
+        reader.read_new_deadline(&mut out, Instant::now() + Duration::from_millis(20)),
+        Err(GpuError::Timeout)
+    ));
+    assert!(matches!(
+        reader.read_new_deadline(&mut out, Instant::now() - Duration::from_millis(1)),
+        Err(GpuError::Timeout)
+    ));
+
+    kid.tell("write");
+    assert_eq!(kid.expect("written"), "written 1");
+    let frame = reader.read_new(&mut out).unwrap();
+    assert_eq!((frame.seq, frame.missed), (1, 0));
+    assert!(whole(1, &out));
+    assert!(matches!(
+        reader.try_read_new(&mut out),
+        Err(GpuError::Empty)
+    ));
+    assert_eq!(reader.read(&mut out).unwrap().seq, 1);
+    let view = reader.view().unwrap();
+    assert_eq!(view.frame().seq, 1);
+    assert_eq!(view.release().unwrap().seq, 1);
+
+    kid.tell("write");
+    kid.expect("written");
+    kid.tell("write");
+    kid.expect("written");
+    let frame = reader.try_read_new(&mut out).unwrap();
+    assert_eq!((frame.seq, frame.missed), (3, 1));
+    assert!(whole(3, &out));
+
+    // A reader blocked in `read_new_deadline` gets the next write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    kid.tell("write");
+    let frame = reader.read_new_deadline(&mut out, deadline).unwrap();
+    assert_eq!((frame.seq, frame.missed), (4, 0));
+    assert!(whole(4, &out));
+
+    kid.child.kill().unwrap();
+    kid.child.wait().unwrap();
+    let started = Instant::now();
+    let gone = reader.read_new_timeout(&mut out, Duration::from_secs(10));
+    assert!(matches!(gone, Err(GpuError::WriterGone)), "{gone:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    unlink(&name);
+}
+
+/// Every receive of a GPU topic in the lane shape (`Empty`, `Timeout`, seq from 1),
+/// and end of stream: a publisher killed (SIGKILL) with items still in the ring; the
+/// subscriber receives every item in order, whole, then gets `WriterGone` promptly,
+/// from a receive of each form that waits.
+#[test]
+fn a_gpu_topic_whose_publisher_was_killed_is_drained_then_ends() {
+    let name = unique("eos");
+    let _cleanup = Cleanup(name.clone());
+    let mut kid = Kid::spawn("stepped-publisher", &name, "");
+    kid.expect("ready");
+    let backend = HostBackend::new();
+    let mut subscriber =
+        GpuTopicSubscriber::open(&backend, &name, SubscribeOptions::lossless()).unwrap();
+    let mut out = vec![0u8; WORDS * 8];
+    assert!(matches!(
+        subscriber.try_recv(&mut out),
+        Err(GpuError::Empty)
+    ));
+    assert!(matches!(subscriber.try_recv_view(), Err(GpuError::Empty)));
+    assert!(matches!(
+        subscriber.recv_timeout(&mut out, Duration::from_millis(50)),
+        Err(GpuError::Timeout)
+    ));
+    assert!(matches!(
+        subscriber.recv_deadline(&mut out, Instant::now() + Duration::from_millis(20)),
+        Err(GpuError::Timeout)
+    ));
+
+    kid.tell("2");
+    assert_eq!(kid.expect("published"), "published 2");
+    let frame = subscriber.recv(&mut out).unwrap();
+    assert_eq!((frame.seq, frame.missed), (1, 0));
+    assert!(whole(0, &out));
+    let view = subscriber
+        .recv_view_deadline(Instant::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(view.frame().seq, 2);
+    assert_eq!(view.release().unwrap().seq, 2);
+    assert!(matches!(
+        subscriber.try_recv(&mut out),
+        Err(GpuError::Empty)
+    ));
+
+    // A full ring (capacity 8), then SIGKILL.
+    const ITEMS: u64 = 8;
+    kid.tell(&ITEMS.to_string());
+    assert_eq!(kid.expect("published"), format!("published {}", 2 + ITEMS));
+    kid.child.kill().unwrap();
+    kid.child.wait().unwrap();
+    assert!(!subscriber.publisher_alive());
+    for seq in 3..3 + ITEMS {
+        let frame = subscriber
+            .recv_timeout(&mut out, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("item {seq} after the kill: {e}"));
+        assert_eq!((frame.seq, frame.missed), (seq, 0));
+        assert!(whole(seq - 1, &out), "item {seq} is not whole");
+    }
+    let started = Instant::now();
+    let gone = subscriber.recv_timeout(&mut out, Duration::from_secs(10));
+    assert!(matches!(gone, Err(GpuError::WriterGone)), "{gone:?}");
+    let gone = subscriber
+        .recv_view_timeout(Duration::from_secs(10))
+        .map(|v| v.frame());
+    assert!(matches!(gone, Err(GpuError::WriterGone)), "{gone:?}");
+    let gone = subscriber.recv(&mut out);
+    assert!(matches!(gone, Err(GpuError::WriterGone)), "{gone:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
     unlink(&name);
 }
