@@ -270,3 +270,50 @@ fn read_ranges_reports_a_corrupt_length_and_a_stalled_writer() {
         Err(RangeReadError::Read(ReadError::Stalled { attempts: 3 }))
     );
 }
+
+#[test]
+fn push_batch_parts_joins_each_items_parts() {
+    let (region, geometry) = spsc(4, 16);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut consumer = ring.consumer(2).unwrap();
+    let items: [[&[u8]; 2]; 3] = [
+        [b"prefix01", b"a"],
+        [b"prefix02", b"bb"],
+        [b"prefix03", b"toolong-toolong"],
+    ];
+    assert_eq!(producer.push_batch_parts::<[&[u8]; 2]>(&[]), Ok(0));
+    // The third item (23 bytes) does not fit a 16-byte slot: the batch stops there.
+    assert_eq!(producer.push_batch_parts(&items), Ok(2));
+    assert_eq!(
+        producer.push_batch_parts(&items[2..]),
+        Err(PushError::TooLarge { len: 23, max: 16 })
+    );
+    let mut buf = [0u8; 16];
+    let got = consumer.pop(&mut buf).unwrap();
+    assert_eq!(&buf[..got.len], b"prefix01a");
+    let got = consumer.pop(&mut buf).unwrap();
+    assert_eq!(&buf[..got.len], b"prefix02bb");
+    // Four free slots: two batches of two fill them.
+    producer.push_batch_parts(&items[..2]).unwrap();
+    producer.push_batch_parts(&items[..2]).unwrap();
+    assert_eq!(producer.push_batch_parts(&items[..2]), Err(PushError::Full));
+}
+
+#[test]
+fn drain_peek_leaves_the_item_next() {
+    let (region, geometry) = spsc(4, 8);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut consumer = ring.consumer(2).unwrap();
+    producer.push_batch(&[b"a", b"b"]).unwrap();
+    {
+        let mut drain = consumer.drain().unwrap();
+        assert_eq!(drain.peek().unwrap().unwrap().position(), 0);
+        assert_eq!(drain.peek().unwrap().unwrap().position(), 0);
+        assert_eq!(drain.next().unwrap().unwrap().position(), 0);
+        assert_eq!(drain.peek().unwrap().unwrap().position(), 1);
+    }
+    // Only the item taken with `next` was removed.
+    assert_eq!(ring.positions(), (1, 2));
+}

@@ -687,36 +687,65 @@ impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
     /// [`PushError::Full`] if no slot is free and `items` is not empty; an empty
     /// `items` pushes nothing and returns `Ok(0)`.
     pub fn push_batch<I: AsRef<[u8]>>(&mut self, items: &[I]) -> Result<usize, PushError> {
-        let Some(first) = items.first() else {
+        self.push_batch_with(
+            items.len(),
+            |k| items[k].as_ref().len(),
+            |k, words| store_parts(words, &[items[k].as_ref()]),
+        )
+    }
+
+    /// [`push_batch`](Self::push_batch) where item `k` is the concatenation of the
+    /// parts `items[k]` (as [`push_parts`](Self::push_parts)): a frame prefix and its
+    /// tensor, say, with no copy to join them first.
+    ///
+    /// # Panics
+    /// If a part other than the last of an item is not a multiple of 8 bytes long.
+    pub fn push_batch_parts<'b, P: AsRef<[&'b [u8]]>>(
+        &mut self,
+        items: &[P],
+    ) -> Result<usize, PushError> {
+        self.push_batch_with(
+            items.len(),
+            |k| parts_len(items[k].as_ref()),
+            |k, words| store_parts(words, items[k].as_ref()),
+        )
+    }
+
+    /// The batch push: `n` items, item `k` of `len(k)` bytes, written by `store(k, _)`
+    /// into its slot's payload words.
+    fn push_batch_with(
+        &mut self,
+        n: usize,
+        len: impl Fn(usize) -> usize,
+        store: impl Fn(usize, &[AtomicU64]),
+    ) -> Result<usize, PushError> {
+        if n == 0 {
             return Ok(0);
-        };
+        }
         let max = self.ring.geometry.slot_bytes;
-        let len = first.as_ref().len();
-        if len > max {
-            return Err(PushError::TooLarge { len, max });
+        let first = len(0);
+        if first > max {
+            return Err(PushError::TooLarge { len: first, max });
         }
         let capacity = self.ring.geometry.capacity as u64;
         let mut free = capacity - self.tail.wrapping_sub(self.cached_head).min(capacity);
-        if free < items.len() as u64 {
+        if free < n as u64 {
             free = capacity - self.reload_head()?;
         }
         if free == 0 {
             return Err(PushError::Full);
         }
-        let count = items
-            .iter()
-            .take(free.min(items.len() as u64) as usize)
-            .take_while(|item| item.as_ref().len() <= max)
+        let count = (0..free.min(n as u64) as usize)
+            .take_while(|&k| len(k) <= max)
             .count();
         let geometry = self.ring.geometry;
         let body = self.ring.region.body();
-        for (k, item) in items[..count].iter().enumerate() {
+        for k in 0..count {
             // Every slot from `tail` to `tail + free - 1` is free: the consumer
             // released it (its head was loaded with Acquire and checked).
             let slot = geometry.slot(body, self.tail.wrapping_add(k as u64));
-            let item = item.as_ref();
-            slot.length().store(item.len() as u64, Ordering::Relaxed);
-            store_parts(slot.payload(), &[item]);
+            slot.length().store(len(k) as u64, Ordering::Relaxed);
+            store(k, slot.payload());
         }
         self.publish_to(self.tail.wrapping_add(count as u64));
         Ok(count)
@@ -757,7 +786,7 @@ impl<R: Region<Header = SpscHeader>> SpscConsumer<R> {
         let mut drain = self.drain()?;
         let mut count = 0;
         while count < want {
-            let Some(item) = drain.peek_next() else { break };
+            let Some(item) = drain.peek() else { break };
             let item = match item {
                 Ok(item) => item,
                 Err(corruption) if count == 0 => {
@@ -888,8 +917,9 @@ impl<R: Region<Header = SpscHeader>> SpscDrain<'_, R> {
         Some(self.item(position))
     }
 
-    /// The next item without taking it.
-    fn peek_next(&self) -> Option<Result<SpscDrained<'_>, Corruption>> {
+    /// The next item without taking it (an item with an impossible length is
+    /// reported and stays next); [`next`](Self::next) then takes it.
+    pub fn peek(&self) -> Option<Result<SpscDrained<'_>, Corruption>> {
         if self.next == self.end {
             return None;
         }

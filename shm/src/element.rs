@@ -126,6 +126,38 @@ pub(crate) fn as_bytes<'a, T: Element>(
     Ok(T::bytes(elements))
 }
 
+/// The bytes of each of `tensors`, each checked to be one tensor of `spec`.
+pub(crate) fn batch_as_bytes<'a, T: Element>(
+    spec: &TensorSpec,
+    tensors: &[&'a [T]],
+) -> Result<Vec<&'a [u8]>, LaneError> {
+    tensors.iter().map(|t| as_bytes(spec, t)).collect()
+}
+
+/// Runs `read` on a byte view of `out`, checked to be `count` tensors of `spec` back
+/// to back.
+pub(crate) fn read_batch_into<T: Element, R>(
+    spec: &TensorSpec,
+    count: usize,
+    out: &mut [T],
+    read: impl FnOnce(&mut [u8]) -> Result<R, LaneError>,
+) -> Result<R, LaneError> {
+    if T::DTYPE != spec.dtype() {
+        return Err(LaneError::WrongDType {
+            expected: spec.dtype(),
+            found: T::DTYPE,
+        });
+    }
+    let expected = spec.elements().saturating_mul(count);
+    if out.len() != expected {
+        return Err(LaneError::WrongCount {
+            expected,
+            found: out.len(),
+        });
+    }
+    T::read_into(out, read)
+}
+
 /// Runs `read` on a byte view of `out`, checked to be one tensor of `spec`.
 pub(crate) fn read_into<T: Element, R>(
     spec: &TensorSpec,

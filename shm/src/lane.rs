@@ -67,7 +67,7 @@ impl<H> Region for ShmRegion<H> {
 /// the register's sequence; for a queue or topic it is the core ring position plus
 /// one. See the [Vocabulary](https://github.com/tensorlane/tensorlane#vocabulary)
 /// table and docs/LAYOUT.md section 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Frame {
     /// Sequence number of the item: the n-th item written to the lane has `seq == n`
     /// (from 1, on every lane kind).

@@ -42,6 +42,8 @@ use tensorlane_core::{
     Exclusive, PopError, Spsc, SpscConsumer, SpscHeader, SpscPeek, SpscProducer,
 };
 
+mod batch;
+
 type Region = Exclusive<ShmRegion<SpscHeader>>;
 
 /// Words of the frame prefix at the start of every slot.
