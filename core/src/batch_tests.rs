@@ -317,3 +317,116 @@ fn drain_peek_leaves_the_item_next() {
     // Only the item taken with `next` was removed.
     assert_eq!(ring.positions(), (1, 2));
 }
+
+fn broadcast(capacity: usize) -> (HeapRegion<BroadcastHeader>, BroadcastGeometry) {
+    let geometry = BroadcastGeometry::new(capacity, 8, 2).unwrap();
+    (HeapRegion::new(geometry.body_words()), geometry)
+}
+
+fn head_word(region: &HeapRegion<BroadcastHeader>, index: usize) -> u64 {
+    region.body()[index * ENTRY_WORDS + entry::HEAD].load(RELAXED)
+}
+
+const NO_ITEM: Received = Received {
+    position: 0,
+    len: 0,
+    missed: 0,
+};
+
+#[test]
+fn recv_batch_copies_in_order_and_stores_the_head_once() {
+    let (region, geometry) = broadcast(4);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let mut bufs = [[0u8; 8]; 3];
+    let mut got = [NO_ITEM; 3];
+    assert_eq!(sub.recv_batch(&mut bufs, &mut got), Err(RecvError::Empty));
+    assert_eq!(sub.recv_batch(&mut bufs[..0], &mut got), Ok(0));
+    for v in 10..14u64 {
+        producer.publish(&v.to_le_bytes()).unwrap();
+    }
+    // The ring is full for this subscriber: the producer waits for it.
+    assert!(matches!(
+        producer.publish(&[0; 8]),
+        Err(PublishError::Full { .. })
+    ));
+    assert_eq!(sub.recv_batch(&mut bufs, &mut got), Ok(3));
+    for (k, (buf, item)) in bufs.iter().zip(&got).enumerate() {
+        let k = k as u64;
+        assert_eq!((item.position, item.len, item.missed), (k, 8, 0));
+        assert_eq!(u64::from_le_bytes(*buf), 10 + k);
+    }
+    assert_eq!((sub.head(), head_word(&region, sub.index())), (3, 3));
+    // The stored head frees three slots.
+    for v in 14..17u64 {
+        producer.publish(&v.to_le_bytes()).unwrap();
+    }
+    let mut more = [[0u8; 8]; 8];
+    let mut got = [NO_ITEM; 8];
+    assert_eq!(sub.recv_batch(&mut more, &mut got), Ok(4));
+    let values: Vec<u64> = more[..4].iter().map(|b| u64::from_le_bytes(*b)).collect();
+    assert_eq!(values, [13, 14, 15, 16]);
+    assert_eq!(head_word(&region, sub.index()), 7);
+}
+
+#[test]
+fn recv_batch_stops_before_an_item_it_cannot_deliver() {
+    let (region, geometry) = broadcast(4);
+    let slots = geometry.slots_offset();
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    producer.publish(b"a").unwrap();
+    producer.publish(b"bbbbbb").unwrap();
+    producer.publish(b"c").unwrap();
+    // The second item does not fit a 4-byte buffer: the batch stops before it ...
+    let mut small = [[0u8; 4]; 3];
+    let mut got = [NO_ITEM; 3];
+    assert_eq!(sub.recv_batch(&mut small, &mut got), Ok(1));
+    assert_eq!(&small[0][..1], b"a");
+    // ... and reports it when it comes first, leaving it in the ring.
+    assert_eq!(
+        sub.recv_batch(&mut small, &mut got),
+        Err(RecvError::BufferTooSmall { needed: 6 })
+    );
+    let mut bufs = [[0u8; 8]; 3];
+    assert_eq!(sub.recv_batch(&mut bufs, &mut got), Ok(2));
+    assert_eq!((&bufs[0][..6], &bufs[1][..1]), (&b"bbbbbb"[..], &b"c"[..]));
+
+    // A corrupt stamp in the middle: the items before it are delivered, the next
+    // call reports it, and nothing refuted is kept.
+    producer.publish(b"d").unwrap();
+    producer.publish(b"e").unwrap();
+    // Position 4 lives in slot 0 of 4.
+    let target = &region.body()[slots + STAMP_WORD];
+    let good = target.load(RELAXED);
+    target.store(1, RELAXED);
+    assert_eq!(sub.recv_batch(&mut bufs, &mut got), Ok(1));
+    assert_eq!((got[0].position, &bufs[0][..1]), (3, &b"d"[..]));
+    assert!(matches!(
+        sub.recv_batch(&mut bufs, &mut got),
+        Err(RecvError::Corrupt(_))
+    ));
+    target.store(good, RELAXED);
+    assert_eq!(sub.recv_batch(&mut bufs, &mut got), Ok(1));
+    assert_eq!((got[0].position, &bufs[0][..1]), (4, &b"e"[..]));
+}
+
+#[test]
+fn recv_batch_on_a_lossy_subscriber_reports_skips() {
+    let (region, geometry) = broadcast(4);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut sub = ring.subscribe(SubscribeOptions::lossy(2), 2).unwrap();
+    for v in 0..5u64 {
+        producer.publish(&v.to_le_bytes()).unwrap();
+    }
+    let mut bufs = [[0u8; 8]; 4];
+    let mut got = [NO_ITEM; 4];
+    // Lag bound 2: positions 0..3 were skipped.
+    assert_eq!(sub.recv_batch(&mut bufs, &mut got), Ok(2));
+    assert_eq!((got[0].position, got[0].missed), (3, 3));
+    assert_eq!((got[1].position, got[1].missed), (4, 0));
+    assert_eq!(head_word(&region, sub.index()), 5);
+}

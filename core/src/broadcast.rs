@@ -1176,6 +1176,13 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
     }
 
     fn recv_lossless(&mut self, buf: &mut [&mut [u8]]) -> Result<Received, RecvError> {
+        let len = self.read_lossless(buf)?;
+        Ok(self.deliver(len))
+    }
+
+    /// Copies the item at the head into `buf` and returns its length, without moving
+    /// the head: the caller takes it ([`take`](Self::take)) and stores the head.
+    fn read_lossless(&mut self, buf: &mut [&mut [u8]]) -> Result<usize, RecvError> {
         let geometry = self.ring.geometry;
         if self.head == self.cached_tail {
             // Acquire pairs with the producer's Release store of `tail`.
@@ -1201,7 +1208,7 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         }
         let slot = geometry.slot(self.ring.region.body(), self.head);
         let result = match read_slot(&geometry, slot, self.head, buf) {
-            SlotRead::Ok(len) => return Ok(self.deliver(len)),
+            SlotRead::Ok(len) => return Ok(len),
             SlotRead::TooSmall(needed) => return Err(RecvError::BufferTooSmall { needed }),
             // The producer never overwrites what an active lossless subscriber has not
             // received: it was evicted meanwhile, or the memory is corrupt.
@@ -1277,14 +1284,15 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
     }
 
     fn deliver(&mut self, len: usize) -> Received {
+        let received = self.take(len);
+        self.store_head();
+        received
+    }
+
+    /// Moves the head past the item just read (of `len` bytes), in this process only.
+    fn take(&mut self, len: usize) -> Received {
         let position = self.head;
         self.head = position.wrapping_add(1);
-        let e = self.entry();
-        e[entry::MISSED].store(self.missed, Ordering::Relaxed);
-        // Release: our reads of the slot happen-before the producer's next write to it.
-        // Partner: the producer's Acquire load of heads in its scan (lossless); for a
-        // lossy subscriber the head is only shown to inspectors.
-        e[entry::HEAD].store(self.head, Ordering::Release);
         let missed = self.missed.wrapping_sub(self.reported);
         self.reported = self.missed;
         Received {
@@ -1292,6 +1300,129 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
             len,
             missed,
         }
+    }
+
+    /// Shows the head (and the missed count) in the table entry.
+    fn store_head(&self) {
+        let e = self.entry();
+        e[entry::MISSED].store(self.missed, Ordering::Relaxed);
+        // Release: our reads of every slot below the head happen-before the producer's
+        // next write to them. Partner: the producer's Acquire load of heads in its scan
+        // (lossless); for a lossy subscriber the head is only shown to inspectors.
+        e[entry::HEAD].store(self.head, Ordering::Release);
+    }
+}
+
+// Batches: a lossless subscriber receives several items with one store of its head.
+//
+// A head shown late is safe: the producer's scan then sees the subscriber further
+// behind than it is, which can only hold the producer back (`Full`) for longer; it
+// never lets it overwrite an item not yet read. There is no batch publish: a
+// lossless joiner counts every position above `tail - C` as protected, which holds
+// only because the producer stores `tail` and checks the epoch for each position it
+// writes (see *Joining*); one store for several positions would let it overwrite
+// positions the joiner counts on.
+
+impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
+    /// Receives up to `min(bufs.len(), received.len())` items, item `k` into `bufs[k]`
+    /// and its position, length and missed count into `received[k]`; returns how
+    /// many. A lossless subscriber shows its new head to the producer once, after the
+    /// last item (one Release store); a lossy one receives item by item, as
+    /// [`recv`](Self::recv).
+    ///
+    /// Stops before an item it cannot deliver (a buffer too small, an eviction, a
+    /// corrupt slot, nothing more published); if that is the first item, the call
+    /// returns the error [`recv`](Self::recv) would. [`RecvError::Empty`] if nothing
+    /// is waiting (and there is room for at least one item).
+    pub fn recv_batch<B: AsMut<[u8]>>(
+        &mut self,
+        bufs: &mut [B],
+        received: &mut [Received],
+    ) -> Result<usize, RecvError> {
+        let want = bufs.len().min(received.len());
+        self.batch(want, received, |sub, k| {
+            let parts = &mut [bufs[k].as_mut()];
+            sub.read_one(parts, None)
+        })
+    }
+
+    /// [`recv_batch`](Self::recv_batch) where item `k` fills the parts `items[k]`, each
+    /// before the next (as [`recv_parts`](Self::recv_parts)): a frame prefix and its
+    /// tensor, say. For fixed-size items: on a lossless subscriber an item shorter
+    /// than its parts ends the batch before it, and is received alone (its `len` says
+    /// how short) when it comes first.
+    ///
+    /// # Panics
+    /// If a part other than the last of an item is not a multiple of 8 bytes long.
+    pub fn recv_batch_parts<'b, P: AsMut<[&'b mut [u8]]>>(
+        &mut self,
+        items: &mut [P],
+        received: &mut [Received],
+    ) -> Result<usize, RecvError> {
+        let want = items.len().min(received.len());
+        self.batch(want, received, |sub, k| {
+            sub.read_one(items[k].as_mut(), Some(k))
+        })
+    }
+
+    /// Receives up to `want` items through `read(self, k)`; a lossless subscriber
+    /// stores its head once at the end.
+    fn batch(
+        &mut self,
+        want: usize,
+        received: &mut [Received],
+        mut read: impl FnMut(&mut Self, usize) -> Result<Option<(Received, bool)>, RecvError>,
+    ) -> Result<usize, RecvError> {
+        if want == 0 {
+            return Ok(0);
+        }
+        if self.lossless && self.evicted() {
+            return Err(RecvError::Evicted);
+        }
+        let mut count = 0;
+        while count < want {
+            match read(self, count) {
+                Ok(Some((got, last))) => {
+                    received[count] = got;
+                    if last {
+                        count += 1;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) if count == 0 => return Err(e),
+                // Every item taken was confirmed by its slot's stamp: deliver them;
+                // the next call meets the error again.
+                Err(_) => break,
+            }
+            count += 1;
+        }
+        if self.lossless && count > 0 {
+            self.store_head();
+        }
+        Ok(count)
+    }
+
+    /// One item of a batch into `parts`: taken without storing the head (lossless),
+    /// or received as by `recv_parts` (lossy); with whether it ends the batch. With
+    /// `fixed` (the item's index in a batch of fixed-size items), a lossless item
+    /// shorter than `parts` is left untaken (`None`) unless it comes first, when it
+    /// is taken and ends the batch.
+    fn read_one(
+        &mut self,
+        parts: &mut [&mut [u8]],
+        fixed: Option<usize>,
+    ) -> Result<Option<(Received, bool)>, RecvError> {
+        if !self.lossless {
+            return self.recv_parts(parts).map(|got| Some((got, false)));
+        }
+        let total = parts_len(parts);
+        let len = self.read_lossless(parts)?;
+        let short = fixed.is_some() && len < total;
+        if short && fixed != Some(0) {
+            return Ok(None);
+        }
+        Ok(Some((self.take(len), short)))
     }
 }
 

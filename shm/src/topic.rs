@@ -36,6 +36,8 @@ use tensorlane_core::{
     SubscribeError, SubscribeOptions, SubscriberInfo,
 };
 
+mod batch;
+
 type Region = ShmRegion<BroadcastHeader>;
 
 fn ring(segment: &Arc<Segment>) -> Broadcast<Region> {

@@ -263,6 +263,47 @@ pub fn broadcast_lossless_and_lossy(items: u64, budget: Option<usize>) {
     assert!(lossy.join().unwrap().drain(items));
 }
 
+/// A lossless subscriber receives in batches of up to two (`recv_batch`: one head
+/// store per batch) while the producer publishes `items` items through a ring of
+/// capacity 2. Every item must arrive once, in order, untorn.
+#[allow(dead_code)]
+pub fn broadcast_lossless_batches(items: u64) {
+    let fixture = BroadcastFixture::new(2, 16, 1);
+    let ring = fixture.ring();
+    let mut sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let producer = real_broadcast_producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
+    let mut expected = 0;
+    let mut bufs = [[0u8; 16]; 2];
+    let none = tensorlane_core::Received {
+        position: 0,
+        len: 0,
+        missed: 0,
+    };
+    let mut got = [none; 2];
+    while expected < items {
+        match sub.recv_batch(&mut bufs, &mut got) {
+            Ok(n) => {
+                assert!(n > 0, "an empty batch reported as received");
+                for (buf, item) in bufs.iter().zip(&got).take(n) {
+                    if item.position != expected || item.missed != 0 {
+                        panic!(
+                            "lost item: batch expected {expected}, got {} ({} missed)",
+                            item.position, item.missed
+                        );
+                    }
+                    check_words(buf, expected, "position");
+                    expected += 1;
+                }
+                assert_eq!(sub.head(), expected, "head does not follow the batch");
+            }
+            Err(RecvError::Empty) => thread::yield_now(),
+            Err(e) => panic!("unexpected receive error: {e}"),
+        }
+    }
+    producer.join().unwrap();
+}
+
 /// A lossless subscriber joins (with one item of history) while the producer
 /// publishes. From its head at join on it must receive every item, in order.
 #[allow(dead_code)]

@@ -75,6 +75,12 @@ fn broadcast_lossless_and_lossy_subscribers() {
     check_with_bound(2, || broadcast_lossless_and_lossy(3, Some(2)));
 }
 
+/// A lossless subscriber receiving in batches (one head store for several items).
+#[test]
+fn broadcast_lossless_batches_against_a_publishing_producer() {
+    check(|| broadcast_lossless_batches(4));
+}
+
 #[test]
 fn broadcast_join_races_a_publishing_producer() {
     check(|| broadcast_join_races_publish(3, real_lossless_join, real_broadcast_producer));

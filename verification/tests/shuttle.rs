@@ -40,6 +40,11 @@ fn broadcast_lossless_and_lossy_subscribers() {
 }
 
 #[test]
+fn broadcast_lossless_batches_at_scale() {
+    check(|| broadcast_lossless_batches(20));
+}
+
+#[test]
 fn broadcast_join_races_publish_at_scale() {
     check(|| broadcast_join_races_publish(20, real_lossless_join, real_broadcast_producer));
 }

@@ -188,6 +188,13 @@ fn queue_batches_threads() {
 }
 
 #[test]
+fn broadcast_lossless_batches_threads() {
+    for _ in 0..REPEAT {
+        broadcast_lossless_batches(ITEMS);
+    }
+}
+
+#[test]
 fn register_range_reads_threads() {
     for _ in 0..REPEAT {
         register_range_reads(ITEMS.min(200), 50, real_register_writer);
