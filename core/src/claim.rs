@@ -25,6 +25,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// Why a role could not be claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClaimError {
     /// Owner tokens must be non-zero (0 marks a free role).
     ZeroToken,
@@ -43,6 +44,8 @@ impl core::fmt::Display for ClaimError {
         }
     }
 }
+
+impl core::error::Error for ClaimError {}
 
 /// Replaces owner `previous` by `token`; `previous == 0` claims a free role.
 pub(crate) fn takeover(word: &AtomicU64, previous: u64, token: u64) -> Result<(), ClaimError> {

@@ -4,6 +4,7 @@ use core::fmt;
 
 /// Geometry that cannot describe a structure, or a body of the wrong size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GeometryError {
     /// A count (slots, capacity, subscribers) is zero or above its limit.
     Count {
@@ -57,8 +58,11 @@ impl fmt::Display for GeometryError {
     }
 }
 
+impl core::error::Error for GeometryError {}
+
 /// Shared state that no correct peer can have produced. Reported, never indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Corruption {
     /// A ring's `tail - head` lies outside `0..=capacity`.
     Indices {
@@ -125,6 +129,8 @@ impl fmt::Display for Corruption {
         }
     }
 }
+
+impl core::error::Error for Corruption {}
 
 pub(crate) fn check_count(
     what: &'static str,

@@ -245,6 +245,7 @@ mod heap {
 
 /// Why mapped bytes cannot be viewed as a control block and body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AttachError {
     /// The start address is not aligned to the header's alignment.
     Misaligned {
@@ -272,6 +273,8 @@ impl core::fmt::Display for AttachError {
         }
     }
 }
+
+impl core::error::Error for AttachError {}
 
 /// Views `len` mapped bytes at `ptr` as a header followed by a body of whole words
 /// (trailing bytes that do not fill a word are ignored).

@@ -209,6 +209,7 @@ impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
 
 /// Why a write was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WriteError {
     /// The value is larger than a slot.
     TooLarge {
@@ -231,6 +232,8 @@ impl core::fmt::Display for WriteError {
         }
     }
 }
+
+impl core::error::Error for WriteError {}
 
 /// The register's only writer. Dropping it gives the role back.
 #[derive(Debug)]
@@ -311,6 +314,7 @@ pub struct ReadInfo {
 
 /// Why a read returned no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadError {
     /// Nothing has been written yet.
     Empty,
@@ -343,6 +347,15 @@ impl core::fmt::Display for ReadError {
                 write!(f, "every one of {attempts} attempts raced a write")
             }
             ReadError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ReadError::Corrupt(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -517,6 +530,7 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
 
 /// Why [`SeqlockReader::read_ranges`] returned no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RangeReadError {
     /// The read itself failed, as [`SeqlockReader::read`] would
     /// ([`ReadError::BufferTooSmall`]: the output parts are shorter than the ranges).
@@ -539,6 +553,15 @@ impl core::fmt::Display for RangeReadError {
                 "byte range {}..{} does not lie inside the value of {len} bytes",
                 range.start, range.end
             ),
+        }
+    }
+}
+
+impl core::error::Error for RangeReadError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            RangeReadError::Read(e) => Some(e),
+            _ => None,
         }
     }
 }

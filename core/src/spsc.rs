@@ -281,6 +281,7 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PushError {
     /// Every slot holds an item the consumer has not taken.
     Full,
@@ -306,6 +307,15 @@ impl core::fmt::Display for PushError {
                 )
             }
             PushError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for PushError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            PushError::Corrupt(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -471,6 +481,7 @@ pub struct Popped {
 
 /// Why a pop returned no item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PopError {
     /// No item is waiting.
     Empty,
@@ -492,6 +503,15 @@ impl core::fmt::Display for PopError {
                 write!(f, "buffer too small: the item has {needed} bytes")
             }
             PopError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for PopError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            PopError::Corrupt(e) => Some(e),
+            _ => None,
         }
     }
 }

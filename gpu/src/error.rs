@@ -6,6 +6,7 @@ use tensorlane_shm::LaneError;
 
 /// Why a GPU lane or backend operation failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum GpuError {
     /// No CUDA driver library could be loaded in this process.
     NoDriver(String),

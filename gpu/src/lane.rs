@@ -76,7 +76,15 @@ pub(crate) fn record_lane<L>(
 }
 
 /// Options of a GPU lane at creation.
+///
+/// ```
+/// use tensorlane_gpu::GpuLaneOptions;
+/// use tensorlane_shm::Clock;
+/// let options = GpuLaneOptions::new().mirror(true).clock(Clock::Realtime);
+/// assert!(options.mirror);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GpuLaneOptions {
     /// Also publish every write to `<name>.cpu`, an ordinary shm lane of the tensor,
     /// for processes without a GPU (a device-to-host copy per write).
@@ -88,6 +96,18 @@ pub struct GpuLaneOptions {
 }
 
 impl GpuLaneOptions {
+    /// The defaults: no mirror, stamped with [`Clock::Monotonic`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also publishes every write to the CPU mirror `<name>.cpu` (see the field
+    /// [`mirror`](Self::mirror)).
+    pub fn mirror(mut self, mirror: bool) -> Self {
+        self.mirror = mirror;
+        self
+    }
+
     /// Stamps the lane with `clock`.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

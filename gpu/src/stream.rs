@@ -383,7 +383,12 @@ impl<B: Backend> GpuStreamReader<B> {
 }
 
 /// A zero-copy view of one write's device slot.
+///
+/// Dropping the view without [`release`](Self::release) leaves the reader as it was
+/// (the write does not count as returned: a later `read_new` may return it) and
+/// never learns whether the slot stayed whole while it was read.
 #[derive(Debug)]
+#[must_use = "only `release` says whether the slot stayed whole while it was read"]
 pub struct StreamView<'a, B: Backend> {
     reader: &'a mut GpuStreamReader<B>,
     ptr: DevicePtr,

@@ -501,7 +501,12 @@ impl<B: Backend> GpuTopicSubscriber<B> {
 }
 
 /// A zero-copy view of one item's device slot.
+///
+/// The item counts as received once the view exists. Dropping the view without
+/// [`release`](Self::release) loses its frame (and the missed count in it) and
+/// never learns whether the slot stayed whole while it was read (lossy subscribers).
 #[derive(Debug)]
+#[must_use = "only `release` says whether the slot stayed whole while it was read"]
 pub struct TopicView<'a, B: Backend> {
     subscriber: &'a mut GpuTopicSubscriber<B>,
     ptr: DevicePtr,

@@ -207,10 +207,7 @@ fn field(summary: &str, key: &str) -> u64 {
 fn stream_case(backend: CudaBackend, tag: &str) {
     let name = format!("cuda-lane-{}-{tag}", std::process::id());
     let _cleanup = Cleanup(name.clone());
-    let options = GpuLaneOptions {
-        mirror: true,
-        ..GpuLaneOptions::default()
-    };
+    let options = GpuLaneOptions::new().mirror(true);
     let mut writer = GpuStreamWriter::create(&backend, &name, &spec(), 3, options).unwrap();
     let (gpu_child, gpu_lines) = spawn("stream", &name);
     let (cpu_child, cpu_lines) = spawn("mirror", &name);

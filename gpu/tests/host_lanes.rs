@@ -599,10 +599,7 @@ fn stream_case(delay_us: u64) {
     let _cleanup = Cleanup(name.clone());
     let writes = 400;
     let backend = backend_from(&parse(&format!("delay_us={delay_us}")));
-    let options = GpuLaneOptions {
-        mirror: true,
-        ..GpuLaneOptions::default()
-    };
+    let options = GpuLaneOptions::new().mirror(true);
     let mut writer = GpuStreamWriter::create(&backend, &name, &spec(), 3, options).unwrap();
     let args = format!("delay_us={delay_us},writes={writes}");
     let mut kids = vec![
@@ -652,10 +649,7 @@ fn topic_case(delay_us: u64) {
     let _cleanup = Cleanup(name.clone());
     let items = 300u64;
     let backend = backend_from(&parse(&format!("delay_us={delay_us}")));
-    let options = GpuLaneOptions {
-        mirror: true,
-        ..GpuLaneOptions::default()
-    };
+    let options = GpuLaneOptions::new().mirror(true);
     let mut publisher = GpuTopicPublisher::create(&backend, &name, &spec(), 8, 8, options).unwrap();
     let args = format!("delay_us={delay_us},items={items}");
     let mut kids = vec![

@@ -509,7 +509,7 @@ pub fn run_broadcast_ops(geometry: BroadcastGeometry, ops: &[BroadcastOp]) -> Re
                 } else {
                     Mode::Lossy { max_lag }
                 };
-                let options = SubscribeOptions { mode, history };
+                let options = SubscribeOptions::new(mode).with_history(history);
                 subscriber_token += 1;
                 let got = ring.subscribe(options, subscriber_token);
                 let want = model.subscribe(options, subscriber_token);

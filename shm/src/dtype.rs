@@ -125,6 +125,7 @@ pub struct TensorSpec {
 
 /// Why a tensor spec was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SpecError {
     /// More than [`MAX_DIMS`] dimensions.
     TooManyDims(usize),

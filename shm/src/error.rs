@@ -5,7 +5,7 @@ use crate::header::{HeaderError, Kind};
 use std::fmt;
 use std::io;
 use tensorlane_core::{
-    Corruption, PopError, PublishError, PushError, ReadError, RecvError, WriteError,
+    Corruption, PopError, PublishError, PushError, RangeReadError, ReadError, RecvError, WriteError,
 };
 
 /// Why a lane operation failed.
@@ -141,6 +141,11 @@ pub enum LaneError {
     Timeout,
     /// Every read attempt raced a write (a writer lapping this reader without pause).
     Stalled,
+    /// An error of a core structure that no other variant describes (a variant the
+    /// core added after this mapping was written); it is the [`source`] of this one.
+    ///
+    /// [`source`]: std::error::Error::source
+    Other(Box<dyn std::error::Error + Send + Sync>),
     /// A system call failed.
     Io {
         /// Lane name.
@@ -219,6 +224,7 @@ impl fmt::Display for LaneError {
             LaneError::Full => f.write_str("no room now"),
             LaneError::Timeout => f.write_str("timed out"),
             LaneError::Stalled => f.write_str("every read attempt raced a write"),
+            LaneError::Other(e) => e.fmt(f),
             LaneError::Io { name, what, source } => write!(f, "lane {name:?}: {what}: {source}"),
         }
     }
@@ -231,6 +237,9 @@ impl std::error::Error for LaneError {
             LaneError::Spec(e) => Some(e),
             LaneError::Header { source, .. } => Some(source),
             LaneError::Metadata(e) => Some(e),
+            LaneError::Geometry(e) => Some(e),
+            LaneError::Corrupt(e) => Some(e),
+            LaneError::Other(e) => Some(&**e),
             LaneError::Io { source, .. } => Some(source),
             _ => None,
         }
@@ -273,6 +282,7 @@ pub(crate) fn from_write(e: WriteError) -> LaneError {
             expected: max,
             found: len,
         },
+        other => other_error(other),
     }
 }
 
@@ -285,6 +295,7 @@ pub(crate) fn from_push(e: PushError) -> LaneError {
             found: len,
         },
         PushError::Corrupt(c) => LaneError::Corrupt(c),
+        other => other_error(other),
     }
 }
 
@@ -295,6 +306,7 @@ pub(crate) fn from_pop(e: PopError, expected: usize) -> LaneError {
         // Only an item longer than a frame can fail to fit a frame's buffer.
         PopError::BufferTooSmall { needed } => wrong_length(needed, expected),
         PopError::Corrupt(c) => LaneError::Corrupt(c),
+        other => other_error(other),
     }
 }
 
@@ -305,6 +317,7 @@ pub(crate) fn from_read(e: ReadError, expected: usize) -> LaneError {
         ReadError::BufferTooSmall { needed } => wrong_length(needed, expected),
         ReadError::Stalled { .. } => LaneError::Stalled,
         ReadError::Corrupt(c) => LaneError::Corrupt(c),
+        other => other_error(other),
     }
 }
 
@@ -317,6 +330,7 @@ pub(crate) fn from_publish(e: PublishError) -> LaneError {
             found: len,
         },
         PublishError::Corrupt(c) => LaneError::Corrupt(c),
+        other => other_error(other),
     }
 }
 
@@ -328,5 +342,21 @@ pub(crate) fn from_recv(e: RecvError, expected: usize) -> LaneError {
         RecvError::Evicted => LaneError::Evicted,
         RecvError::BufferTooSmall { needed } => wrong_length(needed, expected),
         RecvError::Corrupt(c) => LaneError::Corrupt(c),
+        other => other_error(other),
     }
+}
+
+/// A failed register range read, for frames of `expected` bytes.
+pub(crate) fn from_range_read(e: RangeReadError, expected: usize) -> LaneError {
+    match e {
+        RangeReadError::Read(e) => from_read(e, expected),
+        // The value is shorter than a frame of the lane's tensor.
+        RangeReadError::Outside { len, .. } => wrong_length(len, expected),
+        other => other_error(other),
+    }
+}
+
+/// A core error no other variant describes.
+fn other_error(e: impl std::error::Error + Send + Sync + 'static) -> LaneError {
+    LaneError::Other(Box::new(e))
 }

@@ -275,6 +275,7 @@ pub fn total_bytes(core_end: usize, metadata_bytes: usize) -> Option<usize> {
 
 /// Why a header is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The object is smaller than a header.
     TooShort {
@@ -343,7 +344,14 @@ impl fmt::Display for HeaderError {
     }
 }
 
-impl std::error::Error for HeaderError {}
+impl std::error::Error for HeaderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HeaderError::Metadata(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// FNV-1a 64 over the little-endian bytes of `words`.
 pub fn checksum(words: &[u64]) -> u64 {

@@ -19,6 +19,7 @@ pub struct LaneName(String);
 
 /// Why a lane name was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NameError {
     /// The rejected name.
     pub name: String,

@@ -56,16 +56,20 @@ pub const PRIVATE_MODE: u32 = 0o600;
 /// Mode of a lane its group may open too.
 pub const GROUP_MODE: u32 = 0o660;
 
-/// Options for creating a segment.
+/// Options for creating a segment: [`CreateOptions::new`] (the defaults), then one
+/// builder method per field.
 ///
 /// ```
 /// use tensorlane_shm::{Clock, CreateOptions};
-/// let options = CreateOptions::default()
+/// let options = CreateOptions::new()
+///     .group_access(true)
 ///     .clock(Clock::Realtime)
 ///     .metadata([("units", "m/s"), ("frame", "base_link")]);
 /// assert_eq!(options.clock, Clock::Realtime);
+/// assert!(options.group_access);
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CreateOptions {
     /// Let the lane's group open it (mode 0660 instead of 0600). The group is the
     /// creator's effective group id (run the creator with another one, or `chgrp`
@@ -83,6 +87,18 @@ pub struct CreateOptions {
 }
 
 impl CreateOptions {
+    /// The defaults: private to the owner, stamped with [`Clock::Monotonic`], no
+    /// metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets the lane's group open it (see the field [`group_access`](Self::group_access)).
+    pub fn group_access(mut self, group_access: bool) -> Self {
+        self.group_access = group_access;
+        self
+    }
+
     /// Stores `entries` with the lane, readable by every opener (`metadata()` on
     /// every handle) and shown by `tensorlane inspect`.
     pub fn metadata<K: Into<String>, V: Into<String>>(

@@ -604,10 +604,7 @@ fn group_members_use_group_lanes() {
     let name = format!("env-{}-group", std::process::id());
     let _cleanup = Cleanup(vec![name.clone()]);
     let spec = TensorSpec::bytes(8).unwrap();
-    let options = CreateOptions {
-        group_access: true,
-        ..CreateOptions::default()
-    };
+    let options = CreateOptions::new().group_access(true);
     let mut writer = StreamWriter::create_with(&name, &spec, 2, options).unwrap();
     writer.write(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
     drop(writer);

@@ -989,10 +989,7 @@ fn stream_segment_matches_the_document() {
 
     let grouped = unique("stream-group");
     let _cleanup = Unlink(grouped.clone());
-    let options = CreateOptions {
-        group_access: true,
-        ..CreateOptions::default()
-    };
+    let options = CreateOptions::new().group_access(true);
     let _writer = StreamWriter::create_with(&grouped, &spec, 2, options).unwrap();
     assert_eq!(mode_of(&grouped), constant("FILE_MODE_GROUP"));
 }

@@ -657,6 +657,7 @@ where
                     Err(e @ ReadError::Corrupt(_)) => {
                         run.corruption_reported(|| format!("{e:?} on a clean register"))?
                     }
+                    Err(e) => run.ensure(false, || format!("unknown error {e:?}"))?,
                 }
             }
             4 => {
@@ -713,6 +714,7 @@ fn claimed<T>(run: &Run, result: &Result<T, ClaimError>, token: u64) -> Result<(
         Err(ClaimError::Held { owner }) => run.ensure(token != 0 && *owner != 0, || {
             format!("Held by {owner} for token {token}")
         }),
+        Err(e) => run.ensure(false, || format!("unknown error {e:?}")),
     }
 }
 
@@ -1046,6 +1048,7 @@ fn pushed(
         Err(e @ PushError::Corrupt(_)) => {
             run.corruption_reported(|| format!("{e:?} on a clean ring"))
         }
+        Err(e) => run.ensure(false, || format!("unknown error {e:?}")),
     }
 }
 
@@ -1070,6 +1073,7 @@ fn popped_error(
             })
         }
         PopError::Corrupt(_) => run.corruption_reported(|| format!("{e:?} on a clean ring")),
+        _ => run.ensure(false, || format!("unknown error {e:?}")),
     }
 }
 
@@ -1154,6 +1158,7 @@ where
                     Err(e @ PublishError::Corrupt(_)) => {
                         run.corruption_reported(|| format!("{e:?} on a clean ring"))?
                     }
+                    Err(e) => run.ensure(false, || format!("unknown error {e:?}"))?,
                 }
             }
             3 => {
@@ -1170,7 +1175,7 @@ where
                 } else {
                     Mode::Lossy { max_lag }
                 };
-                let options = SubscribeOptions { mode, history };
+                let options = SubscribeOptions::new(mode).with_history(history);
                 let result = if at & 1 == 0 {
                     run.begin("subscribe");
                     ring.subscribe(options, token)
@@ -1196,6 +1201,7 @@ where
                             SubscribeError::OutOfRange { index } => *index >= table,
                             SubscribeError::EntryTaken { index } => *index < table,
                             SubscribeError::TableFull => at & 1 == 0,
+                            _ => false,
                         },
                         || format!("{e:?} for token {token}"),
                     )?,
@@ -1397,6 +1403,7 @@ fn read_at_checked(
         Err(e @ ReadAtError::Corrupt(_)) => {
             run.corruption_reported(|| format!("{e:?} on a clean ring"))
         }
+        Err(e) => run.ensure(false, || format!("unknown error {e:?}")),
     }
 }
 
@@ -1503,6 +1510,7 @@ fn attached<H: ControlBlock>(
                 AttachError::TooShort { needed, found } => {
                     !misaligned && needed == header_bytes && found == len && len < header_bytes
                 }
+                _ => false,
             };
             run.ensure(expected, || {
                 format!("{e:?} for {len} bytes (misaligned: {misaligned})")

@@ -18,11 +18,11 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 use super::StreamReader;
-use crate::error::LaneError;
+use crate::error::{self, LaneError};
 use crate::header::FRAME_BYTES;
 use crate::lane::{self, Frame};
 use core::ops::Range;
-use tensorlane_core::{Corruption, RangeReadError, ReadError};
+use tensorlane_core::{RangeReadError, ReadError};
 
 /// Why a block read returned no frame.
 #[derive(Debug)]
@@ -230,17 +230,11 @@ impl StreamReader {
                 .map(|r| r.start + FRAME_BYTES..r.end + FRAME_BYTES),
         );
         let mut prefix = [0u8; FRAME_BYTES];
-        let corrupt = |found: usize| {
-            BlockError::Lane(LaneError::Corrupt(Corruption::Length {
-                found: found as u64,
-                max: expected as u64,
-            }))
-        };
         match self
             .reader
             .read_ranges(&ranges, &mut [&mut prefix, out], only_new)
         {
-            Ok(info) if info.len != expected => Err(corrupt(info.len)),
+            Ok(info) if info.len != expected => Err(error::wrong_length(info.len, expected).into()),
             Ok(info) => {
                 let (frame_id, timestamp_ns) = lane::parse_prefix(&prefix);
                 Ok(Some(Frame {
@@ -258,10 +252,7 @@ impl StreamReader {
                     Err(LaneError::WriterGone.into())
                 }
             }
-            Err(RangeReadError::Read(ReadError::Corrupt(c))) => Err(LaneError::Corrupt(c).into()),
-            // The value is shorter than a frame of the lane's tensor.
-            Err(RangeReadError::Outside { len, .. }) => Err(corrupt(len)),
-            Err(RangeReadError::Read(ReadError::BufferTooSmall { needed })) => Err(corrupt(needed)),
+            Err(e) => Err(error::from_range_read(e, expected).into()),
         }
     }
 }
