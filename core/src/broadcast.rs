@@ -301,8 +301,11 @@ pub enum Mode {
     },
 }
 
-/// Options for [`Broadcast::subscribe`].
+/// Options for [`Broadcast::subscribe`]: built with [`lossless`](Self::lossless),
+/// [`lossy`](Self::lossy) or [`new`](Self::new), then
+/// [`with_history`](Self::with_history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscribeOptions {
     /// Lossless or lossy.
     pub mode: Mode,
@@ -312,6 +315,11 @@ pub struct SubscribeOptions {
 }
 
 impl SubscribeOptions {
+    /// A subscriber in `mode`, starting at the tail.
+    pub fn new(mode: Mode) -> Self {
+        SubscribeOptions { mode, history: 0 }
+    }
+
     /// A lossless subscriber starting at the tail.
     pub fn lossless() -> Self {
         SubscribeOptions {
@@ -356,6 +364,7 @@ pub struct SubscriberInfo {
 
 /// Why a subscriber could not join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// Owner tokens must be non-zero.
     ZeroToken,
@@ -375,6 +384,7 @@ pub enum SubscribeError {
 
 /// Why a supervisor operation on a table entry was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EntryError {
     /// No such entry.
     OutOfRange {
@@ -399,6 +409,8 @@ impl core::fmt::Display for SubscribeError {
     }
 }
 
+impl core::error::Error for SubscribeError {}
+
 impl core::fmt::Display for EntryError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -409,6 +421,8 @@ impl core::fmt::Display for EntryError {
         }
     }
 }
+
+impl core::error::Error for EntryError {}
 
 /// A broadcast ring over a region whose body length was checked against the geometry.
 #[derive(Debug, Clone)]
@@ -711,6 +725,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PublishError {
     /// A lossless subscriber has not received the item in the slot to overwrite.
     Full {
@@ -742,6 +757,15 @@ impl core::fmt::Display for PublishError {
                 )
             }
             PublishError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for PublishError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            PublishError::Corrupt(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -987,6 +1011,7 @@ pub struct Received {
 
 /// Why a receive returned no item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecvError {
     /// Nothing new.
     Empty,
@@ -1022,8 +1047,18 @@ impl core::fmt::Display for RecvError {
     }
 }
 
+impl core::error::Error for RecvError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            RecvError::Corrupt(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Why [`Broadcast::read_at`] returned no item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadAtError {
     /// The position is not published yet.
     NotPublished,
@@ -1036,6 +1071,28 @@ pub enum ReadAtError {
     },
     /// Impossible shared state.
     Corrupt(Corruption),
+}
+
+impl core::fmt::Display for ReadAtError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReadAtError::NotPublished => f.write_str("position not published yet"),
+            ReadAtError::Overwritten => f.write_str("the slot now holds a later position"),
+            ReadAtError::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the item has {needed} bytes")
+            }
+            ReadAtError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for ReadAtError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ReadAtError::Corrupt(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 enum SlotRead {
