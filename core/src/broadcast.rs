@@ -380,6 +380,9 @@ pub enum SubscribeError {
         /// The index given.
         index: usize,
     },
+    /// The producer's tail kept naming a position whose slot was never published;
+    /// the entry was given back.
+    Corrupt(Corruption),
 }
 
 /// Why a supervisor operation on a table entry was refused.
@@ -405,11 +408,19 @@ impl core::fmt::Display for SubscribeError {
             SubscribeError::TableFull => f.write_str("subscriber table is full"),
             SubscribeError::OutOfRange { index } => write!(f, "no subscriber entry {index}"),
             SubscribeError::EntryTaken { index } => write!(f, "subscriber entry {index} is taken"),
+            SubscribeError::Corrupt(c) => write!(f, "cannot join: {c}"),
         }
     }
 }
 
-impl core::error::Error for SubscribeError {}
+impl core::error::Error for SubscribeError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SubscribeError::Corrupt(c) => Some(c),
+            _ => None,
+        }
+    }
+}
 
 impl core::fmt::Display for EntryError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -577,9 +588,17 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         R: Clone,
     {
         claim::takeover(&self.region.header().producer, previous, token)?;
-        // The previous producer's last Release store of `tail`, synchronised by the
-        // claim's Acquire.
-        let tail = self.region.header().tail.load(Ordering::Acquire);
+        // Our own counter, as the previous producer left it (its stores are ordered
+        // before ours by the caller's contract), kept only if the slot before it
+        // confirms it: a tail ahead of what was published would skip positions that
+        // lossless subscribers wait for.
+        let tail = match self.confirmed_tail() {
+            Ok(tail) => tail,
+            Err(corruption) => {
+                claim::undo_takeover(&self.region.header().producer, previous, token);
+                return Err(ClaimError::Corrupt(corruption));
+            }
+        };
         Ok(BroadcastProducer {
             ring: self.clone(),
             token,
@@ -607,7 +626,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         let (index, generation) = (0..self.geometry.max_subscribers)
             .find_map(|i| self.claim_entry(i).map(|generation| (i, generation)))
             .ok_or(SubscribeError::TableFull)?;
-        Ok(self.join(index, generation, options, token))
+        self.join(index, generation, options, token)
     }
 
     /// Joins through table entry `index`, which must be FREE. The shm layer uses this
@@ -630,7 +649,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         let generation = self
             .claim_entry(index)
             .ok_or(SubscribeError::EntryTaken { index })?;
-        Ok(self.join(index, generation, options, token))
+        self.join(index, generation, options, token)
     }
 
     /// Moves entry `index` from FREE to JOINING with the next generation.
@@ -661,7 +680,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         generation: u64,
         options: SubscribeOptions,
         token: u64,
-    ) -> BroadcastSubscriber<R>
+    ) -> Result<BroadcastSubscriber<R>, SubscribeError>
     where
         R: Clone,
     {
@@ -669,6 +688,16 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         let body = self.region.body();
         let capacity = geometry.capacity as u64;
         let e = geometry.entry(body, index);
+        // The tail becomes our head: keep it only once its slot confirms it.
+        let start = match self.confirmed_tail() {
+            Ok(start) => start,
+            Err(corruption) => {
+                // Give the entry back, as a leave does. Release pairs with the
+                // Acquire of the next joiner's claim.
+                e[entry::STATE].store((generation << 2) | entry::FREE, Ordering::Release);
+                return Err(SubscribeError::Corrupt(corruption));
+            }
+        };
         let (mode_code, max_lag) = match options.mode {
             Mode::Lossless => (entry::MODE_LOSSLESS, capacity),
             Mode::Lossy { max_lag } => (entry::MODE_LOSSY, max_lag.clamp(1, capacity)),
@@ -678,8 +707,6 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         e[entry::MAX_LAG].store(max_lag, Ordering::Relaxed);
         e[entry::MISSED].store(0, Ordering::Relaxed);
         let header = self.region.header();
-        // Acquire pairs with the producer's Release store of `tail`.
-        let start = header.tail.load(Ordering::Acquire);
         let mut head = start.saturating_sub(options.history.min(capacity));
         e[entry::HEAD].store(head, Ordering::Relaxed);
         let active = (generation << 2) | entry::ACTIVE;
@@ -695,7 +722,10 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             // sees our epoch before writing position `now + 1`, or we see `tail` past
             // `now`. Forbids both loads missing the other side's store.
             fence(Ordering::SeqCst);
-            let now = header.tail.load(Ordering::Acquire);
+            // The tail again (Acquire loads, partner the producer's Release store),
+            // kept only if its slot confirms it: an unconfirmed tail moves nothing
+            // (the first receive then finds out what is wrong).
+            let now = self.confirmed_tail().unwrap_or(head);
             // Position `now` may be written without regard to us: it overwrites
             // `now - C`. Everything from `now - C + 1` on is protected.
             if now.wrapping_sub(head) >= capacity && !is_after(head, now) {
@@ -707,7 +737,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
                 e[entry::HEAD].store(head, Ordering::Release);
             }
         }
-        BroadcastSubscriber {
+        Ok(BroadcastSubscriber {
             ring: self.clone(),
             index,
             active,
@@ -719,9 +749,52 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             reported: 0,
             lost_at_join: lost,
             max_attempts: DEFAULT_RECV_ATTEMPTS,
+        })
+    }
+
+    /// The shared `tail`, confirmed by the slot before it. A correct producer stores
+    /// the done stamp of position `t - 1` (Release) before it stores `tail = t`
+    /// (Release), so after an Acquire load of `t` that slot holds the done stamp of
+    /// `t - 1` or a later stamp. A tail ahead of what was published (a corrupt word,
+    /// even one restored since) fails this: it is loaded again a bounded number of
+    /// times, then reported. A tail behind the truth passes, and a joiner treats it as
+    /// a stale load (see `join`).
+    fn confirmed_tail(&self) -> Result<u64, Corruption> {
+        let header = self.region.header();
+        let body = self.region.body();
+        let mut refuted = None;
+        for attempt in 0..TAIL_ATTEMPTS {
+            if attempt > 0 {
+                spin_hint();
+            }
+            // Acquire pairs with the producer's Release store of `tail`: the done
+            // stamp of position `tail - 1`, stored before it, is visible below.
+            let tail = header.tail.load(Ordering::Acquire);
+            if tail == 0 {
+                return Ok(0);
+            }
+            let last = tail - 1;
+            let stamp = self
+                .geometry
+                .slot(body, last)
+                .stamp()
+                .load(Ordering::Relaxed);
+            if stamp == done_stamp(last) || is_after(stamp, done_stamp(last)) {
+                return Ok(tail);
+            }
+            refuted = Some(Corruption::Stamp {
+                expected: last,
+                found: stamp,
+            });
         }
+        Err(refuted.expect("TAIL_ATTEMPTS > 0"))
     }
 }
+
+/// Loads of the tail a join or a take-over makes before reporting one its slot
+/// refutes (a producer publishing concurrently never makes a load fail: see
+/// `confirmed_tail`).
+const TAIL_ATTEMPTS: u32 = 4;
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

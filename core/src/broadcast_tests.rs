@@ -226,3 +226,52 @@ fn a_head_far_ahead_is_evicted_as_corrupt() {
     }
     assert_eq!(producer.evicted_corrupt(), 1);
 }
+
+/// A join keeps the tail as its head only once the slot before it confirms it: a tail
+/// scribbled ahead during the join (and restored after) is refused, the entry is given
+/// back, and no live subscriber is later evicted as corrupt because of it.
+#[test]
+fn a_join_refuses_a_tail_its_slot_does_not_confirm() {
+    let (region, geometry) = ring(2, 2);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    producer.publish(&1u64.to_le_bytes()).unwrap();
+    let tail = &region.header().tail;
+    tail.store(3, RELAXED); // ahead of what was published
+    assert!(matches!(
+        ring.subscribe(SubscribeOptions::lossless(), 2),
+        Err(SubscribeError::Corrupt(Corruption::Stamp {
+            expected: 2,
+            ..
+        }))
+    ));
+    tail.store(1, RELAXED);
+    assert_eq!(ring.subscriber(0).unwrap().state, entry::FREE);
+    let mut subscriber = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    for k in 2..6u64 {
+        producer.publish(&k.to_le_bytes()).unwrap();
+        let mut buf = [0u8; 8];
+        let got = subscriber.recv(&mut buf).unwrap();
+        assert_eq!((got.position, u64::from_le_bytes(buf)), (k - 1, k));
+    }
+    assert_eq!(producer.evicted_corrupt(), 0);
+}
+
+/// A producer take-over keeps its own tail only once the slot before it confirms it.
+#[test]
+fn a_takeover_refuses_a_tail_ahead_of_what_was_published() {
+    let (region, geometry) = ring(2, 2);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    producer.publish(&1u64.to_le_bytes()).unwrap();
+    core::mem::forget(producer);
+    region.header().tail.store(5, RELAXED);
+    assert!(matches!(
+        ring.producer_takeover(1, 7),
+        Err(ClaimError::Corrupt(Corruption::Stamp { expected: 4, .. }))
+    ));
+    assert_eq!(ring.producer_owner(), 1, "the role was given back");
+    region.header().tail.store(1, RELAXED);
+    let mut producer = ring.producer_takeover(1, 7).unwrap();
+    assert_eq!(producer.publish(&2u64.to_le_bytes()).unwrap(), 1);
+}

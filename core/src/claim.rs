@@ -21,6 +21,7 @@
 //! happens-before the take-over (program order or a thread join). Every take-over
 //! call states this requirement in its contract.
 
+use crate::error::Corruption;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Why a role could not be claimed.
@@ -34,6 +35,10 @@ pub enum ClaimError {
         /// The token of the current owner.
         owner: u64,
     },
+    /// The role could be taken over, but the state it would start from is impossible
+    /// (a broadcast producer's tail that its slot refutes); the role was left to its
+    /// previous owner token.
+    Corrupt(Corruption),
 }
 
 impl core::fmt::Display for ClaimError {
@@ -41,11 +46,19 @@ impl core::fmt::Display for ClaimError {
         match self {
             ClaimError::ZeroToken => f.write_str("owner token must be non-zero"),
             ClaimError::Held { owner } => write!(f, "role is held by owner {owner:#x}"),
+            ClaimError::Corrupt(c) => write!(f, "role not taken over: {c}"),
         }
     }
 }
 
-impl core::error::Error for ClaimError {}
+impl core::error::Error for ClaimError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ClaimError::Corrupt(c) => Some(c),
+            _ => None,
+        }
+    }
+}
 
 /// Replaces owner `previous` by `token`; `previous == 0` claims a free role.
 pub(crate) fn takeover(word: &AtomicU64, previous: u64, token: u64) -> Result<(), ClaimError> {
@@ -59,6 +72,14 @@ pub(crate) fn takeover(word: &AtomicU64, previous: u64, token: u64) -> Result<()
     word.compare_exchange(previous, token, Ordering::Acquire, Ordering::Relaxed)
         .map(|_| ())
         .map_err(|owner| ClaimError::Held { owner })
+}
+
+/// Undoes a take-over that found the state impossible: the role goes back to
+/// `previous` if `token` still holds it, so that the caller is where it was before.
+pub(crate) fn undo_takeover(word: &AtomicU64, previous: u64, token: u64) {
+    // Release: nothing this handle did is left to publish; kept symmetric with
+    // `release` (partner: the next claimant's Acquire).
+    let _ = word.compare_exchange(token, previous, Ordering::Release, Ordering::Relaxed);
 }
 
 /// Gives the role back if `token` still holds it (a role taken over stays taken).

@@ -32,8 +32,8 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensorlane_core::{
-    Broadcast, BroadcastHeader, BroadcastProducer, BroadcastSubscriber, PublishError, RecvError,
-    SubscribeError, SubscribeOptions, SubscriberInfo,
+    Broadcast, BroadcastHeader, BroadcastProducer, BroadcastSubscriber, ClaimError, PublishError,
+    RecvError, SubscribeError, SubscribeOptions, SubscriberInfo,
 };
 
 mod batch;
@@ -100,9 +100,12 @@ impl TopicPublisher {
         let previous = ring.producer_owner();
         let producer = ring
             .producer_takeover(previous, owner_token())
-            .map_err(|_| LaneError::RoleTaken {
-                name: segment.name().to_string(),
-                role: "publisher",
+            .map_err(|e| match e {
+                ClaimError::Corrupt(c) => LaneError::Corrupt(c),
+                _ => LaneError::RoleTaken {
+                    name: segment.name().to_string(),
+                    role: "publisher",
+                },
             })?;
         Ok(TopicPublisher {
             producer,
@@ -279,7 +282,16 @@ impl TopicSubscriber {
                 Err(SubscribeError::EntryTaken { .. }) => {
                     segment.unlock_role(SUBSCRIBER_ROLE_BASE + index as u64);
                 }
-                Err(_) => unreachable!("index in range and token non-zero"),
+                Err(SubscribeError::Corrupt(c)) => {
+                    segment.unlock_role(SUBSCRIBER_ROLE_BASE + index as u64);
+                    return Err(LaneError::Corrupt(c));
+                }
+                // The index is in range and the token non-zero: nothing else can be
+                // refused, but an error from a newer core is reported, not a panic.
+                Err(e) => {
+                    segment.unlock_role(SUBSCRIBER_ROLE_BASE + index as u64);
+                    return Err(LaneError::Other(Box::new(e)));
+                }
             }
         }
         Err(LaneError::TableFull(segment.name().to_string()))

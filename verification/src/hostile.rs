@@ -714,6 +714,9 @@ fn claimed<T>(run: &Run, result: &Result<T, ClaimError>, token: u64) -> Result<(
         Err(ClaimError::Held { owner }) => run.ensure(token != 0 && *owner != 0, || {
             format!("Held by {owner} for token {token}")
         }),
+        Err(e @ ClaimError::Corrupt(_)) => {
+            run.ensure_clean(false, || format!("{e:?} on a clean ring"))
+        }
         Err(e) => run.ensure(false, || format!("unknown error {e:?}")),
     }
 }
@@ -1201,6 +1204,7 @@ where
                             SubscribeError::OutOfRange { index } => *index >= table,
                             SubscribeError::EntryTaken { index } => *index < table,
                             SubscribeError::TableFull => at & 1 == 0,
+                            SubscribeError::Corrupt(_) => !run.clean(),
                             _ => false,
                         },
                         || format!("{e:?} for token {token}"),
