@@ -242,6 +242,9 @@ pub struct TopicSubscriber {
     subscriber: ManuallyDrop<BroadcastSubscriber<Region>>,
     ring: Broadcast<Region>,
     segment: Arc<Segment>,
+    /// An error a lossy batch receive met after it had received items: the item it
+    /// names was consumed, so the next receive reports it before anything else.
+    pending: Option<LaneError>,
 }
 
 impl TopicSubscriber {
@@ -277,6 +280,7 @@ impl TopicSubscriber {
                         subscriber: ManuallyDrop::new(subscriber),
                         ring,
                         segment,
+                        pending: None,
                     });
                 }
                 Err(SubscribeError::EntryTaken { .. }) => {
@@ -397,6 +401,9 @@ impl TopicSubscriber {
 
     fn recv_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {
         lane::check_size(self.spec(), out.len())?;
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         let mut prefix = [0u8; FRAME_BYTES];
         let segment = &self.segment;
         let subscriber = &mut *self.subscriber;

@@ -115,3 +115,38 @@ fn a_short_item_in_a_lossless_batch_is_reported_as_recv_does() {
     assert_eq!(sub.try_recv_batch(&mut out, &mut frames).unwrap(), 1);
     assert_eq!((frames[0].seq, out[0]), (3, 3));
 }
+
+#[test]
+fn a_short_item_in_a_lossy_batch_is_reported_by_the_next_receive() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("lossyshort");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::bytes(8).unwrap();
+    let mut publisher = TopicPublisher::create(&name, &spec, 4, 1).unwrap();
+    let mut sub = TopicSubscriber::open(&name, SubscribeOptions::lossy(4)).unwrap();
+    for v in 1..=3u8 {
+        publisher.try_publish(&[v; 8]).unwrap();
+    }
+    // Item 1's length word (24 = a frame), found by the frame id 2 that follows it.
+    let path = format!("/dev/shm/tensorlane.{name}");
+    let bytes = std::fs::read(&path).unwrap();
+    let words: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let at = (1..words.len() - 1)
+        .find(|&i| words[i] == 24 && words[i + 1] == 2)
+        .expect("the slot of item 1");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_at(&16u64.to_le_bytes(), at as u64 * 8).unwrap();
+    let mut out = [0u8; 3 * 8];
+    let mut frames = [Frame::default(); 3];
+    // The lossy subscriber consumed item 1 to find it bad: the batch stops there and
+    // the next receive reports it, before item 3.
+    assert_eq!(sub.try_recv_batch(&mut out, &mut frames).unwrap(), 1);
+    assert_eq!((frames[0].seq, out[0]), (1, 1));
+    let e = sub.try_recv(&mut out[..8]);
+    assert!(matches!(e, Err(LaneError::Corrupt(_))), "{e:?}");
+    assert_eq!(sub.try_recv_batch(&mut out, &mut frames).unwrap(), 1);
+    assert_eq!((frames[0].seq, out[0]), (3, 3));
+}

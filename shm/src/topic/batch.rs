@@ -17,8 +17,10 @@ impl TopicSubscriber {
     /// subscriber stores its head once for the batch and wakes the publisher once; a
     /// lossy one receives item by item.
     ///
-    /// An item that is not a lane frame ends the batch before it; a later call
-    /// receives it and reports it (`Corrupt`), as [`try_recv`](Self::try_recv) does.
+    /// An item that is not a lane frame ends the batch before it. A lossless
+    /// subscriber leaves it for the next call, which reports it (`Corrupt`), as
+    /// [`try_recv`](Self::try_recv) does; a lossy subscriber cannot receive without
+    /// consuming, so it keeps the error and the next receive reports it first.
     pub fn try_recv_batch(
         &mut self,
         out: &mut [u8],
@@ -34,6 +36,9 @@ impl TopicSubscriber {
         }
         if frames.is_empty() {
             return Ok(0);
+        }
+        if !self.subscriber.is_lossless() {
+            return self.try_recv_batch_lossy(out, frames);
         }
         let expected = FRAME_BYTES + tensor;
         let mut prefixes = vec![[0u8; FRAME_BYTES]; frames.len()];
@@ -63,8 +68,7 @@ impl TopicSubscriber {
         if self.subscriber.is_lossless() {
             self.segment.header().space.notify();
         }
-        // A lossless batch ends before a short item unless it is the first; a lossy
-        // one receives item by item, so any item may be one.
+        // A lossless batch ends before a short item unless it is the first.
         let good = received[..count]
             .iter()
             .position(|r| r.len != expected)
@@ -82,5 +86,35 @@ impl TopicSubscriber {
             };
         }
         Ok(good)
+    }
+
+    /// A lossy batch: item by item (each receive of a lossy subscriber moves its head
+    /// as it goes), keeping an error met after the first item for the next receive.
+    fn try_recv_batch_lossy(
+        &mut self,
+        out: &mut [u8],
+        frames: &mut [Frame],
+    ) -> Result<usize, LaneError> {
+        let tensor = self.spec().byte_len();
+        let mut received = 0;
+        for k in 0..frames.len() {
+            let chunk = &mut out[k * tensor..(k + 1) * tensor];
+            match self.try_recv(chunk) {
+                Ok(frame) => {
+                    frames[k] = frame;
+                    received += 1;
+                }
+                Err(LaneError::Empty) => break,
+                Err(e) if received == 0 => return Err(e),
+                Err(e) => {
+                    self.pending = Some(e);
+                    break;
+                }
+            }
+        }
+        if received == 0 {
+            return Err(LaneError::Empty);
+        }
+        Ok(received)
     }
 }
