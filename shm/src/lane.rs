@@ -118,6 +118,22 @@ pub(crate) fn check_size(spec: &TensorSpec, len: usize) -> Result<(), LaneError>
     Ok(())
 }
 
+/// Checks that `out` holds `count` tensors of `spec` back to back (a batch's buffer).
+pub(crate) fn check_batch_size(
+    spec: &TensorSpec,
+    count: usize,
+    len: usize,
+) -> Result<(), LaneError> {
+    let expected = spec.byte_len().saturating_mul(count);
+    if len != expected {
+        return Err(LaneError::WrongSize {
+            expected,
+            found: len,
+        });
+    }
+    Ok(())
+}
+
 /// Creates a segment of `kind`.
 pub(crate) fn create_segment(
     name: &str,

@@ -15,6 +15,25 @@ impl Drop for Unlink {
     }
 }
 
+/// Gives the item with frame id `frame_id` (of a lane of 8-byte tensors) a length
+/// shorter than a frame: finds its slot by the length word (24 = a frame) followed by
+/// the frame id in the prefix (stamp, length, then the payload), as a damaged peer
+/// would leave it.
+fn shorten_item(name: &str, frame_id: u64) {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/dev/shm/tensorlane.{name}");
+    let bytes = std::fs::read(&path).unwrap();
+    let words: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let at = (1..words.len() - 1)
+        .find(|&i| words[i] == 24 && words[i + 1] == frame_id)
+        .expect("the item's slot");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_at(&16u64.to_le_bytes(), at as u64 * 8).unwrap();
+}
+
 #[test]
 fn lossless_batch_receives_in_order_and_frees_the_publisher() {
     let name = unique("round");
@@ -83,7 +102,6 @@ fn lossy_batch_reports_what_it_skipped() {
 
 #[test]
 fn a_short_item_in_a_lossless_batch_is_reported_as_recv_does() {
-    use std::os::unix::fs::FileExt;
     let name = unique("short");
     let _cleanup = Unlink(name.clone());
     let spec = TensorSpec::bytes(8).unwrap();
@@ -92,20 +110,7 @@ fn a_short_item_in_a_lossless_batch_is_reported_as_recv_does() {
     for v in 1..=3u8 {
         publisher.try_publish(&[v; 8]).unwrap();
     }
-    // Item 1 gets a length shorter than a frame: the length word of its slot.
-    let path = format!("/dev/shm/tensorlane.{name}");
-    let bytes = std::fs::read(&path).unwrap();
-    // Find the slot of item 1 by its length word (24 = frame) followed by the
-    // frame id 2 in the prefix: stamp, length, then the payload.
-    let words: Vec<u64> = bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    let at = (1..words.len() - 1)
-        .find(|&i| words[i] == 24 && words[i + 1] == 2)
-        .expect("the slot of item 1");
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_at(&16u64.to_le_bytes(), at as u64 * 8).unwrap();
+    shorten_item(&name, 2);
     let mut out = [0u8; 3 * 8];
     let mut frames = [Frame::default(); 3];
     assert_eq!(sub.try_recv_batch(&mut out, &mut frames).unwrap(), 1);
@@ -118,7 +123,6 @@ fn a_short_item_in_a_lossless_batch_is_reported_as_recv_does() {
 
 #[test]
 fn a_short_item_in_a_lossy_batch_is_reported_by_the_next_receive() {
-    use std::os::unix::fs::FileExt;
     let name = unique("lossyshort");
     let _cleanup = Unlink(name.clone());
     let spec = TensorSpec::bytes(8).unwrap();
@@ -127,18 +131,7 @@ fn a_short_item_in_a_lossy_batch_is_reported_by_the_next_receive() {
     for v in 1..=3u8 {
         publisher.try_publish(&[v; 8]).unwrap();
     }
-    // Item 1's length word (24 = a frame), found by the frame id 2 that follows it.
-    let path = format!("/dev/shm/tensorlane.{name}");
-    let bytes = std::fs::read(&path).unwrap();
-    let words: Vec<u64> = bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    let at = (1..words.len() - 1)
-        .find(|&i| words[i] == 24 && words[i + 1] == 2)
-        .expect("the slot of item 1");
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_at(&16u64.to_le_bytes(), at as u64 * 8).unwrap();
+    shorten_item(&name, 2);
     let mut out = [0u8; 3 * 8];
     let mut frames = [Frame::default(); 3];
     // The lossy subscriber consumed item 1 to find it bad: the batch stops there and

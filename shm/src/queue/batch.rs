@@ -246,13 +246,7 @@ impl QueueConsumer {
         wait_for: Wait,
     ) -> Result<usize, LaneError> {
         let tensor = self.spec().byte_len();
-        let needed = tensor.saturating_mul(frames.len());
-        if out.len() != needed {
-            return Err(LaneError::WrongSize {
-                expected: needed,
-                found: out.len(),
-            });
-        }
+        lane::check_batch_size(self.spec(), frames.len(), out.len())?;
         if frames.is_empty() {
             return Ok(0);
         }
