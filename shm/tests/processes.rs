@@ -5,7 +5,7 @@
 //! `tensorlane-model`:
 //!
 //! - a stream written by one process as fast as it can and read by two others
-//!   (`read`, `read_new`, `wait_new`): [`check_register_reader`] per reader;
+//!   (`read`, `try_read_new`, `read_new_timeout`): [`check_register_reader`] per reader;
 //! - a queue between two processes (copying and zero-copy push and pop):
 //!   [`check_lossless_complete`]; ping-pong over two queues and over two streams,
 //!   which must never deadlock, with every round trip within 1 s: both sides sleep
@@ -18,7 +18,7 @@
 //! The crash tests send SIGKILL at random points and check DESIGN §4's guarantees:
 //!
 //! - a stream writer killed while writing 1 MiB tensors: a reader gets the last
-//!   complete value, untorn, and `wait_new` reports `WriterGone` promptly; a new writer
+//!   complete value, untorn, and `read_new_timeout` reports `WriterGone` promptly; a new writer
 //!   takes over and its write is the next sequence. One run in four uses a single
 //!   slot, where a write cut short leaves no complete value: the reader must then get
 //!   `WriterGone`, never torn data and never an endless spin;
@@ -28,6 +28,10 @@
 //! - a queue consumer killed at a random point and replaced by a new process: what the
 //!   dead one released is never delivered again, what it held unreleased is, and the
 //!   two histories together cover every item in order.
+//! - end of stream: a queue producer or topic publisher process killed after its last
+//!   item, before its reader drained the ring or while the reader waits on it: the
+//!   reader gets every item in order, then `WriterGone` within 2 s of the kill (never
+//!   a timeout).
 //!
 //! # Children
 //! The test binary re-executes itself (`current_exe() --exact child_entry --nocapture
@@ -132,7 +136,7 @@ fn pop_in_place<T>(
 const STARTUP: Duration = Duration::from_secs(10);
 /// How long a child may take to finish its part of a test.
 const RUN: Duration = Duration::from_secs(25);
-/// Bound on the resumption of a publisher, or on `wait_new` reporting a dead writer.
+/// Bound on the resumption of a publisher, or on `read_new_timeout` reporting a dead writer.
 const PROMPT: Duration = Duration::from_secs(2);
 /// Longest round trip of a ping-pong, generous for a loaded 2-core machine: round
 /// trips take tens of microseconds. Both sides sleep without slices (see
@@ -702,7 +706,7 @@ fn stream_writer_forever(args: &ChildArgs) {
     }
 }
 
-/// Reads a stream with `read`, `read_new` and `wait_new` in turn until it has seen
+/// Reads a stream with `read`, `try_read_new` and `read_new_timeout` in turn until it has seen
 /// sequence `count`; reports `H seq frame_id value missed` for every value returned.
 fn stream_reader(args: &ChildArgs) {
     let words = args.get("words");
@@ -763,7 +767,7 @@ fn stream_pong(args: &ChildArgs) {
     for r in 1..=rounds {
         let frame = reader
             .read_new_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
-            .unwrap_or_else(|e| panic!("round {r}: wait_new: {e}"));
+            .unwrap_or_else(|e| panic!("round {r}: read_new_timeout: {e}"));
         assert_eq!((frame.seq, frame.missed), (r, 0), "round {r}");
         assert_eq!(decode_words(&tensor), r, "round {r}");
         writer.write_elements(&tensor).unwrap();
@@ -791,6 +795,10 @@ fn queue_producer(args: &ChildArgs) {
         assert_eq!(position, k + 1, "sequence of push {k}");
     }
     emit(&format!("S {count}"));
+    if args.or("hold", 0) == 1 {
+        // Stays alive (its role held) until killed.
+        wait_for_parent();
+    }
 }
 
 /// Consumes a queue until position `count - 1`.
@@ -929,6 +937,10 @@ fn topic_publisher(args: &ChildArgs) {
         publisher.evicted(),
         started.elapsed().as_micros()
     ));
+    if args.or("hold", 0) == 1 {
+        // Stays alive (its role held) until killed.
+        wait_for_parent();
+    }
 }
 
 /// Joins a topic and receives until position `count - 1`.
@@ -1104,7 +1116,7 @@ fn stream_ping_pong_never_deadlocks() {
         assert_eq!(writer.write_elements(&tensor).unwrap(), r);
         let frame = reader
             .read_new_timeout(bytemuck::cast_slice_mut(&mut tensor), STEP)
-            .unwrap_or_else(|e| panic!("round {r}: wait_new: {e}"));
+            .unwrap_or_else(|e| panic!("round {r}: read_new_timeout: {e}"));
         rtts.push(t.elapsed());
         check_round_trip(r, t.elapsed());
         assert_eq!((frame.seq, frame.missed), (r, 0), "round {r}");
@@ -1486,7 +1498,7 @@ fn stream_writer_killed_at_random_points() {
         let took = t.elapsed();
         assert!(
             matches!(waited, Err(LaneError::WriterGone)),
-            "{context}: wait_new after the kill returned {waited:?}"
+            "{context}: read_new_timeout after the kill returned {waited:?}"
         );
         assert!(took < PROMPT, "{context}: WriterGone took {took:?}");
         c.max_gone = c.max_gone.max(took);
@@ -1763,4 +1775,165 @@ fn queue_consumer_killed_and_taken_over() {
          {ambiguous} in between ({redelivered} re-deliveries in all); every item seen, in order",
         started.elapsed()
     );
+}
+
+/// How a writer side's death meets its reader in the end-of-stream tests.
+#[derive(Debug, Clone, Copy)]
+enum Death {
+    /// Killed with every item still in the ring: the reader drains them afterwards.
+    BeforeTheDrain,
+    /// Killed while the reader, having drained the ring, sleeps in a timed wait.
+    DuringTheWait,
+}
+
+/// Receives `count` items in order with `next` (the item with value `k` has seq
+/// `k + 1`), kills `writer` as `death` says, and checks that the next wait ends with
+/// `WriterGone` within [`PROMPT`] of the kill (of the call, for a writer already dead),
+/// not with a timeout after [`STEP`].
+fn drain_then_writer_gone(
+    what: &str,
+    mut writer: Proc,
+    death: Death,
+    count: u64,
+    out: &mut [u8],
+    mut next: impl FnMut(&mut [u8]) -> Result<tensorlane_shm::Frame, LaneError>,
+) {
+    if let Death::BeforeTheDrain = death {
+        writer.kill();
+        assert!(!is_alive(writer.pid()), "{what}: killed writer still alive");
+    }
+    for k in 0..count {
+        let frame = next(out).unwrap_or_else(|e| panic!("{what} ({death:?}): item {k}: {e}"));
+        assert_eq!(frame.seq, k + 1, "{what} ({death:?}): seq of item {k}");
+        assert_eq!(
+            frame.frame_id,
+            k + 1,
+            "{what} ({death:?}): frame id of item {k}"
+        );
+        assert_eq!(
+            decode_bytes(out),
+            k,
+            "{what} ({death:?}): value of item {k}"
+        );
+    }
+    let (killed, killer) = match death {
+        Death::BeforeTheDrain => (Instant::now(), None),
+        Death::DuringTheWait => {
+            let (send, signalled) = mpsc::channel();
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let (at, _) = writer.kill();
+                let _ = send.send(at);
+                writer
+            });
+            (Instant::now(), Some((killer, signalled)))
+        }
+    };
+    let started = Instant::now();
+    let end = next(out);
+    let ended = Instant::now();
+    let killed = match killer {
+        None => killed,
+        Some((killer, signalled)) => {
+            drop(killer.join());
+            signalled.recv().expect("the kill's instant")
+        }
+    };
+    assert!(
+        matches!(end, Err(LaneError::WriterGone)),
+        "{what} ({death:?}): after the last item: {end:?}"
+    );
+    let late = ended.saturating_duration_since(killed.max(started));
+    assert!(
+        late < PROMPT,
+        "{what} ({death:?}): WriterGone {late:?} after the kill"
+    );
+    eprintln!(
+        "{what} ({death:?}): {count} items in order, then WriterGone {late:?} after the kill"
+    );
+}
+
+/// Whether process `pid` exists (a reaped child does not).
+fn is_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// End of stream across processes: a queue producer process that pushed its items and
+/// is killed (SIGKILL), before the consumer drains them or while the consumer waits
+/// on an empty ring: the consumer in this process gets every item in order, then
+/// `WriterGone` promptly, never a timeout.
+#[test]
+fn a_killed_producer_s_queue_is_drained_then_ends_with_writer_gone() {
+    const WORDS: u64 = 512;
+    const ITEMS: u64 = 12;
+    for death in [Death::BeforeTheDrain, Death::DuringTheWait] {
+        let mut lanes = Lanes::new();
+        let lane = lanes.name("queue-eos");
+        let mut producer = Proc::spawn(
+            "queue-producer",
+            &lane,
+            None,
+            &[
+                ("words", WORDS),
+                ("count", ITEMS),
+                ("capacity", 16),
+                ("hold", 1),
+            ],
+        );
+        producer.expect("R", STARTUP);
+        let mut consumer = QueueConsumer::open(&lane).unwrap();
+        producer.expect("S", RUN);
+        let mut out = vec![0u8; WORDS as usize * 8];
+        drain_then_writer_gone("queue consumer", producer, death, ITEMS, &mut out, |out| {
+            consumer.pop_timeout(out, STEP)
+        });
+        // Ended for good: a later wait says so at once too.
+        assert!(matches!(
+            consumer.pop_deadline(&mut out, Instant::now() + STEP),
+            Err(LaneError::WriterGone)
+        ));
+    }
+}
+
+/// End of stream across processes, for a topic: a publisher process killed (SIGKILL)
+/// after publishing, before a lossless subscriber drains the ring or while it waits
+/// on it: the subscriber gets every item in order, then `WriterGone` promptly.
+#[test]
+fn a_killed_publisher_s_topic_is_drained_then_ends_with_writer_gone() {
+    const WORDS: u64 = 512;
+    const ITEMS: u64 = 12;
+    for death in [Death::BeforeTheDrain, Death::DuringTheWait] {
+        let mut lanes = Lanes::new();
+        let lane = lanes.name("topic-eos");
+        let mut publisher = Proc::spawn(
+            "topic-publisher",
+            &lane,
+            None,
+            &[
+                ("words", WORDS),
+                ("count", ITEMS),
+                ("capacity", 16),
+                ("subscribers", 2),
+                ("hold", 1),
+            ],
+        );
+        publisher.expect("R", STARTUP);
+        let mut subscriber = TopicSubscriber::open(&lane, SubscribeOptions::lossless()).unwrap();
+        publisher.send("go");
+        publisher.expect("S", RUN);
+        let mut out = vec![0u8; WORDS as usize * 8];
+        drain_then_writer_gone(
+            "topic subscriber",
+            publisher,
+            death,
+            ITEMS,
+            &mut out,
+            |out| subscriber.recv_timeout(out, STEP),
+        );
+        assert!(matches!(
+            subscriber.recv_deadline(&mut out, Instant::now() + STEP),
+            Err(LaneError::WriterGone)
+        ));
+    }
 }
