@@ -3,11 +3,11 @@
 //! - [`Kind`]: the queue (copy: `push`/`pop`; loan: `push_with`/`pop_with` touching
 //!   only the counter, the hand-over alone; loan-touched: writing and reading every
 //!   byte in place) and the topic (one lossless or one lossy subscriber), each as a
-//!   [`Tx`]/[`Rx`] pair polled with a zero timeout.
+//!   [`Tx`]/[`Rx`] pair polled with the non-blocking `try_*` calls.
 //! - [`wake_sender`]/[`wake_receiver`]: the stream's blocking wake-up. The sender
 //!   pauses before each write so that the reader is asleep on the futex in
-//!   `wait_new`; the payload carries the sender's `CLOCK_MONOTONIC` time, and the
-//!   receiver subtracts it from its own after `wait_new` returns (one way, no
+//!   `read_new_timeout`; the payload carries the sender's `CLOCK_MONOTONIC` time, and
+//!   the receiver subtracts it from its own after `read_new_timeout` returns (one way, no
 //!   halving).
 //! - [`stream_rw_ns`]: one writer and one reader of a stream in one process, a
 //!   `write` then a `read` per operation.
@@ -255,9 +255,9 @@ pub fn wake_sender(name: &str, size: usize, count: usize, gap: Duration) -> Resu
     Ok(())
 }
 
-/// Opens stream `name` (retrying up to 5 s) and receives with `wait_new` until frame
+/// Opens stream `name` (retrying up to 5 s) and receives with `read_new_timeout` until frame
 /// `warmup + count` (frame ids count from 1); returns the one-way latencies in ns of
-/// the frames after the first `warmup` (a frame that skipped others, which only a
+/// the frames after the first `warmup` (a frame that missed others, which only a
 /// late start causes, is not counted).
 pub fn wake_receiver(
     name: &str,

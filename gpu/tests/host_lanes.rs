@@ -122,7 +122,7 @@ fn say(line: &str) {
 }
 
 /// Tallies of a reader: tensors read, torn ones, sequences out of order, and the
-/// history (sequence or position, skipped count, value) for the model's checkers.
+/// history (sequence or position, missed count, value) for the model's checkers.
 #[derive(Default)]
 struct Tally {
     read: u64,
@@ -144,7 +144,7 @@ fn value_of(data: &[u8]) -> u64 {
 }
 
 impl Tally {
-    fn see(&mut self, k: u64, skipped: u64, data: &[u8]) {
+    fn see(&mut self, k: u64, missed: u64, data: &[u8]) {
         self.read += 1;
         if !whole(k, data) {
             self.torn += 1;
@@ -153,12 +153,12 @@ impl Tally {
             self.backwards += 1;
         }
         self.last = k;
-        self.history.push((k, skipped, value_of(data)));
+        self.history.push((k, missed, value_of(data)));
     }
 
     fn report(&self) {
-        for (k, skipped, value) in &self.history {
-            say(&format!("h {k} {skipped} {value}"));
+        for (k, missed, value) in &self.history {
+            say(&format!("h {k} {missed} {value}"));
         }
         say(&format!(
             "tally read={} torn={} backwards={} last={} overwritten={}",
@@ -487,7 +487,7 @@ fn slow_writer(lane: &str, args: &BTreeMap<String, u64>) -> Result<(), String> {
 // ---------------------------------------------------------------------------------
 // Parent side
 
-/// What a child reported, one (sequence or position, skipped, value) per item.
+/// What a child reported, one (sequence or position, missed, value) per item.
 type History = Vec<(u64, u64, u64)>;
 
 struct Kid {
@@ -1130,7 +1130,7 @@ fn a_gpu_topic_whose_publisher_was_killed_is_drained_then_ends() {
         .recv_view_timeout(Duration::from_secs(10))
         .map(|v| v.frame());
     assert!(matches!(gone, Err(GpuError::WriterGone)), "{gone:?}");
-    let gone = subscriber.recv(&mut out);
+    let gone = subscriber.recv_deadline(&mut out, Instant::now() + Duration::from_secs(10));
     assert!(matches!(gone, Err(GpuError::WriterGone)), "{gone:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     unlink(&name);

@@ -27,7 +27,7 @@ pub struct RegisterObservation<V> {
     pub seq: u64,
     /// The value.
     pub value: V,
-    /// Writes the reader reported it skipped (`ReadInfo::missed`).
+    /// Writes the reader reported it missed (`ReadInfo::missed`).
     pub missed: u64,
 }
 
@@ -99,7 +99,7 @@ pub enum HistoryError {
         found: u64,
     },
     /// A delivery's `missed` count does not match the gap before it.
-    WrongDropped {
+    WrongDeliveryMissed {
         /// Observation index.
         at: usize,
         /// The position delivered.
@@ -157,7 +157,7 @@ impl fmt::Display for HistoryError {
                 f,
                 "observation {at}: position {found} delivered, expected at least {lowest}"
             ),
-            HistoryError::WrongDropped {
+            HistoryError::WrongDeliveryMissed {
                 at,
                 position,
                 expected,
@@ -253,7 +253,7 @@ pub fn check_lossless<V>(
         }
         let missed = if at == 0 { lost_at_start } else { 0 };
         if item.missed != missed {
-            return Err(HistoryError::WrongDropped {
+            return Err(HistoryError::WrongDeliveryMissed {
                 at,
                 position: item.position,
                 expected: missed,
@@ -309,7 +309,7 @@ pub fn check_lossy<V>(
             });
         };
         if item.missed != gap {
-            return Err(HistoryError::WrongDropped {
+            return Err(HistoryError::WrongDeliveryMissed {
                 at,
                 position: item.position,
                 expected: gap,
@@ -460,7 +460,7 @@ mod tests {
         // A drop reported by a lossless consumer.
         assert!(matches!(
             check_lossless(0, 0, &items(&[(0, 0, 0), (1, 10, 2)]), tens),
-            Err(HistoryError::WrongDropped { at: 1, .. })
+            Err(HistoryError::WrongDeliveryMissed { at: 1, .. })
         ));
         // Not drained.
         assert_eq!(
@@ -495,7 +495,7 @@ mod tests {
         // Gap not counted.
         assert_eq!(
             check_lossy(0, &items(&[(0, 0, 0), (4, 40, 2)]), tens),
-            Err(HistoryError::WrongDropped {
+            Err(HistoryError::WrongDeliveryMissed {
                 at: 1,
                 position: 4,
                 expected: 3,
@@ -505,7 +505,7 @@ mod tests {
         // First item's drops counted from the join head.
         assert!(matches!(
             check_lossy(3, &items(&[(5, 50, 5)]), tens),
-            Err(HistoryError::WrongDropped { expected: 2, .. })
+            Err(HistoryError::WrongDeliveryMissed { expected: 2, .. })
         ));
         // Torn value.
         assert_eq!(
@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn errors_read_well() {
-        let e = HistoryError::WrongDropped {
+        let e = HistoryError::WrongDeliveryMissed {
             at: 2,
             position: 9,
             expected: 1,

@@ -151,14 +151,14 @@ fn publish_all(mut producer: impl BroadcastProducerRole, items: u64) {
 }
 
 /// A subscriber whose every delivery is checked: positions contiguous from its head
-/// at join (lossless) or increasing with drop counts equal to the gaps (lossy), and
+/// at join (lossless) or increasing with missed counts equal to the gaps (lossy), and
 /// every value untorn.
 struct CheckedSubscriber {
     sub: Subscriber,
     lossless: bool,
     expected: u64,
     unreported_loss: u64,
-    delivered_and_dropped: u64,
+    delivered_and_missed: u64,
 }
 
 enum Step {
@@ -176,7 +176,7 @@ impl CheckedSubscriber {
             expected: sub.head(),
             // History lost at join is reported with the first item, before the head.
             unreported_loss: sub.lost_at_join(),
-            delivered_and_dropped: sub.head(),
+            delivered_and_missed: sub.head(),
             sub,
         }
     }
@@ -198,10 +198,10 @@ impl CheckedSubscriber {
                     );
                 }
                 assert!(got.position >= self.expected, "lossy subscriber went backwards");
-                self.delivered_and_dropped += 1 + gap;
+                self.delivered_and_missed += 1 + gap;
                 self.expected = got.position + 1;
                 assert_eq!(
-                    self.delivered_and_dropped,
+                    self.delivered_and_missed,
                     self.sub.head(),
                     "drop counter does not match the gaps"
                 );

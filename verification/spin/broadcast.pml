@@ -26,11 +26,11 @@
  *         s1 = stamp[head%CAP] (must be 2head+2 unless evicted); read payload;
  *         s2 = stamp (must equal s1); head++
  *   lossy receive: t = tail; if head == t -> empty;
- *         if t - head > MAXLAG: dropped += t - MAXLAG - head; head = t - MAXLAG
+ *         if t - head > MAXLAG: missed += t - MAXLAG - head; head = t - MAXLAG
  *         s1 = stamp[head%CAP]; if s1 == 2head+2: read payload, s2 = stamp,
  *         deliver when s2 == s1.  Otherwise (s1 or s2 differs): odd = a newer
  *         position is being written there: wait for the stamp to change and
- *         retry; even and newer = overwritten: reload tail, dropped +=
+ *         retry; even and newer = overwritten: reload tail, missed +=
  *         tail-1-head, head = tail-1, retry.
  *   leave: st[i] = FREE.   evict (supervisor): CAS st[i] ACTIVE -> EVICTED.
  *
@@ -63,8 +63,8 @@
  *       the ring when the join completes (t - CAP < head <= t).  A failed check
  *       is allowed only if the entry was evicted during this join session.
  *   (b) lossy: delivered positions strictly increase, payload == position,
- *       and delivered + dropped == head - join head at all times (every
- *       position covered is either delivered or counted as dropped).
+ *       and delivered + missed == head - join head at all times (every
+ *       position covered is either delivered or counted as missed).
  *   (c) progress: when the system is stuck (spin `timeout`) and the producer
  *       waits on Full, some ACTIVE LOSSLESS entry really lags by CAP (the
  *       watchdog asserts this).  A producer held back by a live, non-evicted
@@ -371,7 +371,7 @@ crashed:
 
 proctype Sub(byte i)
 {
-	byte joins, t, h, jh, m, s1, v, lastp, delivered, dropped, mygen;
+	byte joins, t, h, jh, m, s1, v, lastp, delivered, missed, mygen;
 
 join:
 #ifdef PUBLISHER_EVICTS
@@ -440,7 +440,7 @@ reclaim:
 #ifndef CANARY_NO_RECHECK
 		assert(h <= t && t - h < CAP);   /* join head inside the ring */
 #endif
-		jh = h; lastp = NONE; delivered = 0; dropped = 0; t = 0;
+		jh = h; lastp = NONE; delivered = 0; missed = 0; t = 0;
 		if
 		:: m == LOSSLESS -> goto lossless
 		:: else -> goto lossy
@@ -499,7 +499,7 @@ lossy:
 			:: h == t && pdone -> t = 0; goto lossy_end
 			:: h == t && !pdone -> t = 0; goto lossy_empty
 			:: t - h > MAXLAG ->
-				dropped = dropped + t - MAXLAG - h;
+				missed = missed + t - MAXLAG - h;
 				h = t - MAXLAG;
 				t = 1     /* t: "store hd" */
 			:: else -> t = 0
@@ -528,7 +528,7 @@ lossy:
 			lastp = h;
 			delivered++;
 			h++;
-			assert(delivered + dropped == h - jh);   /* (b) accounting */
+			assert(delivered + missed == h - jh);   /* (b) accounting */
 			s1 = 0; v = 0
 		};
 		hd[i] = h;
@@ -550,9 +550,9 @@ lossy_miss:
 		atomic {
 			t = tail;
 			assert(t - 1 > h);
-			dropped = dropped + (t - 1 - h);
+			missed = missed + (t - 1 - h);
 			h = t - 1;
-			assert(delivered + dropped == h - jh);   /* (b) accounting */
+			assert(delivered + missed == h - jh);   /* (b) accounting */
 			t = 0; s1 = 0
 		};
 		hd[i] = h
@@ -590,7 +590,7 @@ died:
 	atomic {
 		st[i] = FREE;
 #endif
-		h = 0; jh = 0; m = 0; t = 0; s1 = 0; v = 0; lastp = 0; delivered = 0; dropped = 0;
+		h = 0; jh = 0; m = 0; t = 0; s1 = 0; v = 0; lastp = 0; delivered = 0; missed = 0;
 		if
 		:: i == 0 && joins < JOINS0 || i == 1 && joins < JOINS1 -> goto join
 		:: else

@@ -896,7 +896,7 @@ impl Report {
             "elapsed_s": (elapsed.as_secs_f64() * 10.0).round() / 10.0,
             "method": {
                 "latency": "one way = half of a round trip (ping-pong between two processes, both polling), pooled over rounds; percentiles nearest-rank",
-                "wake": "one way, CLOCK_MONOTONIC timestamp written by the sender just before its write, read by the receiver when wait_new/read_after returns; the sender sleeps 200 us before each write so that the receiver sleeps on the futex",
+                "wake": "one way, CLOCK_MONOTONIC timestamp written by the sender just before its write, read by the receiver when read_new_timeout/read_after returns; the sender sleeps 200 us before each write so that the receiver sleeps on the futex",
                 "throughput": "one process, one write then one read per operation; median over rounds of the median of 5 timed batches",
                 "ratios": "value of this figure divided by the reference figure of the same unit and percentile (latency: lower is better; Hz: higher is better)",
             },
