@@ -84,7 +84,7 @@ fn lossless_batch_receives_in_order_and_frees_the_publisher() {
 }
 
 #[test]
-fn lossy_batch_reports_what_it_skipped() {
+fn lossy_batch_reports_what_it_missed() {
     let name = unique("lossy");
     let _cleanup = Unlink(name.clone());
     let spec = TensorSpec::bytes(8).unwrap();
