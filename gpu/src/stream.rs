@@ -37,7 +37,7 @@ use crate::lane::{
     DEFAULT_EVENT_TIMEOUT,
 };
 use crate::table::RECORD_WORDS;
-use crate::wait::Wait;
+use crate::wait::{Wait, WaitOn};
 use std::time::{Duration, Instant};
 use tensorlane_shm::{Frame, Kind, StreamReader, StreamWriter, TensorSpec};
 

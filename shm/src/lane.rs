@@ -216,9 +216,10 @@ pub(crate) fn lock_role(
 }
 
 /// How long a lane operation may wait: the one parameter behind each family of
-/// public calls (`x`, `try_x`, `x_timeout`, `x_deadline`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
+/// public calls (`x`, `try_x`, `x_timeout`, `x_deadline`). Layers built on the lanes
+/// (the GPU lanes) use it to write their own families the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
     /// One attempt, no waiting (`try_x`): nothing ready is `Empty` or `Full`.
     Never,
     /// Wait until the instant (`x_timeout`, `x_deadline`), or without limit (`x`,
@@ -228,7 +229,7 @@ pub(crate) enum Wait {
 
 impl Wait {
     /// Waiting for at most `timeout`; a timeout beyond the clock's range is no limit.
-    pub(crate) fn timeout(timeout: Duration) -> Self {
+    pub fn timeout(timeout: Duration) -> Self {
         Wait::Until(Instant::now().checked_add(timeout))
     }
 }

@@ -46,7 +46,7 @@ pub use dtype::{DType, SpecError, TensorSpec, MAX_DIMS};
 pub use element::Element;
 pub use error::LaneError;
 pub use header::{HeaderInfo, Kind};
-pub use lane::{Frame, ShmRegion};
+pub use lane::{Frame, ShmRegion, Wait};
 pub use metadata::{Metadata, MetadataError, MAX_METADATA_BYTES};
 pub use name::{LaneName, NameError, MAX_NAME_LEN};
 pub use queue::{QueueConsumer, QueueProducer};
