@@ -394,6 +394,30 @@ mod broadcast {
         (HeapRegion::new(geometry.body_words()), geometry)
     }
 
+    #[test]
+    fn read_prefix_at_copies_only_the_prefix_and_names_the_length() {
+        let (region, geometry) = ring(2, 1);
+        let ring = Broadcast::new(&region, geometry).unwrap();
+        let mut producer = ring.producer(1).unwrap();
+        producer.publish(b"abcdefg").unwrap();
+        let mut prefix = [0u8; 3];
+        assert_eq!(ring.read_prefix_at(0, &mut prefix), Ok(7));
+        assert_eq!(&prefix, b"abc");
+        // A whole read refuses the short buffer; a prefix read of a short item fills
+        // what it has.
+        assert_eq!(
+            ring.read_at(0, &mut prefix),
+            Err(ReadAtError::BufferTooSmall { needed: 7 })
+        );
+        let mut long = [0u8; 8];
+        assert_eq!(ring.read_prefix_at(0, &mut long), Ok(7));
+        assert_eq!(&long[..7], b"abcdefg");
+        assert_eq!(
+            ring.read_prefix_at(1, &mut prefix),
+            Err(ReadAtError::NotPublished)
+        );
+    }
+
     fn entry_word(region: &HeapRegion<BroadcastHeader>, index: usize, field: usize) -> &AtomicU64 {
         word(region, index * ENTRY_WORDS + field)
     }

@@ -29,13 +29,6 @@ pub fn load_view(words: ReadWords<'_>, len: usize) -> Vec<u8> {
     bytes
 }
 
-/// The first `len` bytes of the words (fewer if the words hold fewer).
-pub fn load_le(words: &[AtomicU64], len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len.min(words.len() * 8)];
-    load_le_into(words, &mut bytes);
-    bytes
-}
-
 #[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
 mod tests {
     use super::*;
@@ -45,8 +38,8 @@ mod tests {
         let words: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(0)).collect();
         let bytes: Vec<u8> = (1..=19).collect();
         store_le(&words, &bytes);
-        assert_eq!(load_le(&words, 19), bytes);
-        assert_eq!(load_le(&words, 30).len(), 24);
+        assert_eq!(load_view(ReadWords::new(&words), 19), bytes);
+        assert_eq!(load_view(ReadWords::new(&words), 30).len(), 24);
         assert_eq!(words[2].load(Ordering::Relaxed) >> 24, 0);
     }
 }

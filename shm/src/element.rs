@@ -100,17 +100,19 @@ impl Element for bool {
     const DTYPE: DType = DType::Bool;
 }
 
-/// Checks that `T` is the lane's dtype and that `len` elements are its tensor.
-fn check<T: Element>(spec: &TensorSpec, len: usize) -> Result<(), LaneError> {
+/// Checks that `T` is the lane's dtype and that `len` elements are `count` of its
+/// tensors.
+fn check<T: Element>(spec: &TensorSpec, count: usize, len: usize) -> Result<(), LaneError> {
     if T::DTYPE != spec.dtype() {
         return Err(LaneError::WrongDType {
             expected: spec.dtype(),
             found: T::DTYPE,
         });
     }
-    if len != spec.elements() {
+    let expected = spec.elements().saturating_mul(count);
+    if len != expected {
         return Err(LaneError::WrongCount {
-            expected: spec.elements(),
+            expected,
             found: len,
         });
     }
@@ -122,7 +124,7 @@ pub(crate) fn as_bytes<'a, T: Element>(
     spec: &TensorSpec,
     elements: &'a [T],
 ) -> Result<&'a [u8], LaneError> {
-    check::<T>(spec, elements.len())?;
+    check::<T>(spec, 1, elements.len())?;
     Ok(T::bytes(elements))
 }
 
@@ -142,19 +144,7 @@ pub(crate) fn read_batch_into<T: Element, R>(
     out: &mut [T],
     read: impl FnOnce(&mut [u8]) -> Result<R, LaneError>,
 ) -> Result<R, LaneError> {
-    if T::DTYPE != spec.dtype() {
-        return Err(LaneError::WrongDType {
-            expected: spec.dtype(),
-            found: T::DTYPE,
-        });
-    }
-    let expected = spec.elements().saturating_mul(count);
-    if out.len() != expected {
-        return Err(LaneError::WrongCount {
-            expected,
-            found: out.len(),
-        });
-    }
+    check::<T>(spec, count, out.len())?;
     T::read_into(out, read)
 }
 
@@ -164,6 +154,6 @@ pub(crate) fn read_into<T: Element, R>(
     out: &mut [T],
     read: impl FnOnce(&mut [u8]) -> Result<R, LaneError>,
 ) -> Result<R, LaneError> {
-    check::<T>(spec, out.len())?;
+    check::<T>(spec, 1, out.len())?;
     T::read_into(out, read)
 }

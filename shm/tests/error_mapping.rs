@@ -307,8 +307,6 @@ fn a_corrupt_length_word_is_reported_alike() {
         let mut typed = [0u8; TENSOR];
         let mut frames = [Frame::default(); 2];
         let mut outs = [0u8; 2 * TENSOR];
-        // SAFETY: every process writing these lanes is this test, which corrupts only
-        // length words, and never while a loan is out.
         let e = alike(vec![
             ("stream read", ok(l.reader.read(&mut out))),
             (
@@ -318,6 +316,8 @@ fn a_corrupt_length_word_is_reported_alike() {
             ("queue pop", ok(l.consumer.pop(&mut out))),
             (
                 "queue pop_with",
+                // SAFETY: every process writing these lanes is this test, which
+                // corrupts only length words, and never while a loan is out.
                 ok(unsafe { l.consumer.pop_with(|_, _| ()) }),
             ),
             (
