@@ -59,6 +59,7 @@ extern crate std;
 mod broadcast;
 mod claim;
 mod error;
+pub mod futex;
 mod line;
 mod region;
 mod seqlock;
@@ -102,4 +103,6 @@ pub use spsc::{
 /// The atomic word of every control block and body: `core`'s `AtomicU64`, or the
 /// checker's under `loom` / `shuttle`.
 pub use sync::AtomicU64;
+/// The futex word's atomic ([`futex`]): `core`'s `AtomicU32`, or the checker's.
+pub use sync::AtomicU32;
 pub use words::ReadWords;

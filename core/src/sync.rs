@@ -1,6 +1,6 @@
 //! The one place atomics come from.
 //!
-//! Every algorithm in this crate imports `AtomicU64`, `fence`, `Ordering` and
+//! Every algorithm in this crate imports `AtomicU64`, `AtomicU32`, `fence`, `Ordering` and
 //! [`spin_hint`] from here and nowhere else, so that the same source is compiled
 //! against `core` atomics in production, against loom's model-checked atomics
 //! under `--features loom`, and against shuttle's under `--features shuttle`.
@@ -11,13 +11,13 @@
 //! compiled only when neither checker is enabled (see [`crate::region::attach`]).
 
 #[cfg(feature = "loom")]
-pub use loom::sync::atomic::{fence, AtomicU64, Ordering};
+pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(all(feature = "shuttle", not(feature = "loom")))]
-pub use shuttle::sync::atomic::{fence, AtomicU64, Ordering};
+pub use shuttle::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
-pub use core::sync::atomic::{fence, AtomicU64, Ordering};
+pub use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Called inside every retry loop. Under the checkers it yields to the scheduler, so
 /// that a loop waiting for another thread does not explode the state space (loom) or

@@ -21,7 +21,7 @@ use tensorlane_core::{
 /// `b"TNSRLANE"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TNSRLANE");
 /// Version of this layout. Openers reject other versions.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 /// Size of the segment header; the core structure starts here.
 pub const HEADER_BYTES: usize = 1024;
 /// Bytes of per-item framing before the tensor in every slot: frame id, timestamp.
@@ -80,8 +80,8 @@ pub mod field {
 #[derive(Debug, Default)]
 pub struct Futex {
     /// Bit 0 ([`Futex::WAITING`]): a waiter may be asleep on the current value, so a
-    /// notifier must wake; bits 1 to 31: events, [`Futex::EVENT`] per notify. Waiters
-    /// sleep on it. Changed only by read-modify-writes.
+    /// notifier must wake; bits 1 to 31: a count, [`Futex::EVENT`] per notify that
+    /// cleared the flag. Waiters sleep on it. Changed only by read-modify-writes.
     pub word: AtomicU32,
     /// Reserved (0). Layout version 1 counted waiters here.
     pub reserved: AtomicU32,

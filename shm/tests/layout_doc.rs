@@ -966,9 +966,9 @@ fn stream_segment_matches_the_document() {
     let stride = 8 * doc_stride(image.field("slot_bytes"));
     // Sequence s lives in slot s mod N; its stamp is 2s once complete.
     image.check_slot(body + stride, 2, 1, &[1, 0, 2, 0, 3, 0], since);
-    // One notify adds 2 (section 6); nobody waits, so the flag (bit 0) and the rest
-    // of the line stay clear.
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
+    // Nobody waits, so the notify only loads the word (section 6): the flag (bit 0),
+    // the count and the rest of the line stay clear.
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 0);
     assert_eq!(image.u32_at(image.header.offset("data.word") + 4), 0);
 
     writer
@@ -978,7 +978,7 @@ fn stream_segment_matches_the_document() {
     assert_eq!(image.control(block, "published"), 2);
     image.check_slot(body, 4, 40, &[7, 0, 8, 0, 9, 0], since);
     image.check_slot(body + stride, 2, 1, &[1, 0, 2, 0, 3, 0], since);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 4);
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 0);
 
     let file = open_object(&name);
     assert!(role_held(&file, constant("ROLE_WRITER")));
@@ -1022,14 +1022,15 @@ fn queue_segment_matches_the_document() {
     // Queue slots carry no stamp: it stays 0.
     image.check_slot(body, 0, 1, &[1, 2, 3, 4, 5], since);
     image.check_slot(body + stride, 0, 2, &[6, 7, 8, 9, 10], since);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 4);
+    // Notifies with nobody waiting leave the futex words alone (section 6).
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 0);
     assert_eq!(image.u32_at(image.header.offset("space.word")), 0);
 
     let mut out = [0u8; 5];
     assert_eq!(consumer.pop_timeout(&mut out, timeout).unwrap().seq, 1);
     let image = Image::read(&name);
     assert_eq!(image.control(block, "head"), 1);
-    assert_eq!(image.u32_at(image.header.offset("space.word")), 2);
+    assert_eq!(image.u32_at(image.header.offset("space.word")), 0);
 
     // Which owner word is whose: drop the consumer and see which one clears.
     let file = open_object(&name);
@@ -1090,7 +1091,7 @@ fn topic_segment_matches_the_document() {
     );
     assert_eq!(image.u64_at(at("slot[0].frame_id")), 1);
     assert_eq!(image.u64_at(at("slot[1].stamp")), 0);
-    assert_eq!(image.u32_at(image.header.offset("data.word")), 2);
+    assert_eq!(image.u32_at(image.header.offset("data.word")), 0);
 
     let mut out = [0f32; 6];
     assert_eq!(
@@ -1110,9 +1111,9 @@ fn topic_segment_matches_the_document() {
     let image = Image::read(&name);
     assert_eq!(image.u64_at(at("entry[0].head")), 1);
     assert_eq!(image.u64_at(at("entry[1].head")), 1);
-    // The two joins and the lossless receive bump the space futex; the lossy
-    // receive does not.
-    assert_eq!(image.u32_at(image.header.offset("space.word")), 6);
+    // The joins and the lossless receive notify the space futex, with nobody
+    // waiting: the word is left alone.
+    assert_eq!(image.u32_at(image.header.offset("space.word")), 0);
     let done = |position: u64| 2 * position + 2;
     assert_eq!(image.u64_at(at("slot[1].stamp")), done(1));
     assert_eq!(image.u64_at(at("slot[3].stamp")), done(3));

@@ -108,6 +108,7 @@ runs=(
 	"futex-stale-flag|futex|witness|-DWITNESS_STALE|safety|((word&1)==0)"
 	"futex-no-clear|futex|canary|-DCANARY_NO_CLEAR|safety|((word&1)==0)"
 	"futex-wake-first|futex|canary|-DCANARY_WAKE_FIRST|safety|invalid end state"
+	"futex-no-bump|futex|canary|-DCANARY_NO_BUMP|safety|invalid end state"
 	"futex-no-recheck|futex|canary|-DCANARY_NO_RECHECK|safety|invalid end state"
 	"futex-count|futex|witness|-DCOUNT|safety|(count==0)"
 	"futex-count-reset|futex|witness|-DCOUNT -DRESET|safety|invalid end state"

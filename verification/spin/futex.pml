@@ -7,12 +7,16 @@
  * read-modify-write of the word, or a load of the lane's state):
  *
  *   shared  word       bit 0: a waiter may be asleep on the current value (the flag);
- *                      bits 1..7: events, +2 per notify (no wrap within the bounds)
+ *                      bits 1..7: a count, +2 per clear (no wrap within the bounds)
  *           events     the lane's state: how many events are visible
  *   kernel  queued[i]  waiter i sleeps in FUTEX_WAIT on the word
  *
- *   notify (after its event is visible: events++):
- *       old = fetch_add(word, 2); if old & 1: fetch_and(word, ~1), then FUTEX_WAKE
+ *   notify (after its event is visible: events++; layout version 3):
+ *       old = word; if old & 1: clear-and-bump (one CAS, only while the flag is set:
+ *       word = (word & ~1) + 2), then, if this notifier cleared, FUTEX_WAKE
+ *   (the SeqCst fences that order "events++" before the load and the waiter's
+ *   announce before its check are implicit in sequentially consistent interleavings;
+ *   verification/tests/loom_futex.rs checks that they are needed and enough)
  *   wait until events >= target:
  *       check once (the spin phase); loop:
  *         seen = fetch_or(word, 1) | 1; check; FUTEX_WAIT(word, seen); check
@@ -47,6 +51,9 @@
  *                        notify makes a system call forever
  *   CANARY_WAKE_FIRST    notify wakes, then clears: a waiter announcing between the
  *                        two sleeps on a value the clear changes, and is lost (a)
+ *   CANARY_NO_BUMP       notify clears without bumping the count: a waiter on its way
+ *                        into FUTEX_WAIT sleeps on the value a later announce set
+ *                        again (the same value it saw), with nobody to wake it (a)
  *   CANARY_NO_RECHECK    the waiter checks, announces and sleeps without checking
  *                        again: an event between the check and the announce is lost
  * The protocol of layout version 1 (a count of waiters, -DCOUNT), for comparison:
@@ -113,17 +120,22 @@ inline notify() {
 	:: else
 	fi
 #else
-	d_step { old = word; word = word + 2 };
+	/* version 3: load (after a SeqCst fence, which SC interleavings give for free);
+	 * only with the flag: clear-and-bump in one compare-and-swap, then wake */
+	old = word;
 	if
 	:: old & 1 ->
 #if defined(CANARY_NO_CLEAR)
 		futex_wake(n)
 #elif defined(CANARY_WAKE_FIRST)
 		futex_wake(n);
-		word = word & 254
+		d_step { if :: word & 1 -> word = (word & 254) + 2 :: else fi }
+#elif defined(CANARY_NO_BUMP)
+		atomic { if :: word & 1 -> word = word & 254; cleared = true :: else -> cleared = false fi };
+		if :: cleared -> futex_wake(n) :: else fi
 #else
-		word = word & 254;
-		futex_wake(n)
+		atomic { if :: word & 1 -> word = (word & 254) + 2; cleared = true :: else -> cleared = false fi };
+		if :: cleared -> futex_wake(n) :: else fi
 #endif
 	:: else
 	fi
@@ -132,6 +144,7 @@ inline notify() {
 
 proctype Notifier() {
 	byte k = 0, old, n, i, c;
+	bool cleared;
 	do
 	:: k < EVENTS ->
 		events++;
@@ -217,6 +230,7 @@ end:
 
 init {
 	byte k, old, n, i, c;
+	bool cleared;
 	atomic {
 		k = 0;
 		do

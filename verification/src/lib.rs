@@ -18,6 +18,7 @@
 //! loom and shuttle, an expected-failure run for Miri in `.ci/miri-canary`).
 
 pub mod canaries;
+pub mod futex_canaries;
 pub mod hostile;
 pub mod hostile_gpu;
 pub mod roles;
