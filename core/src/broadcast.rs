@@ -1311,7 +1311,8 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
         self.entry()[entry::STATE].load(Ordering::Acquire) != self.active
     }
 
-    /// Copies the next item into `buf`.
+    /// Copies the next item into `buf`. On error the contents of `buf` are
+    /// unspecified (a lossy copy that a newer write overtook may have landed there).
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Received, RecvError> {
         self.recv_parts(&mut [buf])
     }

@@ -58,6 +58,7 @@ extern crate std;
 
 mod broadcast;
 mod claim;
+pub mod copy;
 mod error;
 pub mod futex;
 mod line;
@@ -76,6 +77,9 @@ mod broadcast_tests;
 
 #[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
 mod batch_tests;
+
+#[cfg(all(test, not(miri), not(any(feature = "loom", feature = "shuttle"))))]
+mod copy_tests;
 
 pub use broadcast::{
     entry, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,

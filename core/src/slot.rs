@@ -13,6 +13,7 @@
 //! is never a data race in the Rust memory model (Boehm 2012). Bytes are packed
 //! little-endian into words, so the layout is the same on every host.
 
+use crate::copy;
 use crate::line::LINE_WORDS;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -79,45 +80,40 @@ impl<'a> Slot<'a> {
     }
 }
 
-/// Stores `src` into the first `ceil(src.len() / 8)` words (little-endian), relaxed;
-/// the unused bytes of the last word are zero. Bytes beyond `words.len() * 8` are not
-/// stored. This is how payload is written to memory other threads or processes may
-/// read concurrently (DESIGN §3): never a plain or volatile store.
+/// Stores `src` into the first `ceil(src.len() / 8)` words (little-endian), as relaxed
+/// atomic stores would; the unused bytes of the last word are zero. Bytes beyond
+/// `words.len() * 8` are not stored. This is how payload is written to memory other
+/// threads or processes may read concurrently (DESIGN §3): never a plain or volatile
+/// store. Long copies run at memory speed (see the `copy` module for how, and why that
+/// is sound).
 #[inline]
 pub fn store_bytes(words: &[AtomicU64], src: &[u8]) {
-    let mut chunks = src.chunks_exact(8);
-    let mut words_iter = words.iter();
-    for (chunk, word) in (&mut chunks).zip(&mut words_iter) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-    }
-    let rest = chunks.remainder();
+    let whole = (src.len() / 8).min(words.len());
+    copy::store_words(&words[..whole], &src[..whole * 8]);
+    let rest = &src[whole * 8..];
     if !rest.is_empty() {
-        if let Some(word) = words_iter.next() {
+        if let Some(word) = words.get(whole) {
             let mut bytes = [0u8; 8];
-            bytes[..rest.len()].copy_from_slice(rest);
+            let n = rest.len().min(8);
+            bytes[..n].copy_from_slice(&rest[..n]);
             word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         }
     }
 }
 
-/// Loads `dst.len()` bytes from the words (little-endian), relaxed; bytes of `dst`
-/// beyond `words.len() * 8` are left as they are. The reading counterpart of
-/// [`store_bytes`].
+/// Loads `dst.len()` bytes from the words (little-endian), as relaxed atomic loads
+/// would; bytes of `dst` beyond `words.len() * 8` are left as they are. The reading
+/// counterpart of [`store_bytes`].
 #[inline]
 pub fn load_bytes(words: &[AtomicU64], dst: &mut [u8]) {
-    let mut chunks = dst.chunks_exact_mut(8);
-    let mut words_iter = words.iter();
-    for (chunk, word) in (&mut chunks).zip(&mut words_iter) {
-        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
-    }
-    let rest = chunks.into_remainder();
+    let whole = (dst.len() / 8).min(words.len());
+    let (head, rest) = dst.split_at_mut(whole * 8);
+    copy::load_words(&words[..whole], head);
     if !rest.is_empty() {
-        if let Some(word) = words_iter.next() {
+        if let Some(word) = words.get(whole) {
             let bytes = word.load(Ordering::Relaxed).to_le_bytes();
-            let n = rest.len();
-            rest.copy_from_slice(&bytes[..n]);
+            let n = rest.len().min(8);
+            rest[..n].copy_from_slice(&bytes[..n]);
         }
     }
 }

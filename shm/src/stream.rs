@@ -227,7 +227,8 @@ impl StreamReader {
     /// Copies the latest value into `out` (exactly one tensor's bytes); `Empty` if
     /// nothing was written yet. Never blocks: if a writer overwrites the value during
     /// each of `DEFAULT_READ_ATTEMPTS` (64) copies, returns [`LaneError::Stalled`]
-    /// (or [`LaneError::WriterGone`] if the writer died mid-write with one slot).
+    /// (or [`LaneError::WriterGone`] if the writer died mid-write with one slot). On
+    /// any error the contents of `out` are unspecified (a copy the writer overtook).
     pub fn read(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
         self.read_inner(out, false, Budget::Attempts(DEFAULT_READ_ATTEMPTS))?
             .ok_or(LaneError::Empty)

@@ -353,7 +353,8 @@ impl TopicSubscriber {
 
     /// Receives the next item into `out` (exactly one tensor's bytes), waiting
     /// without limit. Once the publisher is gone and this subscriber received
-    /// everything it published: `WriterGone`.
+    /// everything it published: `WriterGone`. On any error the contents of `out` are
+    /// unspecified (a lossy copy a newer publish overtook).
     pub fn recv(&mut self, out: &mut [u8]) -> Result<Frame, LaneError> {
         self.recv_inner(out, Wait::Until(None))
     }
