@@ -14,7 +14,11 @@
 //! # Publishing position P
 //! 1. SeqCst fence, then load `epoch`. If it changed since the last scan, or if the
 //!    cached minimum lossless head `m` has `P - m >= C`, rescan the table: the minimum
-//!    head over ACTIVE lossless entries. An ACTIVE lossless entry whose head is ahead
+//!    head over ACTIVE lossless entries. A rescan for the second reason alone looks
+//!    only at the entries up to the last ACTIVE lossless one the previous scan found:
+//!    an entry becomes ACTIVE lossless only by a join, whose epoch bump forces a scan
+//!    of the whole table. So in steady state a publish's work grows with the entries
+//!    in use, not with the table's size. An ACTIVE lossless entry whose head is ahead
 //!    of `P` is impossible: the scan evicts it (a compare-exchange against the state
 //!    word it loaded, generation included), counts it
 //!    ([`BroadcastProducer::evicted_corrupt`]) and goes on, so that one corrupt entry
@@ -621,6 +625,7 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             tail,
             epoch_seen: None,
             min_head: None,
+            scan_end: self.geometry.max_subscribers,
             blocker: None,
             evicted_corrupt: 0,
             last_corrupt: None,
@@ -869,6 +874,10 @@ pub struct BroadcastProducer<R: Region<Header = BroadcastHeader>> {
     epoch_seen: Option<u64>,
     /// Lowest lossless head at the last scan; `None` if there was none.
     min_head: Option<u64>,
+    /// Entries a rescan without an epoch change looks at: one past the last ACTIVE
+    /// lossless entry the last completed scan found (every entry that became ACTIVE
+    /// lossless since then bumped the epoch, which forces a scan of the whole table).
+    scan_end: usize,
     /// Entry index and state word (generation included) of the subscriber the last
     /// scan reported `Full` for.
     blocker: Option<(usize, u64)>,
@@ -908,12 +917,20 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         let near_full = self
             .min_head
             .is_some_and(|m| position.wrapping_sub(m) >= geometry.capacity as u64);
-        if self.epoch_seen != Some(epoch) || near_full {
+        let joined = self.epoch_seen != Some(epoch);
+        if joined || near_full {
             // Until a scan completes, the next publish must scan again: a scan cut
             // short (`Full`, or an entry that kept changing) has not looked at every
             // entry after it.
             self.epoch_seen = None;
-            self.scan(position)?;
+            // A join (or a first scan) walks the whole table; a rescan for a stale
+            // minimum head only the entries up to the last lossless one.
+            let end = if joined {
+                geometry.max_subscribers
+            } else {
+                self.scan_end
+            };
+            self.scan(position, end)?;
             self.epoch_seen = Some(epoch);
         }
         let header = self.ring.region.header();
@@ -1010,13 +1027,18 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
     /// the state it saw, counts it and goes on, so one corrupt entry does not stop
     /// the producer. If the entry changes under that compare-exchange every time,
     /// the scan gives up with `Corrupt`.
-    fn scan(&mut self, position: u64) -> Result<(), PublishError> {
+    ///
+    /// Looks at entries `0..end` (`end` at most the table's size): lossless entries
+    /// beyond the last one a previous scan found joined after it, and their join's
+    /// epoch bump makes the caller scan the whole table.
+    fn scan(&mut self, position: u64, end: usize) -> Result<(), PublishError> {
         let geometry = &self.ring.geometry;
         let body = self.ring.region.body();
         let capacity = geometry.capacity as u64;
         let mut slowest: Option<(u64, usize, u64, u64)> = None; // (lag, index, head, state)
+        let mut last_lossless = None;
         self.blocker = None;
-        for index in 0..geometry.max_subscribers {
+        for index in 0..end.min(geometry.max_subscribers) {
             let e = geometry.entry(body, index);
             let mut attempts = 0;
             let seen = loop {
@@ -1063,12 +1085,14 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
             let Some((state, head)) = seen else {
                 continue;
             };
+            last_lossless = Some(index);
             let lag = position.wrapping_sub(head);
             if slowest.is_none_or(|(worst, _, _, _)| lag > worst) {
                 slowest = Some((lag, index, head, state));
             }
         }
         self.min_head = slowest.map(|(_, _, head, _)| head);
+        self.scan_end = last_lossless.map_or(0, |index| index + 1);
         match slowest {
             // A lag above the capacity is a joiner that has not yet moved its head up.
             Some((lag, subscriber, _, state)) if lag >= capacity => {

@@ -275,3 +275,38 @@ fn a_takeover_refuses_a_tail_ahead_of_what_was_published() {
     let mut producer = ring.producer_takeover(1, 7).unwrap();
     assert_eq!(producer.publish(&2u64.to_le_bytes()).unwrap(), 1);
 }
+
+/// A rescan for a stale minimum head looks only at the entries up to the last lossless
+/// one the previous scan found; a join's epoch bump makes the next publish look at the
+/// whole table. Shown with an entry planted past that bound without a join: the
+/// rescans do not see it, the next epoch change does.
+#[test]
+fn a_rescan_without_a_join_stops_at_the_last_lossless_entry() {
+    let (region, geometry) = ring(2, 64);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    assert_eq!(sub.index(), 0);
+    let mut buf = [0u8; 8];
+    assert_eq!(producer.publish(b"0"), Ok(0)); // the join's scan: the whole table
+
+    // Entry 40 looks like a lossless subscriber stuck at head 0, with no join behind
+    // it (no epoch bump): nothing a correct peer does.
+    entry_word(&region, 40, entry::MODE).store(entry::MODE_LOSSLESS, RELAXED);
+    entry_word(&region, 40, entry::HEAD).store(0, RELAXED);
+    entry_word(&region, 40, entry::STATE).store((1 << 2) | entry::ACTIVE, RELAXED);
+
+    // The subscriber keeps up; every near-full rescan looks at entry 0 only.
+    for position in 1..20u64 {
+        assert_eq!(producer.publish(&position.to_le_bytes()), Ok(position));
+        assert_eq!(sub.recv(&mut buf).unwrap().position, position - 1);
+    }
+
+    // A join anywhere bumps the epoch: the next publish scans the whole table and
+    // finds entry 40 holding the producer back.
+    let _late = ring.subscribe(SubscribeOptions::lossless(), 3).unwrap();
+    assert_eq!(
+        producer.publish(b"x"),
+        Err(PublishError::Full { subscriber: 40 })
+    );
+}

@@ -176,7 +176,7 @@ pub(crate) fn load_word_loop(words: &[AtomicU64], dst: &mut [u8]) {
 mod x86 {
     use super::{FAST_COPY_MIN_BYTES, STRING_COPY_MIN_BYTES};
     use core::arch::asm;
-    use core::arch::x86_64::{CpuidResult, __cpuid, _xgetbv};
+    use core::arch::x86_64::{__cpuid, _xgetbv, CpuidResult};
     use core::sync::atomic::{AtomicU8, Ordering};
 
     /// Which side of the copy the shared words are on: it picks the fences of

@@ -96,8 +96,7 @@ pub fn notify(word: &AtomicU32) -> bool {
     // fences above order the event; the clear publishes nothing.
     while current & WAITING != 0 {
         let cleared = (current & !WAITING).wrapping_add(EVENT);
-        match word.compare_exchange_weak(current, cleared, Ordering::Relaxed, Ordering::Relaxed)
-        {
+        match word.compare_exchange_weak(current, cleared, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(now) => current = now,
         }

@@ -104,9 +104,9 @@ pub use spsc::{
     SpscHeader, SpscLoan, SpscPeek, SpscProducer, MAX_RING_CAPACITY,
 };
 
+/// The futex word's atomic ([`futex`]): `core`'s `AtomicU32`, or the checker's.
+pub use sync::AtomicU32;
 /// The atomic word of every control block and body: `core`'s `AtomicU64`, or the
 /// checker's under `loom` / `shuttle`.
 pub use sync::AtomicU64;
-/// The futex word's atomic ([`futex`]): `core`'s `AtomicU32`, or the checker's.
-pub use sync::AtomicU32;
 pub use words::ReadWords;

@@ -14,8 +14,7 @@ pub fn unfenced_notify(word: &AtomicU32) -> bool {
     let mut current = word.load(Ordering::Relaxed);
     while current & WAITING != 0 {
         let cleared = (current & !WAITING).wrapping_add(EVENT);
-        match word.compare_exchange_weak(current, cleared, Ordering::Relaxed, Ordering::Relaxed)
-        {
+        match word.compare_exchange_weak(current, cleared, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(now) => current = now,
         }

@@ -75,7 +75,10 @@ impl Kernel {
             let state = self.state.lock().unwrap();
             let (returned, asleep) = (state.returned, state.queued.len());
             drop(state);
-            assert!(asleep == 0, "lost wake-up: a waiter sleeps after every notify");
+            assert!(
+                asleep == 0,
+                "lost wake-up: a waiter sleeps after every notify"
+            );
             if returned == waiters {
                 return;
             }
@@ -165,7 +168,10 @@ fn scenario(notifiers: usize, waiters: usize, notify: Notify, wait: Wait) {
     // Everyone left: one notify clears whatever flag a waiter left, and then the word
     // is quiet (a notify with nobody waiting makes no wake).
     futex::notify(&word);
-    assert!(!futex::notify(&word), "a notify with nobody waiting would wake");
+    assert!(
+        !futex::notify(&word),
+        "a notify with nobody waiting would wake"
+    );
 }
 
 /// Runs `body` under loom and prints how many executions it explored.
