@@ -14,6 +14,8 @@
 //!   the publish cost against the subscriber count.
 //! - `ice` (feature `iceoryx2`): iceoryx2 publish-subscribe as a [`link`].
 //! - [`pyshmem`]: runs the pyshmem measurements in a virtual environment.
+//! - [`scan`]: the publish cost against the number of joined subscribers (the
+//!   broadcast table scan).
 //!
 //! The crate compiles to nothing under the checker features (`loom`, `shuttle`),
 //! like the shm layer it measures.
@@ -27,4 +29,5 @@ pub mod ice;
 pub mod lanes;
 pub mod link;
 pub mod pyshmem;
+pub mod scan;
 pub mod stats;

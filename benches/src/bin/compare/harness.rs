@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tensorlane_benches::lanes::{self, Kind};
 use tensorlane_benches::link;
 use tensorlane_benches::stats::{self, Summary};
-use tensorlane_benches::{floor, pyshmem};
+use tensorlane_benches::{floor, pyshmem, scan};
 
 const KIB: usize = 1024;
 /// Payload sizes of the latency measurements.
@@ -26,6 +26,8 @@ const LATENCY_SIZES: [usize; 2] = [64, 1024 * KIB];
 const THROUGHPUT_SIZES: [usize; 4] = [64, 40_000, 4_000_000, 64 * KIB * KIB];
 /// Lossy subscriber counts of the publish-cost measurement.
 const SUBSCRIBERS: [usize; 4] = [1, 2, 4, 8];
+/// Joined subscribers of the table-scan rows (a table of `scan::TABLE` entries).
+const JOINED: [usize; 4] = [1, 64, 1024, 4096];
 /// Pause of the wake-up senders before each write (the reader must be asleep).
 const WAKE_GAP: Duration = Duration::from_micros(200);
 
@@ -332,6 +334,8 @@ enum Task {
     Wake(usize),
     StreamRw(usize),
     Publish(usize),
+    /// Publish cost with this many joined subscribers (lossless if true), core only.
+    Scan(usize, bool),
     Ice(bool, usize),
     Pyshmem,
 }
@@ -523,6 +527,14 @@ impl Run {
                     .map_err(|e| e.to_string())?;
                 results.add(format!("tensorlane/publish-lossy-{k}/64"), [ns]);
             }
+            Task::Scan(joined, lossless) => {
+                let ns = scan::publish_ns(joined, lossless, b.batches, 20);
+                let mode = if lossless { "lossless" } else { "lossy" };
+                results.add(
+                    format!("tensorlane/publish-joined-{mode}-{joined}/64"),
+                    [ns],
+                );
+            }
             Task::Ice(touched, size) => {
                 let v = self.ice(touched, size, warm)?;
                 let mode = if touched { "touched" } else { "untouched" };
@@ -630,6 +642,11 @@ fn tasks(options: &Options) -> Vec<Task> {
     for k in SUBSCRIBERS {
         t.push(Task::Publish(k));
     }
+    for joined in JOINED {
+        for lossless in [false, true] {
+            t.push(Task::Scan(joined, lossless));
+        }
+    }
     if cfg!(feature = "iceoryx2") {
         for touched in [true, false] {
             for size in LATENCY_SIZES {
@@ -663,6 +680,10 @@ fn task_name(t: Task) -> String {
         Task::Wake(s) => format!("stream wake-up {}", size_name(s)),
         Task::StreamRw(s) => format!("stream write+read {}", size_name(s)),
         Task::Publish(k) => format!("publish, {k} lossy"),
+        Task::Scan(k, lossless) => format!(
+            "publish, {k} joined {}",
+            if lossless { "lossless" } else { "lossy" }
+        ),
         Task::Ice(t, s) => format!(
             "iceoryx2 {} {}",
             if t { "touched" } else { "untouched" },
@@ -1337,6 +1358,24 @@ impl Report {
                     cell(r).replace('-', "1.00")
                 );
             }
+        }
+        let _ = writeln!(
+            s,
+            "\nPublish cost with joined subscribers (64 B, a table of {} entries, core only), ns per publish",
+            scan::TABLE
+        );
+        for joined in JOINED {
+            let cell_of = |mode: &str| {
+                self.get(&format!("tensorlane/publish-joined-{mode}-{joined}/64"))
+                    .map_or("-".to_string(), |f| format!("{:.1}", f.summary.p50))
+            };
+            let _ = writeln!(
+                s,
+                "{:<30} lossy {:>8} ns   lossless {:>8} ns",
+                format!("{joined} joined"),
+                cell_of("lossy"),
+                cell_of("lossless")
+            );
         }
         if let Some(f) = self.get("diagnostic/queue-push+pop-one-thread/64") {
             let _ = writeln!(
