@@ -16,6 +16,9 @@
 //!   never vectorised, so the word loop moves 8 bytes per instruction where these move
 //!   32 or whole lines: on 40 KB to 4 MiB tensors that is the difference between half
 //!   and all of `memcpy`'s speed (benches/README.md).
+//! - **the NEON loop** (aarch64 with NEON, outside the checkers, from
+//!   [`FAST_COPY_MIN_BYTES`]): `ldp`/`stp` of 128-bit registers, 64 bytes an
+//!   iteration.
 //!
 //! # Why the fast copy is sound
 //!
@@ -57,8 +60,17 @@
 //! stores, such as the stamp re-check or a head). `rep movsb` and the fences cost tens
 //! of cycles to start, which is why it only takes the long copies.
 //!
+//! On aarch64 the relaxed word loop compiles to plain `ldr`/`str`, ordered against the
+//! stamps by the instructions the algorithms' orderings emit: `ldar` for an Acquire
+//! load and `stlr` for a Release store (which order every later, or earlier, access
+//! of the thread), `dmb ishld` for an Acquire fence (earlier loads before later
+//! accesses) and `dmb ish` for a Release fence. The NEON loop's `ldp`/`stp` are
+//! ordinary loads and stores too, so the same instructions order them; byte for byte a
+//! racing load returns the old or the new value, as on x86_64.
+//!
 //! Tests: `copy_tests` checks that the fast copies and the word loop give the same
-//! bytes for every length and alignment (proptest), and `shm/tests/processes.rs` races
+//! bytes for every length and alignment (proptest; on aarch64 under `qemu-aarch64`,
+//! see VERIFICATION.md), and `shm/tests/processes.rs` races
 //! fast-copy writers (4 KiB to 1 MiB tensors) against readers in other processes and
 //! requires every accepted value to be whole.
 
@@ -71,16 +83,25 @@ pub const FAST_COPY_MIN_BYTES: usize = 256;
 /// Copies of at least this many bytes use `rep movsb`.
 pub const STRING_COPY_MIN_BYTES: usize = 1 << 20;
 
-/// Whether the fast copy is compiled in (x86_64, outside Miri, loom and shuttle). The
-/// AVX loop also needs the CPU and the OS to support AVX ([`fast_copy_in_use`]).
-pub const FAST_COPY: bool = cfg!(all(
-    target_arch = "x86_64",
-    not(miri),
-    not(any(feature = "loom", feature = "shuttle"))
+/// Whether a fast copy is compiled in (x86_64, or aarch64 with NEON; outside Miri, loom
+/// and shuttle). On x86_64 the AVX loop also needs the CPU and the OS to support AVX
+/// ([`fast_copy_in_use`]).
+pub const FAST_COPY: bool = cfg!(any(
+    all(
+        target_arch = "x86_64",
+        not(miri),
+        not(any(feature = "loom", feature = "shuttle"))
+    ),
+    all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(any(feature = "loom", feature = "shuttle"))
+    )
 ));
 
-/// Which copy a payload of `bytes` bytes gets on this machine: `"word loop"`, `"avx"`
-/// or `"rep movsb"` (for benchmarks and reports).
+/// Which copy a payload of `bytes` bytes gets on this machine: `"word loop"`, `"avx"`,
+/// `"rep movsb"` or `"neon"` (for benchmarks and reports).
 pub fn copy_kind(bytes: usize) -> &'static str {
     #[cfg(all(
         target_arch = "x86_64",
@@ -94,6 +115,15 @@ pub fn copy_kind(bytes: usize) -> &'static str {
         if bytes >= FAST_COPY_MIN_BYTES && x86::has_avx() {
             return "avx";
         }
+    }
+    #[cfg(all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(any(feature = "loom", feature = "shuttle"))
+    ))]
+    if bytes >= FAST_COPY_MIN_BYTES {
+        return "neon";
     }
     let _ = bytes;
     "word loop"
@@ -124,6 +154,18 @@ pub(crate) fn store_words(words: &[AtomicU64], src: &[u8]) {
         let done = unsafe { x86::copy(src.as_ptr(), dst, src.len(), x86::Direction::Store) };
         &src[done..]
     };
+    #[cfg(all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(any(feature = "loom", feature = "shuttle"))
+    ))]
+    let src = {
+        let dst = words.as_ptr().cast::<u8>().cast_mut();
+        // SAFETY: as in the x86_64 block above.
+        let done = unsafe { arm::copy(src.as_ptr(), dst, src.len()) };
+        &src[done..]
+    };
     let words = &words[words.len() - src.len() / 8..];
     store_word_loop(words, src);
 }
@@ -143,6 +185,18 @@ pub(crate) fn load_words(words: &[AtomicU64], dst: &mut [u8]) {
         // SAFETY: as in `store_words`, reading the words instead of writing them
         // (allowed on read-only mappings too); `dst` is borrowed unique for the call.
         let done = unsafe { x86::copy(src, dst.as_mut_ptr(), dst.len(), x86::Direction::Load) };
+        &mut dst[done..]
+    };
+    #[cfg(all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(any(feature = "loom", feature = "shuttle"))
+    ))]
+    let dst = {
+        let src = words.as_ptr().cast::<u8>();
+        // SAFETY: as in the x86_64 block above.
+        let done = unsafe { arm::copy(src, dst.as_mut_ptr(), dst.len()) };
         &mut dst[done..]
     };
     let words = &words[words.len() - dst.len() / 8..];
@@ -335,5 +389,56 @@ mod x86 {
                 options(nostack),
             );
         }
+    }
+}
+
+/// The fast copy (aarch64 with NEON): a loop of 128-bit load and store pairs.
+#[cfg(all(
+    target_arch = "aarch64",
+    target_feature = "neon",
+    not(miri),
+    not(any(feature = "loom", feature = "shuttle"))
+))]
+mod arm {
+    use super::FAST_COPY_MIN_BYTES;
+    use core::arch::asm;
+
+    /// Copies the longest prefix of `len` bytes from `src` to `dst` made of whole
+    /// 64-byte blocks, if `len` is at least [`FAST_COPY_MIN_BYTES`], and returns its
+    /// length (0 when the word loop should do all of it).
+    ///
+    /// # Safety
+    /// `src` is valid for reads and `dst` for writes of `len` bytes, and they do not
+    /// overlap.
+    #[inline]
+    pub(super) unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) -> usize {
+        if len < FAST_COPY_MIN_BYTES {
+            return 0;
+        }
+        let blocks = len / 64;
+        // SAFETY: the caller's contract covers `64 * blocks <= len` bytes, and
+        // `blocks >= 1`; the loop reads `[src, src + 64 * blocks)` and writes
+        // `[dst, dst + 64 * blocks)` with ordinary loads and stores (`ldp`/`stp` of
+        // q registers), nothing else. NEON is enabled for this target (the cfg).
+        unsafe {
+            asm!(
+                "2:",
+                "ldp q0, q1, [{src}], #32",
+                "ldp q2, q3, [{src}], #32",
+                "stp q0, q1, [{dst}], #32",
+                "stp q2, q3, [{dst}], #32",
+                "subs {blocks}, {blocks}, #1",
+                "b.ne 2b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                blocks = inout(reg) blocks => _,
+                out("v0") _,
+                out("v1") _,
+                out("v2") _,
+                out("v3") _,
+                options(nostack),
+            );
+        }
+        blocks * 64
     }
 }
