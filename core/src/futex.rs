@@ -89,11 +89,18 @@ pub fn notify(word: &AtomicU32) -> bool {
     // either this load reads the announce (or a later change), or the waiter's check
     // reads the event this notify follows (module doc, cases 1 and 2).
     fence(Ordering::SeqCst);
-    let mut current = word.load(Ordering::Relaxed);
+    clear_and_bump(word, word.load(Ordering::Relaxed))
+}
+
+/// The slow half of [`notify`]: if the word (last seen as `current`) has the flag,
+/// clears it and adds [`EVENT`] in one compare-and-swap, retried while the flag is
+/// set. Returns whether this call cleared it, and so must wake the waiters.
+#[inline]
+pub fn clear_and_bump(word: &AtomicU32, mut current: u32) -> bool {
     // Clear-and-bump, then (the caller) wake: clearing first means a waiter that
     // announces after the clear sets the flag again for the next notify, and one that
     // announced before it sleeps on a value the bump changed for good. Relaxed: the
-    // fences above order the event; the clear publishes nothing.
+    // fences order the event; the clear publishes nothing.
     while current & WAITING != 0 {
         let cleared = (current & !WAITING).wrapping_add(EVENT);
         match word.compare_exchange_weak(current, cleared, Ordering::Relaxed, Ordering::Relaxed) {
@@ -102,7 +109,7 @@ pub fn notify(word: &AtomicU32) -> bool {
         }
     }
     // The flag is clear: nobody announced since the last clear, or another notifier
-    // cleared after this one's load, and that notifier wakes.
+    // cleared after `current` was loaded, and that notifier wakes.
     false
 }
 

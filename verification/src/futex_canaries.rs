@@ -6,20 +6,12 @@
 //! that lost wake-up (a deadlock) with each of them in place of the real side.
 
 use crate::sync::Ordering;
-use tensorlane_core::futex::{Sleeper, EVENT, WAITING};
+use tensorlane_core::futex::{clear_and_bump, Sleeper, WAITING};
 use tensorlane_core::AtomicU32;
 
 /// `futex::notify` without its fence: loads the word right after the event's store.
 pub fn unfenced_notify(word: &AtomicU32) -> bool {
-    let mut current = word.load(Ordering::Relaxed);
-    while current & WAITING != 0 {
-        let cleared = (current & !WAITING).wrapping_add(EVENT);
-        match word.compare_exchange_weak(current, cleared, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(now) => current = now,
-        }
-    }
-    false
+    clear_and_bump(word, word.load(Ordering::Relaxed))
 }
 
 /// `futex::wait` without the fence after the announce: checks the condition right
