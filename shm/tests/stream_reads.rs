@@ -10,8 +10,9 @@
 //! - a real [`StreamWriter`] rewriting a one-slot stream without pause: every copy
 //!   races a write, but most attempts fail early (the slot is mid-write), so they are
 //!   cheap;
-//! - a *republisher*: a thread that moves the slot's stamp and `published` on as a
-//!   writer does, about every 100 us, without touching the payload. That is how a
+//! - a *republisher*: a timer signal on the reading thread whose handler moves the
+//!   slot's stamp and `published` on as a writer does, every 200 us, without touching
+//!   the payload. That is how a
 //!   writer much faster than the reader looks to it (or a reader preempted during each
 //!   copy): every attempt is a whole 16 MiB copy that fails at the final stamp check,
 //!   the case the bound exists for. Before the bound, a read retried up to 640,000
@@ -22,7 +23,7 @@
 //! cores of a CI machine.
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -127,16 +128,45 @@ impl Drop for Rewriter {
 }
 
 /// A one-slot stream of 16 MiB written once by a real writer (kept alive, so the
-/// reader sees a live writer), and a thread that republishes its slot about every
-/// 100 us: for `p = published + 1, ...`: odd stamp `2p + 1`, then even stamp `2p`,
+/// reader sees a live writer), republished by a timer signal on the reading thread:
+/// every 200 us, while the reader reads, a `SIGUSR1` handler moves the slot on as a
+/// writer does: for `p = published + 1`: odd stamp `2p + 1`, then even stamp `2p`,
 /// then `published = p`, with the writer's orderings and no payload stores (the
-/// payload stays the real write's, so nothing a reader could return is torn).
-/// Between two rounds the slot is stable, so an attempt starts its copy; the copy
-/// takes milliseconds, a round lands in it, and the attempt fails.
+/// payload stays the real write's, so nothing a reader could return is torn). A copy
+/// takes milliseconds, so the timer interrupts every copy with a round, and every
+/// attempt fails at its final stamp check, however loaded the machine is: the handler
+/// runs on the reader's own thread, not on a thread that may wait for a CPU.
 struct Republisher {
     _writer: StreamWriter,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _map: memmap2::MmapRaw,
+}
+
+/// The words the signal handler moves on (null: no republisher).
+static REPUBLISH_PUBLISHED: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+static REPUBLISH_STAMP: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The `SIGUSR1` handler: one round, if a republisher is running. Only atomic
+/// operations on the mapped words: async-signal-safe.
+extern "C" fn republish_round(_signal: libc::c_int) {
+    let (published, stamp) = (
+        REPUBLISH_PUBLISHED.load(Ordering::Acquire),
+        REPUBLISH_STAMP.load(Ordering::Acquire),
+    );
+    if published.is_null() || stamp.is_null() {
+        return;
+    }
+    // SAFETY: both point into the mapping the `Republisher` owns, which outlives the
+    // pointers (its drop nulls them before the mapping goes).
+    let (published, stamp) = unsafe { (&*published, &*stamp) };
+    let p = published.load(Ordering::Acquire) + 1;
+    stamp.store(2 * p + 1, Ordering::Relaxed);
+    // As the writer: the odd stamp is visible no later than anything after it (pairs
+    // with the reader's Acquire fence before its stamp reload).
+    fence(Ordering::Release);
+    // Pairs with the reader's Acquire load of the stamp.
+    stamp.store(2 * p, Ordering::Release);
+    // Pairs with the reader's Acquire load of `published`.
+    published.store(p, Ordering::Release);
 }
 
 impl Republisher {
@@ -153,58 +183,96 @@ impl Republisher {
             .open(&path)
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         let map = memmap2::MmapRaw::map_raw(&file).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let rounds = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (stop, rounds) = (stop.clone(), rounds.clone());
-            std::thread::spawn(move || {
-                let word = |offset: usize| {
-                    assert!(offset % 8 == 0 && offset + 8 <= map.len());
-                    // SAFETY: the mapping is page-aligned, `offset` is a multiple of 8
-                    // inside it, and it lives as long as `map`, which this closure
-                    // owns; every access to shared words is atomic, here and in the
-                    // lane's code.
-                    unsafe { &*(map.as_ptr().add(offset) as *const AtomicU64) }
-                };
-                let published = word(HEADER_BYTES);
-                let stamp =
-                    word(HEADER_BYTES + std::mem::size_of::<SeqlockHeader>() + 8 * STAMP_WORD);
-                let mut p = published.load(Ordering::Acquire);
-                while !stop.load(Ordering::Relaxed) {
-                    p += 1;
-                    stamp.store(2 * p + 1, Ordering::Relaxed);
-                    // As the writer: the odd stamp is visible no later than anything
-                    // after it (pairs with the reader's Acquire fence before its stamp
-                    // reload).
-                    fence(Ordering::Release);
-                    // Pairs with the reader's Acquire load of the stamp.
-                    stamp.store(2 * p, Ordering::Release);
-                    // Pairs with the reader's Acquire load of `published`.
-                    published.store(p, Ordering::Release);
-                    rounds.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-            })
+        let word = |offset: usize| {
+            assert!(offset % 8 == 0 && offset + 8 <= map.len());
+            // SAFETY: the mapping is page-aligned, `offset` is a multiple of 8 inside
+            // it; the pointer is used while the mapping lives (see `Drop`).
+            unsafe { map.as_mut_ptr().add(offset).cast::<AtomicU64>() }
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while rounds.load(Ordering::Relaxed) < 10 {
-            assert!(Instant::now() < deadline, "the republisher does not run");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        REPUBLISH_STAMP.store(
+            word(HEADER_BYTES + std::mem::size_of::<SeqlockHeader>() + 8 * STAMP_WORD),
+            Ordering::Release,
+        );
+        REPUBLISH_PUBLISHED.store(word(HEADER_BYTES), Ordering::Release);
         Republisher {
             _writer: writer,
-            stop,
-            thread: Some(thread),
+            _map: map,
         }
     }
 }
 
 impl Drop for Republisher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        REPUBLISH_PUBLISHED.store(std::ptr::null_mut(), Ordering::Release);
+        REPUBLISH_STAMP.store(std::ptr::null_mut(), Ordering::Release);
+    }
+}
+
+/// A timer that sends `SIGUSR1` to the calling thread every 200 us until dropped (the
+/// republisher's clock).
+struct RoundTimer(libc::timer_t);
+
+/// Installs [`republish_round`] as the `SIGUSR1` handler, once.
+fn install_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction with a plain handler, an empty mask and
+        // SA_RESTART; the handler only makes atomic accesses.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            let handler: extern "C" fn(libc::c_int) = republish_round;
+            action.sa_sigaction = handler as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+                0
+            );
         }
+    });
+}
+
+impl RoundTimer {
+    /// A timer on this thread if a republisher runs; none otherwise.
+    fn start() -> Option<RoundTimer> {
+        if REPUBLISH_PUBLISHED.load(Ordering::Acquire).is_null() {
+            return None;
+        }
+        install_handler();
+        // SAFETY: plain structs filled field by field; timer_create writes the id;
+        // SIGEV_THREAD_ID targets this thread (gettid), which outlives the timer
+        // (the timer is deleted in `Drop`, on this thread).
+        unsafe {
+            let mut event: libc::sigevent = std::mem::zeroed();
+            event.sigev_notify = libc::SIGEV_THREAD_ID;
+            event.sigev_signo = libc::SIGUSR1;
+            event.sigev_notify_thread_id = libc::gettid();
+            let mut timer: libc::timer_t = std::mem::zeroed();
+            assert_eq!(
+                libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer),
+                0
+            );
+            let period = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 200_000,
+            };
+            let spec = libc::itimerspec {
+                it_interval: period,
+                it_value: period,
+            };
+            assert_eq!(
+                libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()),
+                0
+            );
+            Some(RoundTimer(timer))
+        }
+    }
+}
+
+impl Drop for RoundTimer {
+    fn drop(&mut self) {
+        // SAFETY: the timer this value created; deleting it stops its signals.
+        unsafe { libc::timer_delete(self.0) };
     }
 }
 
@@ -236,6 +304,7 @@ fn within<T: Send + 'static>(
 /// `try_read_new`; other errors are not.
 fn bounded_reads(mut reader: StreamReader, reads: u32) -> (u32, Duration) {
     let (outcome, _) = within(READ_BOUND * reads, "the reads", move || {
+        let _timer = RoundTimer::start();
         let mut out = vec![0u64; reader.spec().byte_len() / 8];
         let (mut stalls, mut slowest) = (0, Duration::ZERO);
         for i in 0..reads {
@@ -274,6 +343,7 @@ fn bounded_waits(mut reader: StreamReader, timeouts: &[Duration]) -> u32 {
             timeout + WAIT_MARGIN,
             &format!("read_new_timeout({timeout:?})"),
             move || {
+                let _timer = RoundTimer::start();
                 let mut out = vec![0u64; reader.spec().byte_len() / 8];
                 let result = reader.read_new_timeout(bytemuck::cast_slice_mut(&mut out), timeout);
                 (result.map(|_| ()), reader)
