@@ -35,7 +35,9 @@ use crate::element::{self, Element};
 use crate::error::{self, LaneError};
 use crate::header::{Geometry, Kind, FRAME_BYTES};
 use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
-use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
+use crate::segment::{
+    owner_token, CreateOptions, OpenOptions, Segment, CONSUMER_ROLE, WRITER_ROLE,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensorlane_core::{
@@ -164,7 +166,13 @@ impl QueueProducer {
 
     /// Becomes the producer of existing queue `name`, whose previous producer is gone.
     pub fn take_over(name: &str) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Queue, None)?)
+        Self::take_over_with(name, OpenOptions::new())
+    }
+
+    /// [`take_over`](Self::take_over) with options (an expected tensor; pre-faulting
+    /// and locking the mapping for a real-time loop).
+    pub fn take_over_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, &options)?)
     }
 
     fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
@@ -378,12 +386,18 @@ impl QueueConsumer {
     /// consumes it; takes over from a dead one (an item it had peeked but not
     /// released is delivered again).
     pub fn open(name: &str) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Queue, None)?)
+        Self::open_with(name, OpenOptions::new())
     }
 
     /// Like [`open`](Self::open), checking the tensor.
     pub fn open_expect(name: &str, spec: &TensorSpec) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Queue, Some(spec))?)
+        Self::open_with(name, OpenOptions::new().expect(spec))
+    }
+
+    /// Like [`open`](Self::open), with options (an expected tensor; pre-faulting and
+    /// locking the mapping for a real-time loop).
+    pub fn open_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, &options)?)
     }
 
     fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {

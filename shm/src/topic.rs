@@ -27,7 +27,9 @@ use crate::element::{self, Element};
 use crate::error::{self, LaneError};
 use crate::header::{Geometry, Kind, FRAME_BYTES};
 use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
-use crate::segment::{owner_token, CreateOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
+use crate::segment::{
+    owner_token, CreateOptions, OpenOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE,
+};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,7 +93,13 @@ impl TopicPublisher {
 
     /// Becomes the publisher of existing topic `name`, whose previous publisher is gone.
     pub fn take_over(name: &str) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Topic, None)?)
+        Self::take_over_with(name, OpenOptions::new())
+    }
+
+    /// [`take_over`](Self::take_over) with options (an expected tensor; pre-faulting
+    /// and locking the mapping for a real-time loop).
+    pub fn take_over_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Topic, &options)?)
     }
 
     fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
@@ -250,7 +258,7 @@ pub struct TopicSubscriber {
 impl TopicSubscriber {
     /// Joins topic `name`.
     pub fn open(name: &str, options: SubscribeOptions) -> Result<Self, LaneError> {
-        Self::join(lane::open_segment(name, Kind::Topic, None)?, options)
+        Self::open_with(name, options, OpenOptions::new())
     }
 
     /// Joins topic `name`, checking its tensor.
@@ -259,7 +267,17 @@ impl TopicSubscriber {
         spec: &TensorSpec,
         options: SubscribeOptions,
     ) -> Result<Self, LaneError> {
-        Self::join(lane::open_segment(name, Kind::Topic, Some(spec))?, options)
+        Self::open_with(name, options, OpenOptions::new().expect(spec))
+    }
+
+    /// Joins topic `name` with open options (an expected tensor; pre-faulting and
+    /// locking the mapping for a real-time loop).
+    pub fn open_with(
+        name: &str,
+        options: SubscribeOptions,
+        open: OpenOptions,
+    ) -> Result<Self, LaneError> {
+        Self::join(lane::open_segment(name, Kind::Topic, &open)?, options)
     }
 
     fn join(segment: Arc<Segment>, options: SubscribeOptions) -> Result<Self, LaneError> {
