@@ -457,14 +457,20 @@ impl QueueConsumer {
     /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
     /// 0 or 1 give `InvalidBool`, after the item was removed).
     pub fn pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.pop(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.pop(bytes))
     }
 
     /// [`try_pop`](Self::try_pop) into a slice of elements of the lane's dtype.
     pub fn try_pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.try_pop(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.try_pop(bytes))
     }
 
     /// [`pop_timeout`](Self::pop_timeout) into a slice of elements of the lane's
@@ -474,8 +480,11 @@ impl QueueConsumer {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.pop_timeout(bytes, timeout))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.pop_timeout(bytes, timeout))
     }
 
     fn pop_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

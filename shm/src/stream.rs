@@ -282,21 +282,30 @@ impl StreamReader {
     /// the tensor has (`WrongDType`, `WrongCount`, and `InvalidBool` for a `bool`
     /// lane holding a byte other than 0 or 1).
     pub fn read_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.read(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.read(bytes))
     }
 
     /// [`read_new`](Self::read_new) into a slice of elements of the lane's dtype.
     pub fn read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.read_new(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.read_new(bytes))
     }
 
     /// [`try_read_new`](Self::try_read_new) into a slice of elements of the lane's
     /// dtype.
     pub fn try_read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.try_read_new(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.try_read_new(bytes))
     }
 
     /// [`read_new_timeout`](Self::read_new_timeout) into a slice of elements of the
@@ -306,8 +315,11 @@ impl StreamReader {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.read_new_timeout(bytes, timeout))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.read_new_timeout(bytes, timeout))
     }
 
     fn read_new_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

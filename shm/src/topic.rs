@@ -397,14 +397,20 @@ impl TopicSubscriber {
     /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
     /// 0 or 1 give `InvalidBool`, after the item was received).
     pub fn recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.recv(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.recv(bytes))
     }
 
     /// [`try_recv`](Self::try_recv) into a slice of elements of the lane's dtype.
     pub fn try_recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.try_recv(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.try_recv(bytes))
     }
 
     /// [`recv_timeout`](Self::recv_timeout) into a slice of elements of the lane's
@@ -414,8 +420,11 @@ impl TopicSubscriber {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.recv_timeout(bytes, timeout))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.recv_timeout(bytes, timeout))
     }
 
     fn recv_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {
