@@ -56,3 +56,8 @@ pub use stream::block::BlockError;
 pub use stream::{StreamReader, StreamWriter};
 pub use tensorlane_core::{Mode, SubscribeOptions};
 pub use topic::{TopicPublisher, TopicSubscriber};
+
+/// The examples of docs/REALTIME.md, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/REALTIME.md")]
+struct RealtimeExamples;
