@@ -1,18 +1,4 @@
-//! The jitter harness: a 1 kHz control loop (writer on `CLOCK_MONOTONIC`
-//! deadlines, a reader blocked in a wait, a polling reader; see
-//! `tensorlane_benches::jitter`) over tensorlane and over iceoryx2, in alternating
-//! phases of the same run, while `stress-ng` loads the CPUs, the memory bandwidth
-//! and the caches. Reports p50, p99, p99.9, p99.99 and max latency and the missed
-//! deadlines of each role, and writes `jitter-<date>.{txt,json,svg}`.
-//!
-//! ```sh
-//! apt-get install -y stress-ng
-//! cargo run --release -p tensorlane-benches --features iceoryx2 --bin jitter
-//! ```
-//!
-//! Options: `--seconds N` (per transport, default 60), `--phase N` (seconds per
-//! phase, default 10), `--period-us N` (default 1000), `--stress "ARGS"` (the
-//! stress-ng arguments), `--no-stress`, `--out DIR` (default `benches/results`).
+//! The jitter harness's body: arguments, the stress-ng load, the phases, the report.
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -128,7 +114,8 @@ fn stats(latencies_ns: &[u64]) -> Stats {
     }
 }
 
-fn main() {
+/// Runs the harness (see the binary's docs).
+pub fn main() {
     let args = parse_args();
     let cpus = cpus();
     let period = Duration::from_micros(args.period_us);
