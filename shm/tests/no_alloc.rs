@@ -9,6 +9,7 @@
 //! allocations made while a guard is active, and [`guarded`] fails with the count.
 //! `the_guard_catches_an_allocating_call` shows it catches a library call that does
 //! allocate (`TopicSubscriber::last_k`, which returns a `Vec`).
+#![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -10,6 +10,7 @@
 //!
 //! The child process is this test binary re-executed (`--exact child_entry`) with
 //! `TENSORLANE_RESIDENT_ROLE` set.
+#![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};

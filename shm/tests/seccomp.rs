@@ -14,6 +14,7 @@
 //!
 //! Canary: a child that makes one `getpid` after the filter is killed (`SIGSYS`), and
 //! the same parent-side check fails (`should_panic`).
+#![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 use std::process::Command;
 use tensorlane_shm::*;
