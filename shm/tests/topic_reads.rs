@@ -5,8 +5,8 @@
 //! it as nothing received yet, so `try_recv` returns `Empty` although the ring holds
 //! items (the republisher keeps the tail ahead of the subscriber's head).
 //!
-//! A *republisher* thread moves the ring on as a publisher does, about every 100 us,
-//! without touching the payloads: for `p = tail, ...`: odd stamp `2p + 1` on slot
+//! A *republisher* thread moves the ring on as a publisher does, round after round
+//! (yielding the CPU between rounds), without touching the payloads: for `p = tail, ...`: odd stamp `2p + 1` on slot
 //! `p mod C`, then the done stamp `2p + 2`, then `tail = p + 1`, with the publisher's
 //! orderings. The payloads stay those of two real publishes, so nothing a reader
 //! could return is torn. Every attempt starts a 16 MiB copy of the newest position,
@@ -102,7 +102,9 @@ impl Republisher {
                     tail.store(p + 1, Ordering::Release);
                     p += 1;
                     rounds.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_micros(100));
+                    // No sleep: a sleeping republisher may not wake within a copy on
+                    // a loaded machine, and a copy that survives ends the receive.
+                    std::thread::yield_now();
                 }
             })
         };
