@@ -16,6 +16,9 @@
 //! - [`pyshmem`]: runs the pyshmem measurements in a virtual environment.
 //! - [`scan`]: the publish cost against the number of joined subscribers (the
 //!   broadcast table scan).
+//! - [`jitter`]: the 1 kHz control loop of the `jitter` harness (writer on
+//!   deadlines, a blocked and a polling reader), `jitter_ice` (feature `iceoryx2`)
+//!   its iceoryx2 transport, and [`histogram`] the latency histogram it draws.
 //!
 //! The crate compiles to nothing under the checker features (`loom`, `shuttle`),
 //! like the shm layer it measures.
@@ -24,8 +27,12 @@
 pub mod clock;
 pub mod cpu;
 pub mod floor;
+pub mod histogram;
 #[cfg(feature = "iceoryx2")]
 pub mod ice;
+pub mod jitter;
+#[cfg(feature = "iceoryx2")]
+pub mod jitter_ice;
 pub mod lanes;
 pub mod link;
 pub mod pyshmem;

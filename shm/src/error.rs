@@ -146,6 +146,22 @@ pub enum LaneError {
     ///
     /// [`source`]: std::error::Error::source
     Other(Box<dyn std::error::Error + Send + Sync>),
+    /// Locking the lane's mapping in memory (`lock_memory`) was refused: the bytes
+    /// locked by this process would exceed its `RLIMIT_MEMLOCK`, and it lacks
+    /// `CAP_IPC_LOCK`. Raise the limit with `ulimit -l <KiB>` (or `unlimited`) in the
+    /// shell that starts the process, a `memlock` line in
+    /// `/etc/security/limits.conf`, `LimitMEMLOCK=` in a systemd unit, or grant the
+    /// process `CAP_IPC_LOCK`.
+    MemoryLock {
+        /// Lane name.
+        name: String,
+        /// Bytes of the mapping that were to be locked.
+        bytes: u64,
+        /// The process's `RLIMIT_MEMLOCK` in bytes (`None`: unlimited or unknown).
+        limit: Option<u64>,
+        /// The error `mlock` returned.
+        source: io::Error,
+    },
     /// A system call failed.
     Io {
         /// Lane name.
@@ -225,6 +241,23 @@ impl fmt::Display for LaneError {
             LaneError::Timeout => f.write_str("timed out"),
             LaneError::Stalled => f.write_str("every read attempt raced a write"),
             LaneError::Other(e) => e.fmt(f),
+            LaneError::MemoryLock {
+                name,
+                bytes,
+                limit,
+                source,
+            } => {
+                write!(f, "lane {name:?}: cannot lock {bytes} bytes in memory ({source}")?;
+                match limit {
+                    Some(limit) => write!(f, "; RLIMIT_MEMLOCK is {limit} bytes")?,
+                    None => f.write_str("; RLIMIT_MEMLOCK is unlimited")?,
+                }
+                f.write_str(
+                    "): raise the limit with `ulimit -l`, a `memlock` line in \
+                     /etc/security/limits.conf or `LimitMEMLOCK=` for a systemd \
+                     service, or give the process CAP_IPC_LOCK",
+                )
+            }
             LaneError::Io { name, what, source } => write!(f, "lane {name:?}: {what}: {source}"),
         }
     }
@@ -240,6 +273,7 @@ impl std::error::Error for LaneError {
             LaneError::Geometry(e) => Some(e),
             LaneError::Corrupt(e) => Some(e),
             LaneError::Other(e) => Some(&**e),
+            LaneError::MemoryLock { source, .. } => Some(source),
             LaneError::Io { source, .. } => Some(source),
             _ => None,
         }

@@ -6,7 +6,7 @@ use crate::error::LaneError;
 use crate::header::{Geometry, HeaderInfo, Kind, FRAME_BYTES};
 use crate::metadata::Metadata;
 use crate::name::LaneName;
-use crate::segment::{self, CreateOptions, Segment};
+use crate::segment::{self, CreateOptions, OpenOptions, Segment};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensorlane_core::{ControlBlock, Parts, Region};
@@ -168,15 +168,23 @@ pub(crate) fn create_segment(
         clock: options.clock,
         metadata,
     };
-    Ok(Arc::new(Segment::create(&name, &info, &options)?))
+    let segment = Segment::create(&name, &info, &options)?;
+    if let Err(e) = segment.make_resident(options.prefault, options.lock_memory) {
+        // Nobody can hold the new lane yet but its creator: leave nothing behind.
+        let _ = segment::unlink(&name);
+        return Err(e);
+    }
+    Ok(Arc::new(segment))
 }
 
-/// Opens a segment and checks its kind (and its tensor, if `expected` is given).
+/// Opens a segment and checks its kind (and its tensor, if the options expect one),
+/// then makes the mapping resident as the options ask.
 pub(crate) fn open_segment(
     name: &str,
     kind: Kind,
-    expected: Option<&TensorSpec>,
+    options: &OpenOptions,
 ) -> Result<Arc<Segment>, LaneError> {
+    let expected = options.expect.as_ref();
     let name = LaneName::new(name)?;
     let segment = Segment::open(&name)?;
     let info = segment.info();
@@ -196,6 +204,7 @@ pub(crate) fn open_segment(
             });
         }
     }
+    segment.make_resident(options.prefault, options.lock_memory)?;
     Ok(Arc::new(segment))
 }
 

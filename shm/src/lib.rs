@@ -37,6 +37,7 @@ pub mod metadata;
 mod name;
 pub mod peek;
 mod queue;
+mod resident;
 pub mod segment;
 mod stream;
 mod topic;
@@ -50,8 +51,13 @@ pub use lane::{Frame, ShmRegion, Wait};
 pub use metadata::{Metadata, MetadataError, MAX_METADATA_BYTES};
 pub use name::{LaneName, NameError, MAX_NAME_LEN};
 pub use queue::{QueueConsumer, QueueProducer};
-pub use segment::{CreateOptions, Segment};
+pub use segment::{CreateOptions, OpenOptions, Segment};
 pub use stream::block::BlockError;
 pub use stream::{StreamReader, StreamWriter};
 pub use tensorlane_core::{Mode, SubscribeOptions};
 pub use topic::{TopicPublisher, TopicSubscriber};
+
+/// The examples of docs/REALTIME.md, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/REALTIME.md")]
+struct RealtimeExamples;

@@ -35,7 +35,9 @@ use crate::element::{self, Element};
 use crate::error::{self, LaneError};
 use crate::header::{Geometry, Kind, FRAME_BYTES};
 use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
-use crate::segment::{owner_token, CreateOptions, Segment, CONSUMER_ROLE, WRITER_ROLE};
+use crate::segment::{
+    owner_token, CreateOptions, OpenOptions, Segment, CONSUMER_ROLE, WRITER_ROLE,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensorlane_core::{
@@ -164,7 +166,13 @@ impl QueueProducer {
 
     /// Becomes the producer of existing queue `name`, whose previous producer is gone.
     pub fn take_over(name: &str) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Queue, None)?)
+        Self::take_over_with(name, OpenOptions::new())
+    }
+
+    /// [`take_over`](Self::take_over) with options (an expected tensor; pre-faulting
+    /// and locking the mapping for a real-time loop).
+    pub fn take_over_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, &options)?)
     }
 
     fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
@@ -378,12 +386,18 @@ impl QueueConsumer {
     /// consumes it; takes over from a dead one (an item it had peeked but not
     /// released is delivered again).
     pub fn open(name: &str) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Queue, None)?)
+        Self::open_with(name, OpenOptions::new())
     }
 
     /// Like [`open`](Self::open), checking the tensor.
     pub fn open_expect(name: &str, spec: &TensorSpec) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Queue, Some(spec))?)
+        Self::open_with(name, OpenOptions::new().expect(spec))
+    }
+
+    /// Like [`open`](Self::open), with options (an expected tensor; pre-faulting and
+    /// locking the mapping for a real-time loop).
+    pub fn open_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Queue, &options)?)
     }
 
     fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
@@ -443,14 +457,20 @@ impl QueueConsumer {
     /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
     /// 0 or 1 give `InvalidBool`, after the item was removed).
     pub fn pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.pop(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.pop(bytes))
     }
 
     /// [`try_pop`](Self::try_pop) into a slice of elements of the lane's dtype.
     pub fn try_pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.try_pop(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.try_pop(bytes))
     }
 
     /// [`pop_timeout`](Self::pop_timeout) into a slice of elements of the lane's
@@ -460,8 +480,11 @@ impl QueueConsumer {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.pop_timeout(bytes, timeout))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.pop_timeout(bytes, timeout))
     }
 
     fn pop_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

@@ -84,6 +84,12 @@ pub struct CreateOptions {
     /// at create ([`LaneError::Metadata`]): keys non-empty and unique, at most
     /// `MAX_METADATA_BYTES` encoded.
     pub metadata: Vec<(String, String)>,
+    /// Fault in every page of the mapping at create, so that no later access takes a
+    /// page fault (see [`OpenOptions::prefault`]).
+    pub prefault: bool,
+    /// Lock the mapping in memory at create (`mlock`), so that it is never paged out
+    /// (see [`OpenOptions::lock_memory`]).
+    pub lock_memory: bool,
 }
 
 impl CreateOptions {
@@ -112,9 +118,83 @@ impl CreateOptions {
         self
     }
 
+    /// Faults in the whole mapping at create (see [`OpenOptions::prefault`]).
+    pub fn prefault(mut self, prefault: bool) -> Self {
+        self.prefault = prefault;
+        self
+    }
+
+    /// Locks the mapping in memory at create (see [`OpenOptions::lock_memory`]).
+    pub fn lock_memory(mut self, lock_memory: bool) -> Self {
+        self.lock_memory = lock_memory;
+        self
+    }
+
     /// Stamps the lane's frames with `clock` ([`Clock::None`]: no stamping).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+}
+
+/// Options for opening an existing lane (`open_with`, `take_over_with` on every
+/// handle): [`OpenOptions::new`] (the defaults of `open`), then one builder method
+/// per field. The real-time options, [`prefault`](Self::prefault) and
+/// [`lock_memory`](Self::lock_memory), have the same names and meaning as those of
+/// [`CreateOptions`]; they apply to this process's mapping only (every process that
+/// needs them asks for them).
+///
+/// ```
+/// use tensorlane_shm::{DType, OpenOptions, TensorSpec};
+/// let spec = TensorSpec::new(DType::F32, &[6]).unwrap();
+/// let options = OpenOptions::new().expect(&spec).prefault(true).lock_memory(true);
+/// assert!(options.prefault && options.lock_memory);
+/// assert_eq!(options.expect, Some(spec));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The tensor the lane must carry (`open_expect`): another one is
+    /// [`LaneError::WrongSpec`]. `None`: any tensor.
+    pub expect: Option<crate::dtype::TensorSpec>,
+    /// Fault in every page of the mapping before the call returns
+    /// (`madvise(MADV_POPULATE_WRITE)`, or one load per page on kernels before 5.14),
+    /// so that the lane's operations take no page fault afterwards. The segment's
+    /// memory is reserved at create, so this allocates nothing new; it costs one pass
+    /// over the segment at open.
+    pub prefault: bool,
+    /// Lock the mapping in memory (`mlock`, which also faults it in) so that it is
+    /// never swapped out; the lock ends when the handle's last clone is dropped.
+    /// Locked bytes count against `RLIMIT_MEMLOCK` (8 MiB by default on many
+    /// distributions) unless the process has `CAP_IPC_LOCK`; over the limit the call
+    /// fails with [`LaneError::MemoryLock`], whose message says how to raise it
+    /// (`ulimit -l`, `memlock` in `/etc/security/limits.conf`, `LimitMEMLOCK=` for
+    /// a systemd service, or `CAP_IPC_LOCK`).
+    pub lock_memory: bool,
+}
+
+impl OpenOptions {
+    /// The defaults: any tensor, no pre-faulting, no locking.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires the lane to carry `spec` (see the field [`expect`](Self::expect)).
+    pub fn expect(mut self, spec: &crate::dtype::TensorSpec) -> Self {
+        self.expect = Some(spec.clone());
+        self
+    }
+
+    /// Faults in the whole mapping at open (see the field [`prefault`](Self::prefault)).
+    pub fn prefault(mut self, prefault: bool) -> Self {
+        self.prefault = prefault;
+        self
+    }
+
+    /// Locks the mapping in memory at open (see the field
+    /// [`lock_memory`](Self::lock_memory)).
+    pub fn lock_memory(mut self, lock_memory: bool) -> Self {
+        self.lock_memory = lock_memory;
         self
     }
 }
@@ -370,6 +450,18 @@ impl Segment {
         let parts =
             unsafe { tensorlane_core::attach::<H>(self.map.as_mut_ptr().add(HEADER_BYTES), len) };
         parts.expect("the core offset is 128-aligned and the size was validated")
+    }
+
+    /// Makes this process's mapping of the segment resident: faulted in
+    /// (`prefault`) and locked in memory (`lock`); see [`OpenOptions`].
+    pub(crate) fn make_resident(&self, prefault: bool, lock: bool) -> Result<(), LaneError> {
+        if prefault {
+            crate::resident::prefault(&self.map, &self.name)?;
+        }
+        if lock {
+            crate::resident::lock(&self.map, &self.name)?;
+        }
+        Ok(())
     }
 
     /// Tries to take the lock of role byte `role`; `false` if another holder has it.

@@ -24,7 +24,7 @@ use crate::element::{self, Element};
 use crate::error::{self, LaneError};
 use crate::header::{Kind, FRAME_BYTES};
 use crate::lane::{self, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
-use crate::segment::{CreateOptions, Segment, WRITER_ROLE};
+use crate::segment::{CreateOptions, OpenOptions, Segment, WRITER_ROLE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensorlane_core::{
@@ -95,7 +95,13 @@ impl StreamWriter {
     /// Becomes the writer of existing stream `name`, whose previous writer is gone
     /// (its process exited or died). Fails with `RoleTaken` if it is alive.
     pub fn take_over(name: &str) -> Result<Self, LaneError> {
-        let segment = lane::open_segment(name, Kind::Stream, None)?;
+        Self::take_over_with(name, OpenOptions::new())
+    }
+
+    /// [`take_over`](Self::take_over) with options (an expected tensor; pre-faulting
+    /// and locking the mapping for a real-time loop).
+    pub fn take_over_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        let segment = lane::open_segment(name, Kind::Stream, &options)?;
         lane::lock_role(&segment, WRITER_ROLE, "writer")?;
         // We hold the writer lock, so whoever the claim word names is gone.
         let register = register(&segment);
@@ -182,16 +188,18 @@ pub struct StreamReader {
 impl StreamReader {
     /// Opens stream `name`, whatever tensor it carries.
     pub fn open(name: &str) -> Result<Self, LaneError> {
-        Self::open_inner(name, None)
+        Self::open_with(name, OpenOptions::new())
     }
 
     /// Opens stream `name`, checking that it carries `spec`.
     pub fn open_expect(name: &str, spec: &TensorSpec) -> Result<Self, LaneError> {
-        Self::open_inner(name, Some(spec))
+        Self::open_with(name, OpenOptions::new().expect(spec))
     }
 
-    fn open_inner(name: &str, spec: Option<&TensorSpec>) -> Result<Self, LaneError> {
-        let segment = lane::open_segment(name, Kind::Stream, spec)?;
+    /// Opens stream `name` with options (an expected tensor; pre-faulting and locking
+    /// the mapping for a real-time loop).
+    pub fn open_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        let segment = lane::open_segment(name, Kind::Stream, &options)?;
         let mut reader = register(&segment).reader();
         // One copy per core call: `read_inner` counts the attempts and watches the
         // clock between them.
@@ -274,21 +282,30 @@ impl StreamReader {
     /// the tensor has (`WrongDType`, `WrongCount`, and `InvalidBool` for a `bool`
     /// lane holding a byte other than 0 or 1).
     pub fn read_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.read(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.read(bytes))
     }
 
     /// [`read_new`](Self::read_new) into a slice of elements of the lane's dtype.
     pub fn read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.read_new(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.read_new(bytes))
     }
 
     /// [`try_read_new`](Self::try_read_new) into a slice of elements of the lane's
     /// dtype.
     pub fn try_read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.try_read_new(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.try_read_new(bytes))
     }
 
     /// [`read_new_timeout`](Self::read_new_timeout) into a slice of elements of the
@@ -298,8 +315,11 @@ impl StreamReader {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.read_new_timeout(bytes, timeout))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.read_new_timeout(bytes, timeout))
     }
 
     fn read_new_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

@@ -27,7 +27,9 @@ use crate::element::{self, Element};
 use crate::error::{self, LaneError};
 use crate::header::{Geometry, Kind, FRAME_BYTES};
 use crate::lane::{self, wait, Frame, ShmRegion, Wait, POLLS_BEFORE_LIVENESS};
-use crate::segment::{owner_token, CreateOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE};
+use crate::segment::{
+    owner_token, CreateOptions, OpenOptions, Segment, SUBSCRIBER_ROLE_BASE, WRITER_ROLE,
+};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,7 +93,13 @@ impl TopicPublisher {
 
     /// Becomes the publisher of existing topic `name`, whose previous publisher is gone.
     pub fn take_over(name: &str) -> Result<Self, LaneError> {
-        Self::claim(lane::open_segment(name, Kind::Topic, None)?)
+        Self::take_over_with(name, OpenOptions::new())
+    }
+
+    /// [`take_over`](Self::take_over) with options (an expected tensor; pre-faulting
+    /// and locking the mapping for a real-time loop).
+    pub fn take_over_with(name: &str, options: OpenOptions) -> Result<Self, LaneError> {
+        Self::claim(lane::open_segment(name, Kind::Topic, &options)?)
     }
 
     fn claim(segment: Arc<Segment>) -> Result<Self, LaneError> {
@@ -250,7 +258,7 @@ pub struct TopicSubscriber {
 impl TopicSubscriber {
     /// Joins topic `name`.
     pub fn open(name: &str, options: SubscribeOptions) -> Result<Self, LaneError> {
-        Self::join(lane::open_segment(name, Kind::Topic, None)?, options)
+        Self::open_with(name, options, OpenOptions::new())
     }
 
     /// Joins topic `name`, checking its tensor.
@@ -259,7 +267,17 @@ impl TopicSubscriber {
         spec: &TensorSpec,
         options: SubscribeOptions,
     ) -> Result<Self, LaneError> {
-        Self::join(lane::open_segment(name, Kind::Topic, Some(spec))?, options)
+        Self::open_with(name, options, OpenOptions::new().expect(spec))
+    }
+
+    /// Joins topic `name` with open options (an expected tensor; pre-faulting and
+    /// locking the mapping for a real-time loop).
+    pub fn open_with(
+        name: &str,
+        options: SubscribeOptions,
+        open: OpenOptions,
+    ) -> Result<Self, LaneError> {
+        Self::join(lane::open_segment(name, Kind::Topic, &open)?, options)
     }
 
     fn join(segment: Arc<Segment>, options: SubscribeOptions) -> Result<Self, LaneError> {
@@ -379,14 +397,20 @@ impl TopicSubscriber {
     /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
     /// 0 or 1 give `InvalidBool`, after the item was received).
     pub fn recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.recv(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.recv(bytes))
     }
 
     /// [`try_recv`](Self::try_recv) into a slice of elements of the lane's dtype.
     pub fn try_recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.try_recv(bytes))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.try_recv(bytes))
     }
 
     /// [`recv_timeout`](Self::recv_timeout) into a slice of elements of the lane's
@@ -396,8 +420,11 @@ impl TopicSubscriber {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        let spec = self.spec().clone();
-        element::read_into(&spec, out, |bytes| self.recv_timeout(bytes, timeout))
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_into(spec, out, |bytes| self.recv_timeout(bytes, timeout))
     }
 
     fn recv_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

@@ -219,8 +219,11 @@ impl QueueConsumer {
         out: &mut [T],
         frames: &mut [Frame],
     ) -> Result<usize, LaneError> {
-        let spec = self.spec().clone();
-        element::read_batch_into(&spec, frames.len(), out, |bytes| {
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_batch_into(spec, frames.len(), out, |bytes| {
             self.try_pop_batch(bytes, frames)
         })
     }
@@ -233,8 +236,11 @@ impl QueueConsumer {
         frames: &mut [Frame],
         timeout: Duration,
     ) -> Result<usize, LaneError> {
-        let spec = self.spec().clone();
-        element::read_batch_into(&spec, frames.len(), out, |bytes| {
+        // The spec through a clone of the segment's `Arc`: cloning the spec would
+        // allocate (its shape), and typed reads allocate nothing.
+        let segment = self.segment.clone();
+        let spec = &segment.info().spec;
+        element::read_batch_into(spec, frames.len(), out, |bytes| {
             self.pop_batch_timeout(bytes, frames, timeout)
         })
     }
