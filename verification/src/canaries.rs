@@ -358,3 +358,153 @@ impl crate::roles::QueueBatchProducerRole for EarlyBatchTailProducer {
         Ok(count)
     }
 }
+
+// Take-over successors (see `crate::takeover`).
+
+/// A register successor that continues at the last published sequence instead of
+/// after it: its first write rewrites the slot readers are reading, under the same
+/// even stamp, so a reader's stamp check passes on a copy mixing the two owners' bytes.
+pub struct ReusingRegisterSuccessor {
+    fixture: RegisterFixture,
+    next: u64,
+}
+
+/// Takes the register over from [`crate::takeover::DEAD`] (claim word only) and
+/// starts at `published`.
+pub fn reusing_register_successor(fixture: &RegisterFixture) -> ReusingRegisterSuccessor {
+    use crate::takeover::{DEAD, SUCCESSOR};
+    let header = fixture.region.header();
+    header
+        .writer
+        .compare_exchange(DEAD, SUCCESSOR, Ordering::Acquire, Ordering::Relaxed)
+        .expect("the dead writer holds the role");
+    ReusingRegisterSuccessor {
+        fixture: fixture.clone(),
+        // BUG: must be `published + 1`.
+        next: header.published.load(Ordering::Acquire).max(1),
+    }
+}
+
+impl crate::takeover::RegisterSuccessorRole for ReusingRegisterSuccessor {
+    fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    fn write(&mut self, value: &[u8]) {
+        let seq = self.next;
+        let geometry = self.fixture.geometry;
+        let start = (seq % geometry.slots() as u64) as usize * geometry.slot_stride();
+        let slot = &self.fixture.region.body()[start..start + geometry.slot_stride()];
+        slot[STAMP_WORD].store(2 * seq + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        slot[LENGTH_WORD].store(value.len() as u64, Ordering::Relaxed);
+        store_le(&slot[PAYLOAD_WORD..], value);
+        slot[STAMP_WORD].store(2 * seq, Ordering::Release);
+        self.fixture
+            .region
+            .header()
+            .published
+            .store(seq, Ordering::Release);
+        self.next = seq + 1;
+    }
+}
+
+/// An SPSC producer successor that assumes the ring it takes over is empty: it caches
+/// `head = tail` and reloads the consumer's counter only once its cache says full, so
+/// it overwrites items in flight that the consumer has not taken yet.
+pub struct EmptyAssumingProducer {
+    fixture: QueueFixture,
+    tail: u64,
+    cached_head: u64,
+}
+
+/// Takes the producer role over from [`crate::takeover::DEAD`].
+pub fn empty_assuming_producer(fixture: &QueueFixture) -> EmptyAssumingProducer {
+    use crate::takeover::{DEAD, SUCCESSOR};
+    let header = fixture.region.header();
+    header.owners[0]
+        .compare_exchange(DEAD, SUCCESSOR, Ordering::Acquire, Ordering::Relaxed)
+        .expect("the dead producer holds the role");
+    let tail = header.tail.load(Ordering::Acquire);
+    EmptyAssumingProducer {
+        fixture: fixture.clone(),
+        tail,
+        cached_head: tail, // BUG: must look full (`tail - C`) so that head is loaded
+    }
+}
+
+impl crate::takeover::QueueProducerSuccessorRole for EmptyAssumingProducer {
+    fn tail(&self) -> u64 {
+        self.tail
+    }
+
+    fn push(&mut self, item: &[u8]) -> Result<u64, PushError> {
+        let header = self.fixture.region.header();
+        let capacity = self.fixture.geometry.capacity() as u64;
+        if self.tail - self.cached_head >= capacity {
+            self.cached_head = header.head.load(Ordering::Acquire);
+            if self.tail - self.cached_head >= capacity {
+                return Err(PushError::Full);
+            }
+        }
+        let stride = self.fixture.geometry.slot_stride();
+        let start = (self.tail % capacity) as usize * stride;
+        let slot = &self.fixture.region.body()[start..start + stride];
+        slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
+        store_le(&slot[PAYLOAD_WORD..], item);
+        self.tail += 1;
+        header.tail.store(self.tail, Ordering::Release);
+        Ok(self.tail - 1)
+    }
+}
+
+/// An SPSC consumer successor that assumes the ring it takes over is full: it caches
+/// `tail = head + C` and so reads slots the producer has not published (without the
+/// Acquire load of `tail` that would order the producer's writes before its reads).
+pub struct FullAssumingConsumer {
+    fixture: QueueFixture,
+    head: u64,
+    cached_tail: u64,
+}
+
+/// Takes the consumer role over from [`crate::takeover::DEAD`].
+pub fn full_assuming_consumer(fixture: &QueueFixture) -> FullAssumingConsumer {
+    use crate::takeover::{DEAD, SUCCESSOR};
+    let header = fixture.region.header();
+    header.owners[1]
+        .compare_exchange(DEAD, SUCCESSOR, Ordering::Acquire, Ordering::Relaxed)
+        .expect("the dead consumer holds the role");
+    let head = header.head.load(Ordering::Acquire);
+    FullAssumingConsumer {
+        fixture: fixture.clone(),
+        head,
+        // BUG: must look empty (`head`) so that the producer's tail is loaded.
+        cached_tail: head + fixture.geometry.capacity() as u64,
+    }
+}
+
+impl crate::takeover::QueueConsumerSuccessorRole for FullAssumingConsumer {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn pop(&mut self, buf: &mut [u8]) -> Result<tensorlane_core::Popped, tensorlane_core::PopError> {
+        let header = self.fixture.region.header();
+        if self.head == self.cached_tail {
+            self.cached_tail = header.tail.load(Ordering::Acquire);
+            if self.head == self.cached_tail {
+                return Err(tensorlane_core::PopError::Empty);
+            }
+        }
+        let capacity = self.fixture.geometry.capacity() as u64;
+        let stride = self.fixture.geometry.slot_stride();
+        let start = (self.head % capacity) as usize * stride;
+        let slot = &self.fixture.region.body()[start..start + stride];
+        let len = (slot[LENGTH_WORD].load(Ordering::Relaxed) as usize).min(buf.len());
+        load_le_into(&slot[PAYLOAD_WORD..], &mut buf[..len]);
+        let position = self.head;
+        self.head += 1;
+        header.head.store(self.head, Ordering::Release);
+        Ok(tensorlane_core::Popped { position, len })
+    }
+}

@@ -23,3 +23,4 @@ pub mod hostile;
 pub mod hostile_gpu;
 pub mod roles;
 pub mod sync;
+pub mod takeover;

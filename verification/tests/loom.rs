@@ -9,6 +9,7 @@
 use loom::thread;
 
 include!("../scenarios/mod.rs");
+include!("../scenarios/takeover.rs");
 
 use tensorlane_verification::canaries;
 
@@ -16,13 +17,13 @@ use tensorlane_verification::canaries;
 const PREEMPTION_BOUND: usize = 3;
 
 /// Runs `body` under loom with the default bound.
-fn check(body: impl Fn() + Sync + Send + 'static) {
+fn check(body: impl Fn() + Sync + Send + 'static) -> usize {
     check_with_bound(PREEMPTION_BOUND, body)
 }
 
 /// Runs `body` under loom (bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set) and
-/// prints how many executions were explored.
-fn check_with_bound(bound: usize, body: impl Fn() + Sync + Send + 'static) {
+/// prints (and returns) how many executions were explored.
+fn check_with_bound(bound: usize, body: impl Fn() + Sync + Send + 'static) -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let executions = Arc::new(AtomicUsize::new(0));
@@ -43,6 +44,22 @@ fn check_with_bound(bound: usize, body: impl Fn() + Sync + Send + 'static) {
         executions.load(Ordering::Relaxed),
         builder.preemption_bound
     );
+    executions.load(Ordering::Relaxed)
+}
+
+/// Runs `scenario(k)` under loom with bound `bound` for every stopping step `k` in
+/// `0..=steps` of a dying owner, and prints the executions explored in all.
+fn check_every_step(
+    bound: usize,
+    steps: usize,
+    scenario: impl Fn(usize) + Sync + Send + Clone + 'static,
+) {
+    let mut total = 0;
+    for k in 0..=steps {
+        let scenario = scenario.clone();
+        total += check_with_bound(bound, move || scenario(k));
+    }
+    println!("loom explored {total} executions over stopping steps 0..={steps}");
 }
 
 #[test]
@@ -179,4 +196,57 @@ fn canary_batch_tail_before_last_item_is_caught() {
 #[should_panic(expected = "torn read")]
 fn canary_relaxed_publish_is_caught_by_range_reads() {
     check(|| register_range_reads(1, 1, canaries::relaxed_publish_writer));
+}
+
+// Take-overs: an owner that stops at every step, its successor, and concurrent peers.
+
+/// The writer dies after any of the 14 operations of its two writes (or before the
+/// first); the successor takes over while a reader reads.
+#[test]
+fn register_takeover_after_a_writer_stops_at_every_step() {
+    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::REGISTER_WRITE_STEPS, |k| {
+        register_takeover(k, 2, takeover_roles::real_register_successor)
+    });
+}
+
+/// The producer dies anywhere in its two pushes (items in flight); the successor
+/// pushes the third item (across the wrap) while the consumer pops and peeks.
+#[test]
+fn queue_producer_takeover_with_items_in_flight() {
+    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::QUEUE_PUSH_STEPS, |k| {
+        queue_producer_takeover(k, 3, takeover_roles::real_queue_producer_successor)
+    });
+}
+
+/// The consumer dies anywhere in its first two pops; the successor takes the rest
+/// while the producer pushes.
+#[test]
+fn queue_consumer_takeover_with_items_in_flight() {
+    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::QUEUE_POP_STEPS, |k| {
+        queue_consumer_takeover(k, 3, takeover_roles::real_queue_consumer_successor)
+    });
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_register_successor_reusing_the_published_sequence_is_caught() {
+    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::REGISTER_WRITE_STEPS, |k| {
+        register_takeover(k, 2, canaries::reusing_register_successor)
+    });
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_producer_successor_assuming_an_empty_ring_is_caught() {
+    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::QUEUE_PUSH_STEPS, |k| {
+        queue_producer_takeover(k, 3, canaries::empty_assuming_producer)
+    });
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_consumer_successor_assuming_a_full_ring_is_caught() {
+    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::QUEUE_POP_STEPS, |k| {
+        queue_consumer_takeover(k, 3, canaries::full_assuming_consumer)
+    });
 }
