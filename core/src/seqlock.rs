@@ -197,7 +197,11 @@ impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
         R: Clone,
     {
         claim::takeover(&self.region.header().writer, previous, token)?;
-        // Acquire pairs with the previous writer's Release store of `published`.
+        // The caller's contract already orders every store of the previous writer
+        // before this load, so it reads the last `published` and Relaxed would do
+        // (the loom take-over scenarios pass with it). Acquire is kept as defence:
+        // should the contract's edge be missing, it still pairs with the previous
+        // writer's Release store of `published` and orders the writes it names.
         let last = self.region.header().published.load(Ordering::Acquire);
         Ok(SeqlockWriter {
             lane: self.clone(),

@@ -186,8 +186,8 @@ pub(crate) fn load_parts(words: &[AtomicU64], parts: &mut [&mut [u8]], len: usiz
 }
 
 /// Exclusive byte views of payload words, for loans of lossless rings, where the
-/// protocol excludes every concurrent access. Not available under the checkers,
-/// whose atomics cannot be viewed as bytes; there the loans offer only word access.
+/// protocol excludes every concurrent access. Under the checkers, whose atomics
+/// cannot be viewed as bytes, the word-backed views of [`checked_view`] stand in.
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
 pub(crate) mod bytes_view {
     use crate::sync::AtomicU64;
@@ -212,5 +212,85 @@ pub(crate) mod bytes_view {
         // SAFETY: `len` bytes lie inside the words, and the caller guarantees that no
         // one writes them while the slice lives, so plain reads do not race.
         unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
+    }
+}
+
+/// The loans' byte views under loom and shuttle: the same shape as the slices the real
+/// build lends (they dereference to `[u8]`), backed by the payload words, so that a
+/// checker sees every access the loan makes, as relaxed loads and stores.
+///
+/// A view loads the whole words it covers when it is made (the loan lends the slot as
+/// it is) and [`LoanBytesMut`] stores them back, whole, when it is dropped, which is
+/// before the loan can be committed (the view borrows the loan). So the checker sees
+/// the loan's reads between the peek and its release and its writes between the loan
+/// and its commit: the window in which the real build's slice may touch the slot.
+#[cfg(any(feature = "loom", feature = "shuttle"))]
+pub(crate) mod checked_view {
+    use super::{load_bytes, store_bytes};
+    use crate::sync::AtomicU64;
+    use alloc::vec::Vec;
+
+    /// A loan's bytes to fill (what `SpscLoan::bytes_mut` returns under the checkers).
+    #[derive(Debug)]
+    pub struct LoanBytesMut<'a> {
+        words: &'a [AtomicU64],
+        bytes: Vec<u8>,
+        len: usize,
+    }
+
+    /// A peeked item's bytes (what `SpscPeek::bytes` returns under the checkers).
+    #[derive(Debug)]
+    pub struct LoanBytes<'a> {
+        bytes: Vec<u8>,
+        _words: core::marker::PhantomData<&'a [AtomicU64]>,
+    }
+
+    /// The whole words holding the first `len` bytes, loaded.
+    fn load_words(words: &[AtomicU64], len: usize) -> (&[AtomicU64], Vec<u8>) {
+        let words = &words[..len.div_ceil(8).min(words.len())];
+        let mut bytes = alloc::vec![0u8; words.len() * 8];
+        load_bytes(words, &mut bytes);
+        (words, bytes)
+    }
+
+    pub(crate) fn as_bytes_mut(words: &[AtomicU64], len: usize) -> LoanBytesMut<'_> {
+        let (words, bytes) = load_words(words, len);
+        LoanBytesMut { words, bytes, len }
+    }
+
+    pub(crate) fn as_bytes(words: &[AtomicU64], len: usize) -> LoanBytes<'_> {
+        let (_, mut bytes) = load_words(words, len);
+        bytes.truncate(len);
+        LoanBytes {
+            bytes,
+            _words: core::marker::PhantomData,
+        }
+    }
+
+    impl core::ops::Deref for LoanBytesMut<'_> {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            &self.bytes[..self.len]
+        }
+    }
+
+    impl core::ops::DerefMut for LoanBytesMut<'_> {
+        fn deref_mut(&mut self) -> &mut [u8] {
+            &mut self.bytes[..self.len]
+        }
+    }
+
+    impl Drop for LoanBytesMut<'_> {
+        fn drop(&mut self) {
+            // Whole words: the bytes past `len` go back as they were loaded.
+            store_bytes(self.words, &self.bytes);
+        }
+    }
+
+    impl core::ops::Deref for LoanBytes<'_> {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            &self.bytes
+        }
     }
 }

@@ -461,6 +461,14 @@ impl<R: Region<Header = SpscHeader>> SpscLoan<'_, Exclusive<R>> {
         // (geometry).
         unsafe { crate::slot::bytes_view::as_bytes_mut(self.slot().payload(), len) }
     }
+
+    /// The slot as bytes, to fill in place: under the checkers, a view backed by the
+    /// slot's words that stores them back when dropped (before the commit).
+    #[cfg(any(feature = "loom", feature = "shuttle"))]
+    pub fn bytes_mut(&mut self) -> crate::slot::checked_view::LoanBytesMut<'_> {
+        let len = self.slot_bytes();
+        crate::slot::checked_view::as_bytes_mut(self.slot().payload(), len)
+    }
 }
 
 /// A popped item.
@@ -674,6 +682,13 @@ impl<R: Region<Header = SpscHeader>> SpscPeek<'_, Exclusive<R>> {
         // no one else writes it while the slice lives. `len` was checked against the
         // slot size.
         unsafe { crate::slot::bytes_view::as_bytes(self.payload(), self.len) }
+    }
+
+    /// The item's bytes: under the checkers, loaded from the slot's words when the
+    /// view is made (between the peek and its release).
+    #[cfg(any(feature = "loom", feature = "shuttle"))]
+    pub fn bytes(&self) -> crate::slot::checked_view::LoanBytes<'_> {
+        crate::slot::checked_view::as_bytes(self.payload(), self.len)
     }
 }
 

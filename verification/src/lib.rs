@@ -21,6 +21,7 @@ pub mod canaries;
 pub mod futex_canaries;
 pub mod hostile;
 pub mod hostile_gpu;
+pub mod loans;
 pub mod roles;
 pub mod sync;
 pub mod takeover;

@@ -5,6 +5,7 @@
 use std::thread;
 
 include!("../scenarios/mod.rs");
+include!("../scenarios/loans.rs");
 
 use tensorlane_verification::canaries;
 
@@ -101,6 +102,14 @@ fn queue_byte_loans() {
         }
     }
     consumer.join().unwrap();
+}
+
+/// The loom loan scenario (byte views of an `Exclusive` ring) on real threads.
+#[test]
+fn queue_loans_threads() {
+    for _ in 0..REPEAT {
+        queue_loans(ITEMS, tensorlane_verification::loans::real_loan_producer);
+    }
 }
 
 /// Misuse that compiles without `unsafe`, across threads: two rings over one body
