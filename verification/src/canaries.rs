@@ -153,24 +153,59 @@ pub fn epochless_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscr
 /// its load of `epoch` (otherwise the real protocol): a lossless joiner whose own
 /// fence is intact can then miss the producer's progress while the producer misses
 /// the join, and a slot the joiner has not read is overwritten.
-pub struct UnfencedProducer {
+pub type UnfencedProducer = BrokenProducer;
+
+/// Makes an [`UnfencedProducer`].
+pub fn unfenced_producer(fixture: &BroadcastFixture) -> BrokenProducer {
+    BrokenProducer::new(fixture, ProducerMistake::NoSeqCstFence)
+}
+
+/// A broadcast producer that keeps the head of the *least* lagging lossless
+/// subscriber as its cached minimum (and decides `Full` on it): with two lossless
+/// subscribers it overwrites slots the slower one has not read.
+pub fn fastest_head_producer(fixture: &BroadcastFixture) -> BrokenProducer {
+    BrokenProducer::new(fixture, ProducerMistake::FastestHead)
+}
+
+/// A broadcast producer without the Release fence after the odd stamp: a reader of
+/// an older position in the slot (`read_at`, a subscriber) can copy bytes of the new
+/// item while both of its stamp loads still see the old one.
+pub fn unfenced_stamp_producer(fixture: &BroadcastFixture) -> BrokenProducer {
+    BrokenProducer::new(fixture, ProducerMistake::NoReleaseFence)
+}
+
+/// The one protocol step a [`BrokenProducer`] gets wrong.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProducerMistake {
+    /// No `fence(SeqCst)` between the tail store and the epoch load.
+    NoSeqCstFence,
+    /// The scan keeps the fastest lossless subscriber instead of the slowest.
+    FastestHead,
+    /// No `fence(Release)` between the odd stamp and the payload stores.
+    NoReleaseFence,
+}
+
+/// A broadcast producer that follows the protocol (docs/LAYOUT.md) except for one
+/// [`ProducerMistake`].
+pub struct BrokenProducer {
     fixture: BroadcastFixture,
+    mistake: ProducerMistake,
     tail: u64,
     epoch_seen: Option<u64>,
     min_head: Option<u64>,
 }
 
-/// Makes an [`UnfencedProducer`].
-pub fn unfenced_producer(fixture: &BroadcastFixture) -> UnfencedProducer {
-    UnfencedProducer {
-        fixture: fixture.clone(),
-        tail: 0,
-        epoch_seen: None,
-        min_head: None,
+impl BrokenProducer {
+    fn new(fixture: &BroadcastFixture, mistake: ProducerMistake) -> Self {
+        BrokenProducer {
+            fixture: fixture.clone(),
+            mistake,
+            tail: 0,
+            epoch_seen: None,
+            min_head: None,
+        }
     }
-}
 
-impl UnfencedProducer {
     /// The real scan: lowest head of the ACTIVE lossless entries; `Full` at lag C.
     fn scan(&mut self, position: u64) -> Result<(), PublishError> {
         let geometry = self.fixture.geometry;
@@ -187,7 +222,12 @@ impl UnfencedProducer {
             }
             let head = e[entry::HEAD].load(Ordering::Acquire);
             let lag = position.wrapping_sub(head);
-            if slowest.is_none_or(|(worst, _, _)| lag > worst) {
+            let keep = match self.mistake {
+                // BUG (FastestHead): keeps the smallest lag.
+                ProducerMistake::FastestHead => slowest.is_none_or(|(best, _, _)| lag < best),
+                _ => slowest.is_none_or(|(worst, _, _)| lag > worst),
+            };
+            if keep {
                 slowest = Some((lag, index, head));
             }
         }
@@ -199,11 +239,13 @@ impl UnfencedProducer {
     }
 }
 
-impl BroadcastProducerRole for UnfencedProducer {
+impl BroadcastProducerRole for BrokenProducer {
     fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
         let geometry = self.fixture.geometry;
         let position = self.tail;
-        // BUG: no `fence(SeqCst)` here.
+        if self.mistake != ProducerMistake::NoSeqCstFence {
+            fence(Ordering::SeqCst);
+        } // BUG (NoSeqCstFence): no `fence(SeqCst)` here.
         let epoch = self.fixture.region.header().epoch.load(Ordering::Acquire);
         let near_full = self
             .min_head
@@ -218,7 +260,9 @@ impl BroadcastProducerRole for UnfencedProducer {
             geometry.slots_offset() + (position % geometry.capacity() as u64) as usize * stride;
         let slot = &self.fixture.region.body()[start..start + stride];
         slot[STAMP_WORD].store(2 * position + 1, Ordering::Release);
-        fence(Ordering::Release);
+        if self.mistake != ProducerMistake::NoReleaseFence {
+            fence(Ordering::Release);
+        } // BUG (NoReleaseFence): no `fence(Release)` here.
         slot[LENGTH_WORD].store(item.len() as u64, Ordering::Relaxed);
         store_le(&slot[PAYLOAD_WORD..], item);
         slot[STAMP_WORD].store(2 * position + 2, Ordering::Release);
@@ -506,5 +550,28 @@ impl crate::takeover::QueueConsumerSuccessorRole for FullAssumingConsumer {
         self.head += 1;
         header.head.store(self.head, Ordering::Release);
         Ok(tensorlane_core::Popped { position, len })
+    }
+}
+
+/// A supervisor that evicts and reclaims a table entry it believes dead without
+/// checking the generation (it compares and swaps the state word by the layout, as
+/// `evict` and `reclaim` would): a stale decision lands on a subscriber that joined
+/// through the entry since, which is then evicted or loses its entry.
+pub fn generationless_supervisor(fixture: &BroadcastFixture, index: usize, _generation: u64) {
+    let state = &fixture.region.body()[index * tensorlane_core::ENTRY_WORDS + entry::STATE];
+    for (from, to) in [
+        (&[entry::ACTIVE][..], entry::EVICTED),
+        (&[entry::JOINING, entry::ACTIVE, entry::EVICTED][..], entry::FREE),
+    ] {
+        let seen = state.load(Ordering::Acquire);
+        // BUG: the generation (`seen >> 2`) is not compared with the one judged dead.
+        if from.contains(&(seen & entry::STATE_MASK)) {
+            let _ = state.compare_exchange(
+                seen,
+                (seen & !entry::STATE_MASK) | to,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
     }
 }

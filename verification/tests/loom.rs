@@ -11,11 +11,16 @@ use loom::thread;
 include!("../scenarios/mod.rs");
 include!("../scenarios/takeover.rs");
 include!("../scenarios/loans.rs");
+include!("../scenarios/broadcast_races.rs");
 
 use tensorlane_verification::canaries;
 
 /// Preemption bound used unless `LOOM_MAX_PREEMPTIONS` is set.
 const PREEMPTION_BOUND: usize = 3;
+
+/// Bound of the two-lossless-subscriber scenario: three spinning threads (the
+/// producer and both subscribers); bound 3 did not finish in 300 s.
+const TWO_LOSSLESS_BOUND: usize = 2;
 
 /// Runs `body` under loom with the default bound.
 fn check(body: impl Fn() + Sync + Send + 'static) -> usize {
@@ -266,4 +271,42 @@ fn queue_wraps_around_through_byte_loans() {
 #[should_panic(expected = "torn read")]
 fn canary_tail_published_before_slot_write_is_caught_through_byte_loans() {
     check(|| queue_loans(1, canaries::early_tail_producer));
+}
+
+// Broadcast races: history reads, two lossless subscribers, stale supervisors.
+
+/// `history` and `read_at` against a producer publishing 3 items through 2 slots.
+#[test]
+fn broadcast_history_reads_race_a_publishing_producer() {
+    check(|| broadcast_history_reads(3, 2, real_broadcast_producer));
+}
+
+/// Two lossless subscribers and the producer's cached minimum head.
+#[test]
+fn broadcast_two_lossless_subscribers_hold_the_producer_back() {
+    check_with_bound(TWO_LOSSLESS_BOUND, || broadcast_two_lossless(3, real_broadcast_producer));
+}
+
+/// A stale `evict_generation` / `reclaim_generation` racing a join into the entry.
+#[test]
+fn broadcast_stale_eviction_and_reclaim_race_a_join() {
+    check(|| broadcast_stale_supervisor_races_join(real_generation_supervisor));
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_producer_without_release_fence_is_caught_by_history_reads() {
+    check(|| broadcast_history_reads(3, 2, canaries::unfenced_stamp_producer));
+}
+
+#[test]
+#[should_panic(expected = "lost item")]
+fn canary_producer_caching_the_fastest_head_is_caught() {
+    check_with_bound(TWO_LOSSLESS_BOUND, || broadcast_two_lossless(3, canaries::fastest_head_producer));
+}
+
+#[test]
+#[should_panic(expected = "stale supervisor")]
+fn canary_supervisor_ignoring_the_generation_is_caught() {
+    check(|| broadcast_stale_supervisor_races_join(canaries::generationless_supervisor));
 }

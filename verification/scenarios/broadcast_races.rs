@@ -1,0 +1,114 @@
+// Broadcast races no other scenario covers, shared by the suites that include them
+// after `mod.rs`: reads of the history against a publishing producer, two lossless
+// subscribers holding the producer back, and a supervisor's stale eviction racing a
+// join into the same table entry.
+
+/// A reader takes the history (`history(2)`) and reads each position of it with
+/// `read_at`, `reads` times, while `producer` publishes `items` items through a ring
+/// of capacity 2 with no subscriber. Every item read is exactly the item at its
+/// position; an overwritten one is reported as such.
+#[allow(dead_code)]
+pub fn broadcast_history_reads<P: BroadcastProducerRole>(
+    items: u64,
+    reads: usize,
+    producer: fn(&BroadcastFixture) -> P,
+) {
+    let fixture = BroadcastFixture::new(2, 16, 1);
+    let ring = fixture.ring();
+    let producer = producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
+    let mut buf = [0u8; 16];
+    for _ in 0..reads {
+        for position in ring.history(2) {
+            match ring.read_at(position, &mut buf) {
+                Ok(len) => {
+                    if len != 16 {
+                        panic!("torn read: position {position} has length {len}");
+                    }
+                    check_words(&buf, position, "position");
+                }
+                Err(tensorlane_core::ReadAtError::Overwritten) => {}
+                Err(e) => panic!("unexpected read_at error: {e}"),
+            }
+        }
+    }
+    producer.join().unwrap();
+}
+
+/// Two lossless subscribers (joined before the first publish) read at their own pace
+/// while `producer` publishes `items` items through a ring of capacity 2: the
+/// producer's cached minimum head must follow the slower one, so each receives every
+/// item in order.
+#[allow(dead_code)]
+pub fn broadcast_two_lossless<P: BroadcastProducerRole>(
+    items: u64,
+    producer: fn(&BroadcastFixture) -> P,
+) {
+    let fixture = BroadcastFixture::new(2, 16, 2);
+    let ring = fixture.ring();
+    let first = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let second = ring.subscribe(SubscribeOptions::lossless(), 3).unwrap();
+    let producer = producer(&fixture);
+    let producer = thread::spawn(move || publish_all(producer, items));
+    let other = thread::spawn(move || assert!(receive_all(second, items, true)));
+    assert!(receive_all(first, items, true));
+    other.join().unwrap();
+    producer.join().unwrap();
+}
+
+/// The real supervisor's stale retry: a decision made on generation `generation` of
+/// entry `index` (evict, then reclaim), carried out again, each step only if the
+/// entry still holds that generation.
+#[allow(dead_code)]
+pub fn real_generation_supervisor(fixture: &BroadcastFixture, index: usize, generation: u64) {
+    let ring = fixture.ring();
+    for result in [
+        ring.evict_generation(index, generation),
+        ring.reclaim_generation(index, generation),
+    ] {
+        match result {
+            Ok(()) | Err(tensorlane_core::EntryError::WrongState { .. }) => {}
+            Err(e) => panic!("unexpected entry error: {e}"),
+        }
+    }
+}
+
+/// A lossless subscriber dies holding the only table entry (its handle is
+/// forgotten); a supervisor judges that generation dead and evicts and reclaims it.
+/// Then, concurrently, the supervisor retries its decision (`supervisor`) while a
+/// new lossless subscriber joins through the freed entry, the producer publishes one
+/// item and the newcomer receives it. The retry must leave the newcomer alone: it
+/// joins, receives the item, and keeps the entry.
+#[allow(dead_code)]
+pub fn broadcast_stale_supervisor_races_join(supervisor: fn(&BroadcastFixture, usize, u64)) {
+    let fixture = BroadcastFixture::new(2, 16, 1);
+    let ring = fixture.ring();
+    let dead = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    let index = dead.index();
+    let generation = ring.subscriber(index).expect("entry in range").generation;
+    core::mem::forget(dead);
+    ring.evict_generation(index, generation).expect("the dead subscriber is active");
+    ring.reclaim_generation(index, generation).expect("the dead subscriber is evicted");
+    let supervisor_fixture = fixture.clone();
+    let supervisor =
+        thread::spawn(move || supervisor(&supervisor_fixture, index, generation));
+    let mut producer = real_broadcast_producer(&fixture);
+    let mut joiner = match ring.subscribe(SubscribeOptions::lossless(), 3) {
+        Ok(sub) => sub,
+        Err(e) => panic!("stale supervisor: the join failed ({e})"),
+    };
+    assert_eq!(joiner.index(), index, "one entry");
+    let joined = joiner.head();
+    assert_eq!(producer.publish(&stamped_value::<2>(joined)), Ok(joined));
+    let mut buf = [0u8; 16];
+    match joiner.recv(&mut buf) {
+        Ok(got) => check_words(&buf, got.position, "position"),
+        Err(e) => panic!("stale supervisor: the new subscriber's receive failed ({e})"),
+    }
+    supervisor.join().unwrap();
+    let entry = ring.subscriber(index).expect("entry in range");
+    if entry.state != tensorlane_core::entry::ACTIVE || entry.generation == generation {
+        panic!("stale supervisor: the new subscriber's entry is {entry:?}");
+    }
+    drop(joiner);
+}
