@@ -532,7 +532,10 @@ impl crate::takeover::QueueConsumerSuccessorRole for FullAssumingConsumer {
         self.head
     }
 
-    fn pop(&mut self, buf: &mut [u8]) -> Result<tensorlane_core::Popped, tensorlane_core::PopError> {
+    fn pop(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<tensorlane_core::Popped, tensorlane_core::PopError> {
         let header = self.fixture.region.header();
         if self.head == self.cached_tail {
             self.cached_tail = header.tail.load(Ordering::Acquire);
@@ -561,7 +564,10 @@ pub fn generationless_supervisor(fixture: &BroadcastFixture, index: usize, _gene
     let state = &fixture.region.body()[index * tensorlane_core::ENTRY_WORDS + entry::STATE];
     for (from, to) in [
         (&[entry::ACTIVE][..], entry::EVICTED),
-        (&[entry::JOINING, entry::ACTIVE, entry::EVICTED][..], entry::FREE),
+        (
+            &[entry::JOINING, entry::ACTIVE, entry::EVICTED][..],
+            entry::FREE,
+        ),
     ] {
         let seen = state.load(Ordering::Acquire);
         // BUG: the generation (`seen >> 2`) is not compared with the one judged dead.

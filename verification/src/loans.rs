@@ -46,6 +46,8 @@ impl QueueProducerRole for LoanProducer {
 /// Makes a [`LoanProducer`].
 pub fn real_loan_producer(fixture: &QueueFixture) -> LoanProducer {
     LoanProducer {
-        producer: loan_ring(fixture).producer(1).expect("producer role is free"),
+        producer: loan_ring(fixture)
+            .producer(1)
+            .expect("producer role is free"),
     }
 }

@@ -179,7 +179,10 @@ pub fn dying_queue_producer(fixture: &QueueFixture, items: u64, steps: usize) {
             return;
         }
         let head = header.head.load(Ordering::Acquire);
-        assert!(tail - head < capacity, "the dying producer never finds the ring full");
+        assert!(
+            tail - head < capacity,
+            "the dying producer never finds the ring full"
+        );
         let start = (tail % capacity) as usize * stride;
         let slot = &fixture.region.body()[start..start + stride];
         if !budget.step() {

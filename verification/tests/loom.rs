@@ -18,10 +18,6 @@ use tensorlane_verification::canaries;
 /// Preemption bound used unless `LOOM_MAX_PREEMPTIONS` is set.
 const PREEMPTION_BOUND: usize = 3;
 
-/// Bound of the two-lossless-subscriber scenario: three spinning threads (the
-/// producer and both subscribers); bound 3 did not finish in 300 s.
-const TWO_LOSSLESS_BOUND: usize = 2;
-
 /// Runs `body` under loom with the default bound.
 fn check(body: impl Fn() + Sync + Send + 'static) -> usize {
     check_with_bound(PREEMPTION_BOUND, body)
@@ -210,18 +206,22 @@ fn canary_relaxed_publish_is_caught_by_range_reads() {
 /// first); the successor takes over while a reader reads.
 #[test]
 fn register_takeover_after_a_writer_stops_at_every_step() {
-    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::REGISTER_WRITE_STEPS, |k| {
-        register_takeover(k, 2, takeover_roles::real_register_successor)
-    });
+    check_every_step(
+        PREEMPTION_BOUND,
+        2 * takeover_roles::REGISTER_WRITE_STEPS,
+        |k| register_takeover(k, 2, takeover_roles::real_register_successor),
+    );
 }
 
 /// The producer dies anywhere in its two pushes (items in flight); the successor
 /// pushes the third item (across the wrap) while the consumer pops and peeks.
 #[test]
 fn queue_producer_takeover_with_items_in_flight() {
-    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::QUEUE_PUSH_STEPS, |k| {
-        queue_producer_takeover(k, 3, takeover_roles::real_queue_producer_successor)
-    });
+    check_every_step(
+        PREEMPTION_BOUND,
+        2 * takeover_roles::QUEUE_PUSH_STEPS,
+        |k| queue_producer_takeover(k, 3, takeover_roles::real_queue_producer_successor),
+    );
 }
 
 /// The consumer dies anywhere in its first two pops; the successor takes the rest
@@ -237,17 +237,21 @@ fn queue_consumer_takeover_with_items_in_flight() {
 #[test]
 #[should_panic(expected = "torn read")]
 fn canary_register_successor_reusing_the_published_sequence_is_caught() {
-    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::REGISTER_WRITE_STEPS, |k| {
-        register_takeover(k, 2, canaries::reusing_register_successor)
-    });
+    check_every_step(
+        PREEMPTION_BOUND,
+        2 * takeover_roles::REGISTER_WRITE_STEPS,
+        |k| register_takeover(k, 2, canaries::reusing_register_successor),
+    );
 }
 
 #[test]
 #[should_panic(expected = "torn read")]
 fn canary_producer_successor_assuming_an_empty_ring_is_caught() {
-    check_every_step(PREEMPTION_BOUND, 2 * takeover_roles::QUEUE_PUSH_STEPS, |k| {
-        queue_producer_takeover(k, 3, canaries::empty_assuming_producer)
-    });
+    check_every_step(
+        PREEMPTION_BOUND,
+        2 * takeover_roles::QUEUE_PUSH_STEPS,
+        |k| queue_producer_takeover(k, 3, canaries::empty_assuming_producer),
+    );
 }
 
 #[test]
@@ -284,7 +288,9 @@ fn broadcast_history_reads_race_a_publishing_producer() {
 /// Two lossless subscribers and the producer's cached minimum head.
 #[test]
 fn broadcast_two_lossless_subscribers_hold_the_producer_back() {
-    check_with_bound(TWO_LOSSLESS_BOUND, || broadcast_two_lossless(3, real_broadcast_producer));
+    check_with_bound(TWO_LOSSLESS_BOUND, || {
+        broadcast_two_lossless(3, real_broadcast_producer)
+    });
 }
 
 /// A stale `evict_generation` / `reclaim_generation` racing a join into the entry.
@@ -302,7 +308,9 @@ fn canary_producer_without_release_fence_is_caught_by_history_reads() {
 #[test]
 #[should_panic(expected = "lost item")]
 fn canary_producer_caching_the_fastest_head_is_caught() {
-    check_with_bound(TWO_LOSSLESS_BOUND, || broadcast_two_lossless(3, canaries::fastest_head_producer));
+    check_with_bound(TWO_LOSSLESS_BOUND, || {
+        broadcast_two_lossless(3, canaries::fastest_head_producer)
+    });
 }
 
 #[test]
