@@ -98,10 +98,10 @@ pub use seqlock::{
     RangeReadError, ReadError, ReadInfo, Seqlock, SeqlockGeometry, SeqlockHeader, SeqlockReader,
     SeqlockWriter, WriteError, DEFAULT_READ_ATTEMPTS, MAX_REGISTER_SLOTS,
 };
-pub use slot::{load_bytes, store_bytes, LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
 /// The SPSC loans' byte views under loom and shuttle (backed by the slot's words).
 #[cfg(any(feature = "loom", feature = "shuttle"))]
 pub use slot::checked_view::{LoanBytes, LoanBytesMut};
+pub use slot::{load_bytes, store_bytes, LENGTH_WORD, MAX_SLOT_BYTES, PAYLOAD_WORD, STAMP_WORD};
 pub use spsc::{
     PopError, Popped, PushError, Spsc, SpscConsumer, SpscDrain, SpscDrained, SpscGeometry,
     SpscHeader, SpscLoan, SpscPeek, SpscProducer, MAX_RING_CAPACITY,

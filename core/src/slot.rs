@@ -187,7 +187,7 @@ pub(crate) fn load_parts(words: &[AtomicU64], parts: &mut [&mut [u8]], len: usiz
 
 /// Exclusive byte views of payload words, for loans of lossless rings, where the
 /// protocol excludes every concurrent access. Under the checkers, whose atomics
-/// cannot be viewed as bytes, the word-backed views of [`checked_view`] stand in.
+/// cannot be viewed as bytes, the word-backed views of `checked_view` stand in.
 #[cfg(not(any(feature = "loom", feature = "shuttle")))]
 pub(crate) mod bytes_view {
     use crate::sync::AtomicU64;

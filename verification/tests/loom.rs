@@ -288,9 +288,7 @@ fn broadcast_history_reads_race_a_publishing_producer() {
 /// Two lossless subscribers and the producer's cached minimum head.
 #[test]
 fn broadcast_two_lossless_subscribers_hold_the_producer_back() {
-    check_with_bound(TWO_LOSSLESS_BOUND, || {
-        broadcast_two_lossless(3, real_broadcast_producer)
-    });
+    check(|| broadcast_two_lossless(3, real_broadcast_producer));
 }
 
 /// A stale `evict_generation` / `reclaim_generation` racing a join into the entry.
@@ -308,9 +306,7 @@ fn canary_producer_without_release_fence_is_caught_by_history_reads() {
 #[test]
 #[should_panic(expected = "lost item")]
 fn canary_producer_caching_the_fastest_head_is_caught() {
-    check_with_bound(TWO_LOSSLESS_BOUND, || {
-        broadcast_two_lossless(3, canaries::fastest_head_producer)
-    });
+    check(|| broadcast_two_lossless(3, canaries::fastest_head_producer));
 }
 
 #[test]
