@@ -171,3 +171,55 @@ pub fn queue_consumer_takeover<S: takeover_roles::QueueConsumerSuccessorRole>(
     }
     producer.join().unwrap();
 }
+
+/// Broadcast producer: a lossless and a lossy subscriber (joined first, read in one
+/// thread) receive throughout; the producer [`takeover_roles::DEAD`] publishes two
+/// items into a ring of capacity 2 and stops after its `stores`-th store; once it is
+/// gone, `successor` takes the role over and publishes up to `items`. The lossless
+/// subscriber gets every position in order and the lossy one increasing positions,
+/// all untorn.
+#[allow(dead_code)]
+pub fn broadcast_producer_takeover<S: takeover_roles::BroadcastSuccessorRole>(
+    stores: usize,
+    items: u64,
+    successor: fn(&BroadcastFixture) -> S,
+) {
+    let fixture = BroadcastFixture::new(2, 16, 2);
+    takeover_roles::claim_broadcast_producer(&fixture);
+    let ring = fixture.ring();
+    let lossless = ring.subscribe(SubscribeOptions::lossless(), 3).unwrap();
+    let lossy = ring.subscribe(SubscribeOptions::lossy(2), 4).unwrap();
+    let readers = thread::spawn(move || {
+        let mut subs = [
+            CheckedSubscriber::new(lossless, true),
+            CheckedSubscriber::new(lossy, false),
+        ];
+        while subs.iter().any(|sub| !sub.finished(items)) {
+            let mut progressed = false;
+            for sub in subs.iter_mut().filter(|sub| !sub.finished(items)) {
+                match sub.step() {
+                    Step::Item => progressed = true,
+                    Step::Nothing => {}
+                    Step::Evicted => panic!("lost item: a subscriber was evicted"),
+                }
+            }
+            if !progressed {
+                thread::yield_now();
+            }
+        }
+    });
+    let dead_fixture = fixture.clone();
+    thread::spawn(move || takeover_roles::dying_broadcast_producer(&dead_fixture, 2, stores))
+        .join()
+        .unwrap();
+    let mut p = successor(&fixture);
+    while p.tail() < items {
+        let position = p.tail();
+        match p.publish(&stamped_value::<2>(position)) {
+            Ok(published) => assert_eq!(published, position, "publish at the tail"),
+            Err(PublishError::Full { .. }) => thread::yield_now(),
+            Err(e) => panic!("unexpected publish error: {e}"),
+        }
+    }
+    readers.join().unwrap();
+}

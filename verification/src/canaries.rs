@@ -581,3 +581,44 @@ pub fn generationless_supervisor(fixture: &BroadcastFixture, index: usize, _gene
         }
     }
 }
+
+/// A broadcast producer successor that publishes the position the dead producer left
+/// unfinished as it stands (done stamp, then `tail`), as if the dead producer had
+/// completed it, instead of writing it again: subscribers receive a slot holding a
+/// half-written or older item.
+pub struct CompletingBroadcastSuccessor {
+    producer: tensorlane_core::BroadcastProducer<
+        std::sync::Arc<tensorlane_core::HeapRegion<tensorlane_core::BroadcastHeader>>,
+    >,
+}
+
+/// Publishes the unfinished position by the layout, then takes the producer role over
+/// from [`crate::takeover::DEAD`] with the real call (whose confirmed tail the done
+/// stamp satisfies).
+pub fn completing_broadcast_successor(fixture: &BroadcastFixture) -> CompletingBroadcastSuccessor {
+    use crate::takeover::{DEAD, SUCCESSOR};
+    let header = fixture.region.header();
+    let tail = header.tail.load(Ordering::Acquire);
+    let geometry = fixture.geometry;
+    let start = geometry.slots_offset()
+        + (tail % geometry.capacity() as u64) as usize * geometry.slot_stride();
+    // BUG: the slot at `tail` was never completed by its writer; it must be rewritten.
+    fixture.region.body()[start + STAMP_WORD].store(2 * tail + 2, Ordering::Release);
+    header.tail.store(tail + 1, Ordering::Release);
+    CompletingBroadcastSuccessor {
+        producer: fixture
+            .ring()
+            .producer_takeover(DEAD, SUCCESSOR)
+            .expect("the dead producer holds the role"),
+    }
+}
+
+impl crate::takeover::BroadcastSuccessorRole for CompletingBroadcastSuccessor {
+    fn tail(&self) -> u64 {
+        self.producer.tail()
+    }
+
+    fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
+        self.producer.publish(item)
+    }
+}

@@ -20,13 +20,17 @@
 //!   published).
 //! - SPSC: every position arrives once, in order, untorn, whichever owner pushed it;
 //!   an item the dead consumer read but did not release is delivered again.
+//! - Broadcast: a lossless subscriber receives every position once, in order, untorn,
+//!   and a lossy one increasing positions, untorn, whichever producer wrote them; a
+//!   position the dead producer left unfinished is written again.
 
-use crate::roles::{QueueFixture, RegisterFixture};
+use crate::roles::{BroadcastFixture, QueueFixture, RegisterFixture};
 use crate::sync::{fence, Ordering};
 use std::sync::Arc;
 use tensorlane_core::{
-    HeapRegion, PopError, Popped, PushError, Region, SeqlockHeader, SeqlockWriter, SpscConsumer,
-    SpscHeader, SpscProducer, LENGTH_WORD, PAYLOAD_WORD, STAMP_WORD,
+    BroadcastHeader, BroadcastProducer, HeapRegion, PopError, Popped, PublishError, PushError,
+    Region, SeqlockHeader, SeqlockWriter, SpscConsumer, SpscHeader, SpscProducer, LENGTH_WORD,
+    PAYLOAD_WORD, STAMP_WORD,
 };
 
 /// The owner token of the dead owner in every take-over scenario.
@@ -307,4 +311,91 @@ pub fn real_queue_consumer_successor(fixture: &QueueFixture) -> impl QueueConsum
     // SAFETY: as for the producer: the dead consumer's thread was joined before.
     unsafe { fixture.ring().consumer_takeover(DEAD, SUCCESSOR) }
         .expect("the dead consumer holds the role")
+}
+
+/// Shared-memory stores in one publish of the dying broadcast producer: odd stamp,
+/// length, two payload words, done stamp, `tail`. Its loads and fences are not stop
+/// points of their own: stopping after one is stopping before the next store.
+pub const BROADCAST_PUBLISH_STORES: usize = 6;
+
+/// Marks the broadcast producer role as held by [`DEAD`].
+pub fn claim_broadcast_producer(fixture: &BroadcastFixture) {
+    let claimed = fixture.region.header().producer.compare_exchange(
+        0,
+        DEAD,
+        Ordering::Acquire,
+        Ordering::Relaxed,
+    );
+    assert_eq!(claimed, Ok(0), "the producer role is free");
+}
+
+/// The broadcast producer [`DEAD`]: publishes positions `0..items` (each the
+/// position, twice, as `publish_all` does) by the publish procedure and stops after
+/// its `stores`-th store. `items` must not exceed the capacity: then no subscriber
+/// can hold it back, and the scan (loads only, which decide nothing here) is left out.
+pub fn dying_broadcast_producer(fixture: &BroadcastFixture, items: u64, stores: usize) {
+    let mut budget = Budget(stores);
+    let geometry = fixture.geometry;
+    let capacity = geometry.capacity() as u64;
+    assert!(items <= capacity, "the dying producer never waits");
+    let stride = geometry.slot_stride();
+    for position in 0..items {
+        let start = geometry.slots_offset() + (position % capacity) as usize * stride;
+        let slot = &fixture.region.body()[start..start + stride];
+        fence(Ordering::SeqCst);
+        let _epoch = fixture.region.header().epoch.load(Ordering::Acquire);
+        if !budget.step() {
+            return;
+        }
+        slot[STAMP_WORD].store(2 * position + 1, Ordering::Release);
+        fence(Ordering::Release);
+        if !budget.step() {
+            return;
+        }
+        slot[LENGTH_WORD].store(16, Ordering::Relaxed);
+        for payload in &slot[PAYLOAD_WORD..PAYLOAD_WORD + 2] {
+            if !budget.step() {
+                return;
+            }
+            payload.store(position, Ordering::Relaxed);
+        }
+        if !budget.step() {
+            return;
+        }
+        slot[STAMP_WORD].store(2 * position + 2, Ordering::Release);
+        if !budget.step() {
+            return;
+        }
+        fixture
+            .region
+            .header()
+            .tail
+            .store(position + 1, Ordering::Release);
+    }
+}
+
+/// A broadcast producer that took the role over.
+pub trait BroadcastSuccessorRole: Send + 'static {
+    /// The position its next publish gets.
+    fn tail(&self) -> u64;
+    /// Publishes `item`, or says why not.
+    fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError>;
+}
+
+impl BroadcastSuccessorRole for BroadcastProducer<Arc<HeapRegion<BroadcastHeader>>> {
+    fn tail(&self) -> u64 {
+        BroadcastProducer::tail(self)
+    }
+
+    fn publish(&mut self, item: &[u8]) -> Result<u64, PublishError> {
+        BroadcastProducer::publish(self, item)
+    }
+}
+
+/// The real producer take-over: [`SUCCESSOR`] replaces [`DEAD`].
+pub fn real_broadcast_successor(fixture: &BroadcastFixture) -> impl BroadcastSuccessorRole {
+    fixture
+        .ring()
+        .producer_takeover(DEAD, SUCCESSOR)
+        .expect("the dead producer holds the role")
 }

@@ -314,3 +314,21 @@ fn canary_producer_caching_the_fastest_head_is_caught() {
 fn canary_supervisor_ignoring_the_generation_is_caught() {
     check(|| broadcast_stale_supervisor_races_join(canaries::generationless_supervisor));
 }
+
+/// The broadcast producer dies after each of the 12 stores of two publishes (or
+/// before the first); the successor publishes the third item while a lossless and a
+/// lossy subscriber receive. Bound 2: three threads spin (subscribers, successor).
+#[test]
+fn broadcast_producer_takeover_with_subscribers_reading() {
+    check_every_step(2, 2 * takeover_roles::BROADCAST_PUBLISH_STORES, |k| {
+        broadcast_producer_takeover(k, 3, takeover_roles::real_broadcast_successor)
+    });
+}
+
+#[test]
+#[should_panic(expected = "torn read")]
+fn canary_broadcast_successor_completing_the_unfinished_position_is_caught() {
+    check_every_step(2, 2 * takeover_roles::BROADCAST_PUBLISH_STORES, |k| {
+        broadcast_producer_takeover(k, 3, canaries::completing_broadcast_successor)
+    });
+}
