@@ -2,8 +2,10 @@
 //!
 //! Every scenario runs under loom's exhaustive exploration of interleavings and of
 //! the values each relaxed/acquire load may return (C11 memory model), within a
-//! preemption bound of 3 (override with `LOOM_MAX_PREEMPTIONS`). Then the canaries:
-//! the same scenarios with one broken peer, which loom must report.
+//! preemption bound of 3, or 2 where a test says so (override with
+//! `LOOM_MAX_PREEMPTIONS`). Take-over scenarios run once per step at which the dead
+//! owner stops. Then the canaries: the same scenarios with one broken peer, which
+//! loom must report.
 #![cfg(feature = "loom")]
 
 use loom::thread;
