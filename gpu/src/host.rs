@@ -36,7 +36,8 @@ use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::protocol::{self, EventCounters, EventView};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -196,22 +197,16 @@ impl Slots {
             .map_or(DevicePtr { addr: 0, len: 0 }, Mapping::ptr)
     }
 
-    /// The slot's event, to store into (the writer): (records issued, records
-    /// completed).
-    fn event(&self, slot: usize) -> (&AtomicU64, &AtomicU64) {
+    /// The slot's event, to store into (the writer and its stream).
+    fn event(&self, slot: usize) -> EventCounters<'_> {
         let words = &self.events.words()[slot * EVENT_STRIDE / 8..];
-        (&words[0], &words[1])
+        EventCounters::new(&words[0], &words[1])
     }
 
-    /// The slot's event, load-only (readers map it read-only): (issued, completed),
-    /// each loaded relaxed; the caller orders them with an Acquire fence.
-    fn load_event(&self, slot: usize) -> (u64, u64) {
-        let words = self.events.read();
-        let first = slot * EVENT_STRIDE / 8;
-        (
-            words.load(first).unwrap_or(0),
-            words.load(first + 1).unwrap_or(0),
-        )
+    /// The slot's event, load-only (readers map it read-only); missing words read
+    /// as 0.
+    fn event_view(&self, slot: usize) -> EventView<'_> {
+        EventView::new(self.events.read(), slot * EVENT_STRIDE / 8)
     }
 
     fn store(&self, slot: usize, src: &[u8]) {
@@ -222,23 +217,16 @@ impl Slots {
         self.memory[slot].read().load_bytes(dst);
     }
 
-    /// Issues a record of the slot's event; returns its count.
+    /// Issues a record of the slot's event (only the writer's thread does);
+    /// returns its count. Ordering: [`EventCounters::issue`].
     fn issue(&self, slot: usize) -> u64 {
-        let issued = self.event(slot).0;
-        // Only the writer's thread writes `issued`. Release: pairs with the reader's
-        // relaxed load and Acquire fence in `HostReader::wait` (what was enqueued before is ordered
-        // before the record the reader then waits for).
-        let count = issued.load(Ordering::Relaxed).wrapping_add(1);
-        issued.store(count, Ordering::Release);
-        count
+        self.event(slot).issue()
     }
 
-    /// The stream reached record `count` of the slot's event.
+    /// The stream reached record `count` of the slot's event. Ordering:
+    /// [`EventCounters::complete`].
     fn complete(&self, slot: usize, count: u64) {
-        // Release: the slot bytes the stream stored before this are visible to a
-        // reader whose relaxed load in `HostReader::wait` reads `count` or more and
-        // whose Acquire fence follows it (`complete_count`).
-        self.event(slot).1.store(count, Ordering::Release);
+        self.event(slot).complete(count);
     }
 }
 
@@ -379,12 +367,8 @@ fn run_stream(slots: &Slots, queue: &mpsc::Receiver<Job>, delay: Duration) {
         match job {
             Job::Copy { slot, data } => {
                 std::thread::sleep(delay);
-                // Release: the writer's step-1 fence is in its own thread; this one
-                // stands for it here, before the stores into the reused slot (pairs
-                // with the reader's Acquire fence before its re-check). The writer's
-                // publication of the previous write happens before this job was sent.
-                fence(Ordering::Release);
-                slots.store(slot, &data);
+                // The Release fence standing for the writer's step 1, then the stores.
+                protocol::stream_copy(slots.memory[slot].words(), &data);
             }
             Job::Record { slot, count } => slots.complete(slot, count),
             Job::Flush(done) => {
@@ -495,15 +479,6 @@ impl HostReader {
     }
 }
 
-/// The slot's completed count: a relaxed load then an Acquire fence, which pairs with
-/// the Release store in `Slots::complete` (the slot bytes the stream stored before are
-/// visible to the reader's loads after this).
-fn complete_count(slots: &Slots, slot: usize) -> u64 {
-    let (_, completed) = slots.load_event(slot);
-    fence(Ordering::Acquire);
-    completed
-}
-
 impl SlotReader for HostReader {
     fn wait(
         &mut self,
@@ -512,18 +487,14 @@ impl SlotReader for HostReader {
         stale: &mut dyn FnMut() -> bool,
     ) -> Result<(), GpuError> {
         self.slots.check(slot, 0)?;
-        // The events are mapped read-only here, where Rust allows only relaxed loads:
-        // each load below is relaxed and followed by an Acquire fence, which pairs with
-        // the Release stores in `Slots::issue` and `Slots::complete` exactly as an
-        // Acquire load would (a fence after a load that reads a Release store
-        // synchronises with it).
-        let (target, _) = self.slots.load_event(slot);
-        fence(Ordering::Acquire);
+        // The events are mapped read-only here: `EventView` loads each counter relaxed
+        // and follows the load with an Acquire fence (pairs with the Release stores of
+        // `EventCounters::issue` and `EventCounters::complete`).
+        let event = self.slots.event_view(slot);
+        let target = event.issued();
         let deadline = Instant::now() + timeout;
         let mut spins = 0u32;
-        // (Counts wrap after 2^64 records; `wrapping_sub` keeps the comparison right
-        // across the wrap.)
-        while target.wrapping_sub(complete_count(&self.slots, slot)) as i64 > 0 {
+        while !protocol::reached(target, event.completed()) {
             if stale() {
                 return Err(GpuError::Overwritten);
             }

@@ -36,7 +36,6 @@ use crate::backend::{Backend, BackendKind, Export, SlotReader};
 use crate::error::GpuError;
 use crate::handoff::{self, Server};
 use crate::table::{LaneTable, Record, MAX_DEVICE_SLOTS, RECORD_WORDS};
-use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 use tensorlane_shm::{Clock, CreateOptions, DType, Kind, LaneName, TensorSpec};
 
@@ -195,10 +194,8 @@ impl<B: Backend> Exporter<B> {
 
     /// Step 1 of the write protocol (see the module docs).
     pub fn before_slot_write(&self) {
-        // Release: pairs with the Acquire fence in `Importer::intact`. A reader that
-        // observes a byte of the coming slot write also observes the publication of
-        // the previous write, and so knows its copy may be torn.
-        fence(Ordering::Release);
+        // The Release fence that pairs with the Acquire fence in `Importer::intact`.
+        crate::protocol::before_slot_write();
     }
 
     /// Checks that `len` is one tensor.
@@ -306,7 +303,7 @@ impl<B: Backend> Importer<B> {
             return Err(GpuError::WriterGone);
         }
         let slots = self.table.slots as u64;
-        let mut stale = || published() >= seq.saturating_add(slots - 1);
+        let mut stale = || crate::protocol::overwritten(seq, slots, published());
         match self.slots.wait(slot, self.timeout, &mut stale) {
             Err(GpuError::Timeout) if !writer_alive() => Err(GpuError::WriterGone),
             Ok(()) if foreign && !writer_alive() => Err(GpuError::WriterGone),
@@ -317,9 +314,8 @@ impl<B: Backend> Importer<B> {
     /// Step 4: whether write `seq` is still whole after it was read, given the number
     /// of writes `published` read after this call's fence.
     pub fn intact(&self, seq: u64, published: impl FnOnce() -> u64) -> bool {
-        // Acquire: pairs with the Release fence in `Exporter::before_slot_write`; orders
-        // the slot reads before the load of `published`.
-        fence(Ordering::Acquire);
-        published() < seq.saturating_add(self.table.slots as u64 - 1)
+        // The Acquire fence that pairs with the Release fence in
+        // `Exporter::before_slot_write`, then the comparison.
+        crate::protocol::copy_intact(seq, self.table.slots as u64, published)
     }
 }

@@ -399,7 +399,7 @@ pub fn broadcast_many_subscribers(items: u64, subscribers: usize) {
 /// write `k`.
 #[allow(dead_code)]
 pub fn gpu_slot_protocol<W: GpuWriterRole>(writes: u64, reads: usize, writer: fn(&GpuFixture) -> W) {
-    use tensorlane_verification::sync::{fence, Ordering};
+    use tensorlane_verification::sync::Ordering;
     let fixture = GpuFixture::new();
     let mut w = writer(&fixture);
     let reader_fixture = fixture.clone();
@@ -419,8 +419,8 @@ pub fn gpu_slot_protocol<W: GpuWriterRole>(writes: u64, reads: usize, writer: fn
                 .iter()
                 .map(|word| word.load(Ordering::Relaxed))
                 .collect();
-            fence(Ordering::Acquire);
-            if records.published() < k + GPU_SLOTS - 1 {
+            // `Importer::intact`: the Acquire fence, then the published count.
+            if tensorlane_gpu::protocol::copy_intact(k, GPU_SLOTS, || records.published()) {
                 for word in copy {
                     if word != k {
                         panic!("torn read: device slot of write {k} holds word {word}");
@@ -458,14 +458,11 @@ pub fn gpu_host_event<S: GpuStreamThreadRole>(reads: usize, stream: S) {
                 Err(ReadError::Empty) | Err(ReadError::Stalled { .. }) => continue,
                 Err(e) => panic!("unexpected read error: {e}"),
             };
-            // `HostReader::wait`, one poll: the events are mapped read-only there, so
-            // each counter is loaded Relaxed and followed by an Acquire fence.
-            let target = reader_fixture.event[0].load(Ordering::Relaxed);
-            tensorlane_verification::sync::fence(Ordering::Acquire);
+            // `HostReader::wait`, one poll, through the shipped `EventView`.
+            let event = reader_fixture.event_view();
+            let target = event.issued();
             assert!(target >= 1, "record of write {k} published before its event was issued");
-            let completed = reader_fixture.event[1].load(Ordering::Relaxed);
-            tensorlane_verification::sync::fence(Ordering::Acquire);
-            if completed >= target {
+            if tensorlane_gpu::protocol::reached(target, event.completed()) {
                 for word in reader_fixture.slot(k) {
                     let word = word.load(Ordering::Relaxed);
                     if word != k {
@@ -476,7 +473,7 @@ pub fn gpu_host_event<S: GpuStreamThreadRole>(reads: usize, stream: S) {
         }
     });
     // `Slots::issue`, then the record.
-    fixture.event[0].store(1, Ordering::Release);
+    assert_eq!(fixture.event_counters().issue(), 1);
     records.write(&(1 % GPU_SLOTS).to_le_bytes()).expect("record fits");
     stream_thread.join().unwrap();
     reader.join().unwrap();

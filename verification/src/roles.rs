@@ -11,6 +11,7 @@ use tensorlane_core::{
     SeqlockHeader, SeqlockReader, SeqlockWriter, Spsc, SpscGeometry, SpscHeader, SpscProducer,
     SubscribeOptions,
 };
+use tensorlane_gpu::protocol::{self, EventCounters, EventView};
 
 /// A register on the heap, shared by the threads of a scenario.
 #[derive(Clone)]
@@ -202,11 +203,12 @@ pub const GPU_SLOTS: u64 = 2;
 /// Words of each modelled device slot.
 pub const GPU_SLOT_WORDS: usize = 2;
 
-/// A GPU lane's slot protocol (gpu/src/lane.rs, docs/LAYOUT.md section 16) over the
-/// real core: the record lane is a register, the device slots are atomic words, as the
-/// host backend maps them. Copies complete at once (the inline host backend): what is
-/// checked is the writer's fence before reusing a slot against the reader's re-check
-/// after copying it.
+/// A GPU lane's slot protocol over the real core and the shipped protocol steps of
+/// tensorlane-gpu (`tensorlane_gpu::protocol`, the module its lanes and host backend
+/// call, and the only part of that crate built under the checkers): the record lane is
+/// a register, the device slots are atomic words, as the host backend maps them.
+/// Copies complete at once (the inline host backend) or on a stream thread (the
+/// delayed mode).
 #[derive(Clone)]
 pub struct GpuFixture {
     /// The record lane.
@@ -234,6 +236,16 @@ impl GpuFixture {
         let start = (slot % GPU_SLOTS) as usize * GPU_SLOT_WORDS;
         &self.slots[start..start + GPU_SLOT_WORDS]
     }
+
+    /// The writer's side of the event (`Slots::event` in gpu/src/host.rs).
+    pub fn event_counters(&self) -> EventCounters<'_> {
+        EventCounters::new(&self.event[0], &self.event[1])
+    }
+
+    /// A reader's side of the event (`Slots::event_view`).
+    pub fn event_view(&self) -> EventView<'_> {
+        EventView::new(tensorlane_core::ReadWords::new(&self.event), 0)
+    }
 }
 
 impl Default for GpuFixture {
@@ -242,13 +254,23 @@ impl Default for GpuFixture {
     }
 }
 
+/// The bytes of write `k` in a slot: every word holds `k`.
+pub fn gpu_write_bytes(k: u64) -> [u8; GPU_SLOT_WORDS * 8] {
+    let mut bytes = [0u8; GPU_SLOT_WORDS * 8];
+    for word in bytes.chunks_exact_mut(8) {
+        word.copy_from_slice(&k.to_le_bytes());
+    }
+    bytes
+}
+
 /// Writes a GPU lane.
 pub trait GpuWriterRole: Send + 'static {
     /// Writes write `k` (1, 2, ...): every word of slot `k mod GPU_SLOTS` holds `k`.
     fn write(&mut self, k: u64);
 }
 
-/// The real GPU writer's steps (gpu/src/lane.rs, "the slot protocol").
+/// The real GPU writer: the steps of `GpuStreamWriter::write` on the inline host
+/// backend, each through the shipped code.
 pub struct RealGpuWriter {
     fixture: GpuFixture,
     records: SeqlockWriter<Arc<HeapRegion<SeqlockHeader>>>,
@@ -268,12 +290,10 @@ pub fn real_gpu_writer(fixture: &GpuFixture) -> RealGpuWriter {
 
 impl GpuWriterRole for RealGpuWriter {
     fn write(&mut self, k: u64) {
-        // Step 1. Release: pairs with the reader's Acquire fence before its re-check.
-        crate::sync::fence(crate::sync::Ordering::Release);
-        // Step 2: the copy into the slot (completes at once here).
-        for word in self.fixture.slot(k) {
-            word.store(k, crate::sync::Ordering::Relaxed);
-        }
+        // Step 1 (`Exporter::before_slot_write`).
+        protocol::before_slot_write();
+        // Step 2: the copy into the slot (`Slots::store` of the inline host backend).
+        tensorlane_core::store_bytes(self.fixture.slot(k), &gpu_write_bytes(k));
         // Step 3: the record (the slot index), through the record lane.
         self.records
             .write(&(k % GPU_SLOTS).to_le_bytes())
@@ -288,19 +308,15 @@ pub trait GpuStreamThreadRole: Send + 'static {
     fn copy_and_complete(&self, fixture: &GpuFixture, k: u64, count: u64);
 }
 
-/// The real stream thread (`run_stream` in gpu/src/host.rs).
+/// The real stream thread: `run_stream` in gpu/src/host.rs, through the shipped code.
 pub struct RealGpuStreamThread;
 
 impl GpuStreamThreadRole for RealGpuStreamThread {
     fn copy_and_complete(&self, fixture: &GpuFixture, k: u64, count: u64) {
-        // Job::Copy: the fence standing for the writer's step 1, then the stores.
-        crate::sync::fence(crate::sync::Ordering::Release);
-        for word in fixture.slot(k) {
-            word.store(k, crate::sync::Ordering::Relaxed);
-        }
-        // Job::Record (`Slots::complete`). Release: pairs with the reader's Acquire
-        // fence after its Relaxed load of `completed` in `HostReader::wait`.
-        fixture.event[1].store(count, crate::sync::Ordering::Release);
+        // Job::Copy.
+        protocol::stream_copy(fixture.slot(k), &gpu_write_bytes(k));
+        // Job::Record (`Slots::complete`).
+        fixture.event_counters().complete(count);
     }
 }
 
