@@ -430,3 +430,26 @@ fn recv_batch_on_a_lossy_subscriber_reports_skips() {
     assert_eq!((got[1].position, got[1].missed), (4, 0));
     assert_eq!(head_word(&region, sub.index()), 5);
 }
+
+#[test]
+fn recv_batch_parts_takes_whole_items_and_stops_before_a_short_one() {
+    let (region, geometry) = broadcast(4);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut sub = ring.subscribe(SubscribeOptions::lossless(), 2).unwrap();
+    producer.publish(&1u64.to_le_bytes()).unwrap();
+    producer.publish(&2u64.to_le_bytes()).unwrap();
+    producer.publish(&[3]).unwrap();
+    let (mut a, mut b, mut c) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+    let mut items = [[&mut a[..]], [&mut b[..]], [&mut c[..]]];
+    let mut got = [NO_ITEM; 3];
+    // Two items that fill their parts exactly, then a short one, which ends the batch.
+    assert_eq!(sub.recv_batch_parts(&mut items, &mut got), Ok(2));
+    assert_eq!((got[0].len, got[1].len), (8, 8));
+    assert_eq!((u64::from_le_bytes(a), u64::from_le_bytes(b)), (1, 2));
+    // First in the next batch, the short item is received alone.
+    let mut d = [0u8; 8];
+    let mut items = [[&mut d[..]]];
+    assert_eq!(sub.recv_batch_parts(&mut items, &mut got), Ok(1));
+    assert_eq!((got[0].len, d[0]), (1, 3));
+}

@@ -77,8 +77,11 @@ pub(crate) fn takeover(word: &AtomicU64, previous: u64, token: u64) -> Result<()
 /// Undoes a take-over that found the state impossible: the role goes back to
 /// `previous` if `token` still holds it, so that the caller is where it was before.
 pub(crate) fn undo_takeover(word: &AtomicU64, previous: u64, token: u64) {
-    // Release: nothing this handle did is left to publish; kept symmetric with
-    // `release` (partner: the next claimant's Acquire).
+    // Release (partner: the next claimant's Acquire): this handle stored nothing
+    // since its take-over, so the Release orders only its loads (of the tail it
+    // refused) before the next owner's stores: it guards against load buffering only,
+    // which loom does not model, and so no suite can catch its removal
+    // (VERIFICATION.md, "Every ordering needed"). Kept, per that rule.
     let _ = word.compare_exchange(token, previous, Ordering::Release, Ordering::Relaxed);
 }
 

@@ -7,10 +7,11 @@
 //! 1. `stamp := 2s + 1` (odd: being written), relaxed, then a release fence;
 //! 2. length and payload words, relaxed;
 //! 3. `stamp := 2s` (even: complete), release;
-//! 4. `published := s`, release.
+//! 4. `published := s`, relaxed.
 //!
-//! A reader loads `published = p` (acquire); `p = 0` means nothing was written. It
-//! loads the stamp of slot `p mod N` (acquire) and proceeds only if it is `2p`; it
+//! A reader loads `published = p` (relaxed: it only names the slot); `p = 0` means
+//! nothing was written. It loads the stamp of slot `p mod N` (acquire: the pair with
+//! step 3 is the one that hands the payload over) and proceeds only if it is `2p`; it
 //! copies length and payload (relaxed), issues an acquire fence, and reloads the stamp
 //! (relaxed): an unchanged stamp proves the copy is write `p`, untorn. Otherwise it
 //! retries, at most `max_attempts` times, then reports [`ReadError::Stalled`].
@@ -153,13 +154,20 @@ impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
 
     /// Sequence of the last complete write (0 if none).
     pub fn published(&self) -> u64 {
-        // Acquire pairs with the writer's Release store of `published`.
-        self.region.header().published.load(Ordering::Acquire)
+        // Relaxed: a count, not a hand-over. Nothing is read on its strength without
+        // its own synchronisation: a read validates every value by the slot's stamps
+        // (Acquire), and the GPU lanes' re-check issues its Acquire fence before this
+        // load (`tensorlane_gpu::protocol::copy_intact`). Weakening it was caught by no
+        // suite (VERIFICATION.md, "Every ordering needed").
+        self.region.header().published.load(Ordering::Relaxed)
     }
 
     /// Token of the current writer, 0 if none.
     pub fn writer_owner(&self) -> u64 {
-        self.region.header().writer.load(Ordering::Acquire)
+        // Relaxed: a token for inspection and for a take-over's compare-exchange,
+        // which fails if the token changed; the take-over's ordering comes from the
+        // claim and the caller's lock (crate::claim), not from this load.
+        self.region.header().writer.load(Ordering::Relaxed)
     }
 
     /// A reader that has seen nothing yet.
@@ -197,12 +205,12 @@ impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
         R: Clone,
     {
         claim::takeover(&self.region.header().writer, previous, token)?;
-        // The caller's contract already orders every store of the previous writer
-        // before this load, so it reads the last `published` and Relaxed would do
-        // (the loom take-over scenarios pass with it). Acquire is kept as defence:
-        // should the contract's edge be missing, it still pairs with the previous
-        // writer's Release store of `published` and orders the writes it names.
-        let last = self.region.header().published.load(Ordering::Acquire);
+        // Relaxed: the claim's Acquire (a role given back: the loom scenario
+        // `register_writer_hand_over`) or the caller's contract (a dead owner, above;
+        // the loom take-over scenarios) orders the previous writer's last store of
+        // `published` before this load. An Acquire kept as defence would pair with
+        // nothing: the writer stores `published` Relaxed (see `write_parts`).
+        let last = self.region.header().published.load(Ordering::Relaxed);
         Ok(SeqlockWriter {
             lane: self.clone(),
             token,
@@ -278,11 +286,16 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockWriter<R> {
         slot.length().store(len as u64, Ordering::Relaxed);
         store_parts(slot.payload(), parts);
         // Release: the payload above is visible to whoever sees the even stamp.
-        // Partner: the reader's Acquire load of the stamp (first check).
+        // Partner: the reader's Acquire load of the stamp (first check). This is the
+        // one pair that hands the payload over.
         slot.stamp().store(seq.wrapping_mul(2), Ordering::Release);
-        // Release: a reader that sees `published = seq` also sees the even stamp.
-        // Partner: the reader's Acquire load of `published`.
-        header.published.store(seq, Ordering::Release);
+        // Relaxed: `published` only tells readers which slot to look at; they accept
+        // the slot only if its stamp is `2 * published`, and that stamp's
+        // Release/Acquire pair above orders the payload. (With both pairs Release/
+        // Acquire, weakening either alone was caught by no suite: VERIFICATION.md,
+        // "Every ordering needed".) A take-over's `published` load is ordered by the
+        // claim (crate::claim), not by this store.
+        header.published.store(seq, Ordering::Relaxed);
         self.next = seq.wrapping_add(1);
         Ok(seq)
     }
@@ -463,8 +476,9 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
         copy: &mut impl FnMut(&[AtomicU64], usize) -> Result<(), F>,
     ) -> Attempt<F> {
         let lane = &self.lane;
-        // Acquire pairs with the writer's Release store of `published`.
-        let seq = lane.region.header().published.load(Ordering::Acquire);
+        // Relaxed: which slot to look at; the stamp check below is what synchronises
+        // (see `SeqlockWriter::write_parts`).
+        let seq = lane.region.header().published.load(Ordering::Relaxed);
         if seq == 0 {
             return Attempt::Fail(ReadError::Empty);
         }
@@ -487,7 +501,8 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
             }));
         }
         // Acquire pairs with the writer's Release store of the even stamp: the copy
-        // below sees write `seq` or a later one.
+        // below sees write `seq` or a later one. (The only acquire of the payload:
+        // `published` above is relaxed.)
         let before = slot.stamp().load(Ordering::Acquire);
         if before != expected {
             // The writer has lapped this slot since `published` was read.

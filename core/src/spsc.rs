@@ -184,19 +184,24 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
 
     /// Current `(head, tail)`, for inspection.
     pub fn positions(&self) -> (u64, u64) {
+        // Relaxed: numbers to show, not a hand-over; no slot is read on their
+        // strength (producer and consumer load the other side's counter Acquire).
         let header = self.region.header();
         (
-            header.head.load(Ordering::Acquire),
-            header.tail.load(Ordering::Acquire),
+            header.head.load(Ordering::Relaxed),
+            header.tail.load(Ordering::Relaxed),
         )
     }
 
     /// Owner tokens of the producer and the consumer (0 when free).
     pub fn owners(&self) -> (u64, u64) {
+        // Relaxed: tokens for inspection and for a take-over's compare-exchange,
+        // which fails if the token changed; the take-over's ordering comes from the
+        // claim and the caller's lock (crate::claim), not from these loads.
         let owners = &self.region.header().owners;
         (
-            owners[PRODUCER].load(Ordering::Acquire),
-            owners[CONSUMER].load(Ordering::Acquire),
+            owners[PRODUCER].load(Ordering::Relaxed),
+            owners[CONSUMER].load(Ordering::Relaxed),
         )
     }
 
@@ -230,9 +235,11 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
     {
         let header = self.region.header();
         claim::takeover(&header.owners[PRODUCER], previous, token)?;
-        // Own counter: the previous producer's last Release store of `tail`
-        // (synchronised by the claim's Acquire).
-        let tail = header.tail.load(Ordering::Acquire);
+        // Own counter: the previous producer's last store of `tail`. Relaxed: the
+        // claim's Acquire (a role given back) or the caller's contract (a dead owner)
+        // orders that store before this load; an Acquire here would pair with nothing
+        // more (weakening it was caught by no suite).
+        let tail = header.tail.load(Ordering::Relaxed);
         Ok(SpscProducer {
             ring: self.clone(),
             token,
@@ -268,7 +275,8 @@ impl<R: Region<Header = SpscHeader>> Spsc<R> {
     {
         let header = self.region.header();
         claim::takeover(&header.owners[CONSUMER], previous, token)?;
-        let head = header.head.load(Ordering::Acquire);
+        // Own counter; Relaxed for the reason given in `producer_takeover`.
+        let head = header.head.load(Ordering::Relaxed);
         Ok(SpscConsumer {
             ring: self.clone(),
             token,
@@ -369,6 +377,8 @@ impl<R: Region<Header = SpscHeader>> SpscProducer<R> {
     fn reload_head(&mut self) -> Result<u64, PushError> {
         // Acquire pairs with the consumer's Release store of `head`: the consumer's
         // reads of every slot it released happen-before our next writes to them.
+        // Guards against load buffering only (see the consumer's store of `head`):
+        // no suite catches its removal, and it stays.
         let head = self.ring.region.header().head.load(Ordering::Acquire);
         let used = self
             .ring

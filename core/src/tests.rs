@@ -699,3 +699,25 @@ fn crafted_positions_never_panic() {
         let _ = ring.read_at(tail.wrapping_sub(1), &mut [0u8; 8]);
     }
 }
+
+#[test]
+fn geometry_errors_say_what_is_wrong() {
+    use std::string::ToString;
+    assert_eq!(
+        SpscGeometry::new(3, 8).unwrap_err().to_string(),
+        "capacity must be a power of two, found 3"
+    );
+    let register = SeqlockGeometry::new(0, 8).unwrap_err().to_string();
+    assert!(register.contains("between 1 and"), "{register}");
+}
+
+#[test]
+fn read_words_load_what_was_stored_and_nothing_outside() {
+    let words = [AtomicU64::new(7), AtomicU64::new(9)];
+    let view = ReadWords::new(&words);
+    assert_eq!(
+        (view.load(0), view.load(1), view.load(2)),
+        (Some(7), Some(9), None)
+    );
+    assert_eq!(view.iter().collect::<Vec<u64>>(), [7, 9]);
+}

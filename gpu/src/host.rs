@@ -488,8 +488,8 @@ impl SlotReader for HostReader {
     ) -> Result<(), GpuError> {
         self.slots.check(slot, 0)?;
         // The events are mapped read-only here: `EventView` loads each counter relaxed
-        // and follows the load with an Acquire fence (pairs with the Release stores of
-        // `EventCounters::issue` and `EventCounters::complete`).
+        // and follows each load with an Acquire fence (pairs with the Release stores
+        // of `EventCounters::issue` and `EventCounters::complete`).
         let event = self.slots.event_view(slot);
         let target = event.issued();
         let deadline = Instant::now() + timeout;

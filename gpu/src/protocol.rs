@@ -70,8 +70,10 @@ impl<'a> EventCounters<'a> {
     /// returns its count.
     pub fn issue(&self) -> u64 {
         // Release: pairs with the Acquire fence after the reader's relaxed load in
-        // `EventView::issued` (what was enqueued before is ordered before the record
-        // the reader then waits for).
+        // `EventView::issued`. Weakening this store alone, or removing that fence
+        // alone, was caught by no suite, but both together fail the loom scenario
+        // `gpu_host_event_completion` (VERIFICATION.md, "Every ordering needed"): the
+        // pair stays.
         let count = self.issued.load(Ordering::Relaxed).wrapping_add(1);
         self.issued.store(count, Ordering::Release);
         count

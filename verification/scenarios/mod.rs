@@ -587,3 +587,30 @@ pub fn register_range_reads<W: RegisterWriterRole>(
     }
     reader.join().unwrap();
 }
+
+/// A writer role handed over between threads (R6): the first writer writes once and
+/// drops its handle, which gives the role back; a second thread claims the role as
+/// soon as it is free and writes. Its write must continue the sequence: the claim's
+/// Acquire reads the give-back's Release, so the published count it starts from is
+/// the first writer's.
+#[allow(dead_code)]
+pub fn register_hand_over() {
+    let fixture = RegisterFixture::new(2, 8);
+    let mut first = fixture.lane().writer(1).expect("writer role is free");
+    let second_fixture = fixture.clone();
+    let second = thread::spawn(move || {
+        let lane = second_fixture.lane();
+        let mut writer = loop {
+            match lane.writer(2) {
+                Ok(writer) => break writer,
+                Err(tensorlane_core::ClaimError::Held { .. }) => thread::yield_now(),
+                Err(e) => panic!("unexpected claim error: {e}"),
+            }
+        };
+        let seq = writer.write(&[2; 8]).expect("value fits");
+        assert_eq!(seq, 2, "lost hand-over: the new writer did not continue the sequence");
+    });
+    first.write(&[1; 8]).expect("value fits");
+    drop(first);
+    second.join().unwrap();
+}

@@ -71,6 +71,13 @@ fn register_one_writer_two_readers() {
     check(|| register_writer_and_readers(3, 2, 1, real_register_writer, real_register_reader));
 }
 
+/// A writer role given back by one thread and claimed by another (the claim word's
+/// Release/Acquire pair).
+#[test]
+fn register_writer_hand_over() {
+    check(register_hand_over);
+}
+
 /// The GPU lanes' slot protocol (tensorlane-gpu): fence before reusing a device
 /// slot, re-check after copying it.
 #[test]
