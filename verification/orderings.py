@@ -3,8 +3,8 @@
 code, one at a time, and runs the suites most likely to notice.
 
 Sites: every `Ordering::Release`, `Acquire`, `AcqRel` and `SeqCst` argument and every
-`fence(...)` call in `core/src/*.rs` (test modules excepted), `shm/src/futex.rs` and
-`gpu/src/protocol.rs`, as they are when the script runs. Each site gives one mutant:
+`fence(...)` call in `core/src/*.rs` (test modules excepted; the futex protocol is
+`core/src/futex.rs`), `shm/src/futex.rs` and `gpu/src/protocol.rs`, as they are when the script runs. Each site gives one mutant:
 the ordering replaced by `Relaxed`, or the fence call removed (replaced by `()`).
 An atomic read-modify-write with two orderings gives one mutant per ordering.
 
@@ -60,12 +60,16 @@ SUITES = {
         loom("register_range_reads_race_the_writer"),
         loom("gpu_host_event_completion"),
         loom("gpu_slot_reuse_and_recheck"),
+        loom("register_takeover_after_a_writer_stops_at_every_step"),
         loom("register_one_writer_two_readers"),
         THREADS_SUITE,
     ],
     "spsc.rs": [
         loom("queue_wraps_around"),
         loom("queue_batches_wrap_around"),
+        loom("queue_wraps_around_through_byte_loans"),
+        loom("queue_producer_takeover_with_items_in_flight"),
+        loom("queue_consumer_takeover_with_items_in_flight"),
         THREADS_SUITE,
     ],
     "broadcast.rs": [
@@ -73,6 +77,10 @@ SUITES = {
         loom("broadcast_lossless_batches_against_a_publishing_producer"),
         loom("broadcast_eviction_races_a_read"),
         loom("broadcast_join_and_leave_race_a_publishing_producer"),
+        loom("broadcast_history_reads_race_a_publishing_producer"),
+        loom("broadcast_two_lossless_subscribers_hold_the_producer_back"),
+        loom("broadcast_stale_eviction_and_reclaim_race_a_join"),
+        loom("broadcast_producer_takeover_with_subscribers_reading"),
         loom("broadcast_lossless_and_lossy_subscribers"),
         THREADS_SUITE,
     ],
