@@ -7,11 +7,10 @@
 //! 1. `stamp := 2s + 1` (odd: being written), relaxed, then a release fence;
 //! 2. length and payload words, relaxed;
 //! 3. `stamp := 2s` (even: complete), release;
-//! 4. `published := s`, relaxed.
+//! 4. `published := s`, release.
 //!
-//! A reader loads `published = p` (relaxed: it only names the slot); `p = 0` means
-//! nothing was written. It loads the stamp of slot `p mod N` (acquire: the pair with
-//! step 3 is the one that hands the payload over) and proceeds only if it is `2p`; it
+//! A reader loads `published = p` (acquire); `p = 0` means nothing was written. It
+//! loads the stamp of slot `p mod N` (acquire) and proceeds only if it is `2p`; it
 //! copies length and payload (relaxed), issues an acquire fence, and reloads the stamp
 //! (relaxed): an unchanged stamp proves the copy is write `p`, untorn. Otherwise it
 //! retries, at most `max_attempts` times, then reports [`ReadError::Stalled`].
@@ -205,12 +204,12 @@ impl<R: Region<Header = SeqlockHeader>> Seqlock<R> {
         R: Clone,
     {
         claim::takeover(&self.region.header().writer, previous, token)?;
-        // Relaxed: the claim's Acquire (a role given back: the loom scenario
-        // `register_writer_hand_over`) or the caller's contract (a dead owner, above;
-        // the loom take-over scenarios) orders the previous writer's last store of
-        // `published` before this load. An Acquire kept as defence would pair with
-        // nothing: the writer stores `published` Relaxed (see `write_parts`).
-        let last = self.region.header().published.load(Ordering::Relaxed);
+        // The caller's contract already orders every store of the previous writer
+        // before this load, so it reads the last `published` and Relaxed would do
+        // (the loom take-over scenarios pass with it). Acquire is kept as defence:
+        // should the contract's edge be missing, it still pairs with the previous
+        // writer's Release store of `published` and orders the writes it names.
+        let last = self.region.header().published.load(Ordering::Acquire);
         Ok(SeqlockWriter {
             lane: self.clone(),
             token,
@@ -286,16 +285,11 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockWriter<R> {
         slot.length().store(len as u64, Ordering::Relaxed);
         store_parts(slot.payload(), parts);
         // Release: the payload above is visible to whoever sees the even stamp.
-        // Partner: the reader's Acquire load of the stamp (first check). This is the
-        // one pair that hands the payload over.
+        // Partner: the reader's Acquire load of the stamp (first check).
         slot.stamp().store(seq.wrapping_mul(2), Ordering::Release);
-        // Relaxed: `published` only tells readers which slot to look at; they accept
-        // the slot only if its stamp is `2 * published`, and that stamp's
-        // Release/Acquire pair above orders the payload. (With both pairs Release/
-        // Acquire, weakening either alone was caught by no suite: VERIFICATION.md,
-        // "Every ordering needed".) A take-over's `published` load is ordered by the
-        // claim (crate::claim), not by this store.
-        header.published.store(seq, Ordering::Relaxed);
+        // Release: a reader that sees `published = seq` also sees the even stamp.
+        // Partner: the reader's Acquire load of `published`.
+        header.published.store(seq, Ordering::Release);
         self.next = seq.wrapping_add(1);
         Ok(seq)
     }
@@ -476,9 +470,8 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
         copy: &mut impl FnMut(&[AtomicU64], usize) -> Result<(), F>,
     ) -> Attempt<F> {
         let lane = &self.lane;
-        // Relaxed: which slot to look at; the stamp check below is what synchronises
-        // (see `SeqlockWriter::write_parts`).
-        let seq = lane.region.header().published.load(Ordering::Relaxed);
+        // Acquire pairs with the writer's Release store of `published`.
+        let seq = lane.region.header().published.load(Ordering::Acquire);
         if seq == 0 {
             return Attempt::Fail(ReadError::Empty);
         }
@@ -501,8 +494,7 @@ impl<R: Region<Header = SeqlockHeader>> SeqlockReader<R> {
             }));
         }
         // Acquire pairs with the writer's Release store of the even stamp: the copy
-        // below sees write `seq` or a later one. (The only acquire of the payload:
-        // `published` above is relaxed.)
+        // below sees write `seq` or a later one.
         let before = slot.stamp().load(Ordering::Acquire);
         if before != expected {
             // The writer has lapped this slot since `published` was read.
