@@ -1,8 +1,8 @@
 //! Payload copies between the shared words and a caller's bytes, at memory speed.
 //!
 //! [`crate::store_bytes`] and [`crate::load_bytes`] copy whole words through
-//! [`store_words`] and [`load_words`], and the last, partial word with a relaxed atomic
-//! store or load. Two implementations of the whole-word copy exist:
+//! `store_words` and `load_words`, and the last, partial word with a relaxed atomic
+//! store or load. The whole-word copy has three forms:
 //!
 //! - **the word loop**: one relaxed `AtomicU64` store or load per word. It is what the
 //!   Rust memory model describes exactly (DESIGN section 3): a reader racing a writer is

@@ -70,16 +70,17 @@ impl Budget {
 /// payload words, even stamp, `published`.
 pub const REGISTER_WRITE_STEPS: usize = 7;
 
+/// Claims the role word `word` for [`DEAD`] (a plain claim that is never released);
+/// `free` says what the failure means.
+fn claim_as_dead(word: &tensorlane_core::AtomicU64, free: &str) {
+    let claimed = word.compare_exchange(0, DEAD, Ordering::Acquire, Ordering::Relaxed);
+    assert_eq!(claimed, Ok(0), "{free}");
+}
+
 /// Marks the register's writer role as held by [`DEAD`] (a plain claim that is never
 /// released).
 pub fn claim_register(fixture: &RegisterFixture) {
-    let claimed = fixture.region.header().writer.compare_exchange(
-        0,
-        DEAD,
-        Ordering::Acquire,
-        Ordering::Relaxed,
-    );
-    assert_eq!(claimed, Ok(0), "the writer role is free");
+    claim_as_dead(&fixture.region.header().writer, "the writer role is free");
 }
 
 /// The register writer [`DEAD`]: makes `writes` two-word writes (sequences from 1) by
@@ -161,13 +162,7 @@ pub const QUEUE_POP_STEPS: usize = 5;
 
 /// Marks the ring's producer (`role` 0) or consumer (`role` 1) as held by [`DEAD`].
 pub fn claim_queue_role(fixture: &QueueFixture, role: usize) {
-    let claimed = fixture.region.header().owners[role].compare_exchange(
-        0,
-        DEAD,
-        Ordering::Acquire,
-        Ordering::Relaxed,
-    );
-    assert_eq!(claimed, Ok(0), "the role is free");
+    claim_as_dead(&fixture.region.header().owners[role], "the role is free");
 }
 
 /// The SPSC producer [`DEAD`]: pushes items `0..items` (item `p` is
@@ -320,13 +315,10 @@ pub const BROADCAST_PUBLISH_STORES: usize = 6;
 
 /// Marks the broadcast producer role as held by [`DEAD`].
 pub fn claim_broadcast_producer(fixture: &BroadcastFixture) {
-    let claimed = fixture.region.header().producer.compare_exchange(
-        0,
-        DEAD,
-        Ordering::Acquire,
-        Ordering::Relaxed,
+    claim_as_dead(
+        &fixture.region.header().producer,
+        "the producer role is free",
     );
-    assert_eq!(claimed, Ok(0), "the producer role is free");
 }
 
 /// The broadcast producer [`DEAD`]: publishes positions `0..items` (each the
