@@ -382,6 +382,18 @@ pub struct QueueConsumer {
 }
 
 impl QueueConsumer {
+    /// Reads through `read` into `out`, elements of the lane's dtype. The spec is
+    /// borrowed through a clone of the segment's `Arc`: cloning the spec would allocate
+    /// (its shape), and typed reads allocate nothing.
+    fn read_elements_with<T: Element>(
+        &mut self,
+        out: &mut [T],
+        read: impl FnOnce(&mut Self, &mut [u8]) -> Result<Frame, LaneError>,
+    ) -> Result<Frame, LaneError> {
+        let segment = self.segment.clone();
+        element::read_into(&segment.info().spec, out, |bytes| read(self, bytes))
+    }
+
     /// Opens queue `name` as its consumer. Fails with `RoleTaken` if a live process
     /// consumes it; takes over from a dead one (an item it had peeked but not
     /// released is delivered again).
@@ -457,20 +469,12 @@ impl QueueConsumer {
     /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
     /// 0 or 1 give `InvalidBool`, after the item was removed).
     pub fn pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.pop(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.pop(bytes))
     }
 
     /// [`try_pop`](Self::try_pop) into a slice of elements of the lane's dtype.
     pub fn try_pop_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.try_pop(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.try_pop(bytes))
     }
 
     /// [`pop_timeout`](Self::pop_timeout) into a slice of elements of the lane's
@@ -480,11 +484,7 @@ impl QueueConsumer {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.pop_timeout(bytes, timeout))
+        self.read_elements_with(out, |lane, bytes| lane.pop_timeout(bytes, timeout))
     }
 
     fn pop_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

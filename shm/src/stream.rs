@@ -186,6 +186,18 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
+    /// Reads through `read` into `out`, elements of the lane's dtype. The spec is
+    /// borrowed through a clone of the segment's `Arc`: cloning the spec would allocate
+    /// (its shape), and typed reads allocate nothing.
+    fn read_elements_with<T: Element>(
+        &mut self,
+        out: &mut [T],
+        read: impl FnOnce(&mut Self, &mut [u8]) -> Result<Frame, LaneError>,
+    ) -> Result<Frame, LaneError> {
+        let segment = self.segment.clone();
+        element::read_into(&segment.info().spec, out, |bytes| read(self, bytes))
+    }
+
     /// Opens stream `name`, whatever tensor it carries.
     pub fn open(name: &str) -> Result<Self, LaneError> {
         Self::open_with(name, OpenOptions::new())
@@ -282,30 +294,18 @@ impl StreamReader {
     /// the tensor has (`WrongDType`, `WrongCount`, and `InvalidBool` for a `bool`
     /// lane holding a byte other than 0 or 1).
     pub fn read_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.read(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.read(bytes))
     }
 
     /// [`read_new`](Self::read_new) into a slice of elements of the lane's dtype.
     pub fn read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.read_new(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.read_new(bytes))
     }
 
     /// [`try_read_new`](Self::try_read_new) into a slice of elements of the lane's
     /// dtype.
     pub fn try_read_new_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.try_read_new(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.try_read_new(bytes))
     }
 
     /// [`read_new_timeout`](Self::read_new_timeout) into a slice of elements of the
@@ -315,11 +315,7 @@ impl StreamReader {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.read_new_timeout(bytes, timeout))
+        self.read_elements_with(out, |lane, bytes| lane.read_new_timeout(bytes, timeout))
     }
 
     fn read_new_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {

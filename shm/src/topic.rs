@@ -256,6 +256,18 @@ pub struct TopicSubscriber {
 }
 
 impl TopicSubscriber {
+    /// Reads through `read` into `out`, elements of the lane's dtype. The spec is
+    /// borrowed through a clone of the segment's `Arc`: cloning the spec would allocate
+    /// (its shape), and typed reads allocate nothing.
+    fn read_elements_with<T: Element>(
+        &mut self,
+        out: &mut [T],
+        read: impl FnOnce(&mut Self, &mut [u8]) -> Result<Frame, LaneError>,
+    ) -> Result<Frame, LaneError> {
+        let segment = self.segment.clone();
+        element::read_into(&segment.info().spec, out, |bytes| read(self, bytes))
+    }
+
     /// Joins topic `name`.
     pub fn open(name: &str, options: SubscribeOptions) -> Result<Self, LaneError> {
         Self::open_with(name, options, OpenOptions::new())
@@ -397,20 +409,12 @@ impl TopicSubscriber {
     /// the tensor has (`WrongDType`, `WrongCount`; a `bool` lane's bytes other than
     /// 0 or 1 give `InvalidBool`, after the item was received).
     pub fn recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.recv(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.recv(bytes))
     }
 
     /// [`try_recv`](Self::try_recv) into a slice of elements of the lane's dtype.
     pub fn try_recv_elements<T: Element>(&mut self, out: &mut [T]) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.try_recv(bytes))
+        self.read_elements_with(out, |lane, bytes| lane.try_recv(bytes))
     }
 
     /// [`recv_timeout`](Self::recv_timeout) into a slice of elements of the lane's
@@ -420,11 +424,7 @@ impl TopicSubscriber {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<Frame, LaneError> {
-        // The spec through a clone of the segment's `Arc`: cloning the spec would
-        // allocate (its shape), and typed reads allocate nothing.
-        let segment = self.segment.clone();
-        let spec = &segment.info().spec;
-        element::read_into(spec, out, |bytes| self.recv_timeout(bytes, timeout))
+        self.read_elements_with(out, |lane, bytes| lane.recv_timeout(bytes, timeout))
     }
 
     fn recv_inner(&mut self, out: &mut [u8], wait_for: Wait) -> Result<Frame, LaneError> {
