@@ -85,7 +85,7 @@ pub const STRING_COPY_MIN_BYTES: usize = 1 << 20;
 
 /// Whether a fast copy is compiled in (x86_64, or aarch64 with NEON; outside Miri, loom
 /// and shuttle). On x86_64 the AVX loop also needs the CPU and the OS to support AVX
-/// ([`fast_copy_in_use`]).
+/// ([`copy_kind`] says which copy a size gets).
 pub const FAST_COPY: bool = cfg!(any(
     all(
         target_arch = "x86_64",
@@ -127,11 +127,6 @@ pub fn copy_kind(bytes: usize) -> &'static str {
     }
     let _ = bytes;
     "word loop"
-}
-
-/// Whether copies of `bytes` bytes take a fast path on this machine.
-pub fn fast_copy_in_use(bytes: usize) -> bool {
-    copy_kind(bytes) != "word loop"
 }
 
 /// Stores `src` (a whole number of words, `src.len() == 8 * words.len()`) into
