@@ -50,7 +50,7 @@ pub use header::{HeaderInfo, Kind};
 pub use lane::{Frame, ShmRegion, Wait};
 pub use metadata::{Metadata, MetadataError, MAX_METADATA_BYTES};
 pub use name::{LaneName, NameError, MAX_NAME_LEN};
-pub use queue::{QueueConsumer, QueueProducer};
+pub use queue::{HeldSlot, QueueConsumer, QueueProducer};
 pub use segment::{CreateOptions, OpenOptions, Segment};
 pub use stream::block::BlockError;
 pub use stream::{StreamReader, StreamWriter};

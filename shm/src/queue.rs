@@ -45,6 +45,9 @@ use tensorlane_core::{
 };
 
 mod batch;
+mod held;
+
+pub use held::HeldSlot;
 
 type Region = Exclusive<ShmRegion<SpscHeader>>;
 

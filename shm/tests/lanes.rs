@@ -256,3 +256,61 @@ fn a_drained_queue_or_topic_without_its_writer_side_ends() {
         Err(LaneError::WriterGone)
     ));
 }
+
+#[test]
+fn queue_slots_held_across_calls() {
+    let name = unique("held");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::bytes(16).unwrap();
+    let mut producer = QueueProducer::create(&name, &spec, 2).unwrap();
+    let mut consumer = QueueConsumer::open(&name).unwrap();
+    // SAFETY: both ends of the queue are this test, which follows docs/LAYOUT.md, and
+    // each address is used only while its `HeldSlot` lives, unfinished.
+    unsafe {
+        let held = producer.hold_slot(Wait::Never).unwrap();
+        assert_eq!((held.len(), held.seq()), (16, 1));
+        // Given up: nothing is pushed, and the next hold gets the same slot.
+        drop(held);
+        assert!(matches!(
+            consumer.try_pop(&mut [0; 16]),
+            Err(LaneError::Empty)
+        ));
+        let held = producer.hold_slot(Wait::Never).unwrap();
+        std::ptr::write_bytes(held.as_ptr(), 5, held.len());
+        let stale = producer.hold_slot(Wait::Never).unwrap();
+        assert_eq!(producer.commit_held(held).unwrap(), 1);
+        // A second commit of the same position is refused: it is no longer the tail.
+        assert!(matches!(
+            producer.commit_held(stale),
+            Err(LaneError::Other(_))
+        ));
+        producer.try_push(&[6; 16]).unwrap();
+        assert!(matches!(
+            producer.hold_slot(Wait::Never),
+            Err(LaneError::Full)
+        ));
+
+        let (frame, item) = consumer.hold_item(Wait::Never).unwrap();
+        assert_eq!((frame.seq, frame.frame_id, item.seq()), (1, 1, 1));
+        assert_eq!(
+            std::slice::from_raw_parts(item.as_ptr(), item.len()),
+            &[5; 16]
+        );
+        // Held, not removed: the producer is still full, a second hold sees it again.
+        assert!(matches!(producer.try_push(&[7; 16]), Err(LaneError::Full)));
+        let (again, stale) = consumer.hold_item(Wait::Never).unwrap();
+        assert_eq!(again.seq, 1);
+        consumer.release_held(item).unwrap();
+        assert!(matches!(
+            consumer.release_held(stale),
+            Err(LaneError::Other(_))
+        ));
+        let mut out = [0; 16];
+        assert_eq!(consumer.try_pop(&mut out).unwrap().seq, 2);
+        assert_eq!(out, [6; 16]);
+        assert!(matches!(
+            consumer.hold_item(Wait::Never),
+            Err(LaneError::Empty)
+        ));
+    }
+}
