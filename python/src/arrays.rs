@@ -94,9 +94,18 @@ impl LaneInfo {
         let numpy = py.import("numpy")?;
         let array = match value.cast::<PyUntypedArray>() {
             Ok(array) => array.clone(),
-            Err(_) => numpy
-                .call_method1("asarray", (value,))?
-                .cast_into::<PyUntypedArray>()?,
+            Err(_) => {
+                // A buffer (bytes, memoryview, array.array) as its format says; any
+                // other object as numpy.asarray reads it.
+                let viewed = py
+                    .import("builtins")?
+                    .getattr("memoryview")?
+                    .call1((value,));
+                let source = viewed.as_ref().unwrap_or(value);
+                numpy
+                    .call_method1("asarray", (source,))?
+                    .cast_into::<PyUntypedArray>()?
+            }
         };
         self.check(py, &array, "the array written")?;
         if array.is_c_contiguous() {
@@ -127,7 +136,10 @@ impl LaneInfo {
                 format!(
                     "out must be a numpy.ndarray with {}, not {}",
                     self.describe(py),
-                    out.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    out.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
                 ),
             )
         })?;
@@ -213,7 +225,8 @@ pub(crate) unsafe fn view<'py>(
     owner: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     let descr = info.dtype.bind(py).clone();
-    let mut dims: Vec<npyffi::npy_intp> = info.shape.iter().map(|&d| d as npyffi::npy_intp).collect();
+    let mut dims: Vec<npyffi::npy_intp> =
+        info.shape.iter().map(|&d| d as npyffi::npy_intp).collect();
     let flags = if writeable {
         flags::NPY_ARRAY_CARRAY
     } else {
@@ -239,9 +252,8 @@ pub(crate) unsafe fn view<'py>(
     };
     // SAFETY: a new array without a base; `PyArray_SetBaseObject` steals the
     // reference to `owner`.
-    let status = unsafe {
-        PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_array_ptr(), owner.into_ptr())
-    };
+    let status =
+        unsafe { PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_array_ptr(), owner.into_ptr()) };
     if status < 0 {
         return Err(PyErr::fetch(py));
     }

@@ -53,7 +53,11 @@ macro_rules! lane_common {
             }
 
             #[pyo3(signature = (*_args))]
-            fn __exit__(&self, py: pyo3::Python<'_>, _args: &pyo3::Bound<'_, pyo3::types::PyTuple>) -> bool {
+            fn __exit__(
+                &self,
+                py: pyo3::Python<'_>,
+                _args: &pyo3::Bound<'_, pyo3::types::PyTuple>,
+            ) -> bool {
                 self.handle.close(py);
                 false
             }
@@ -63,7 +67,10 @@ macro_rules! lane_common {
                     "{}(name={:?}, shape={}, dtype={})",
                     stringify!($class),
                     self.info.name,
-                    self.info.shape_tuple(py).map(|t| t.to_string()).unwrap_or_default(),
+                    self.info
+                        .shape_tuple(py)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
                     self.info.dtype.bind(py)
                 )
             }

@@ -69,7 +69,9 @@ impl Frame {
         let kwargs = PyDict::new(py);
         kwargs.set_item("dtype", dtype)?;
         kwargs.set_item("copy", copy)?;
-        py.import("numpy")?.getattr("array")?.call((array,), Some(&kwargs))
+        py.import("numpy")?
+            .getattr("array")?
+            .call((array,), Some(&kwargs))
     }
 
     /// The array's DLPack capsule (for `torch.from_dlpack(frame)`, no copy).

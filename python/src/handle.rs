@@ -147,11 +147,14 @@ impl Deadline {
         }
         if let Some(deadline) = deadline {
             if deadline.is_nan() {
-                return Err(PyValueError::new_err("deadline must be a time.monotonic() reading, not nan"));
+                return Err(PyValueError::new_err(
+                    "deadline must be a time.monotonic() reading, not nan",
+                ));
             }
             // Python's time.monotonic() and Rust's Instant read CLOCK_MONOTONIC.
             let now_s = Clock::Monotonic.now_ns() as f64 / 1e9;
-            if let Some(until) = now.checked_add(seconds((deadline - now_s).max(0.0), "deadline")?) {
+            if let Some(until) = now.checked_add(seconds((deadline - now_s).max(0.0), "deadline")?)
+            {
                 at = Some(at.map_or(until, |t| t.min(until)));
             }
         }

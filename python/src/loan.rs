@@ -23,6 +23,7 @@ use numpy::PyUntypedArray;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tensorlane_shm::{HeldSlot, Segment, Wait};
 
@@ -110,6 +111,7 @@ fn taken(py: Python<'_>) -> PyErr {
 pub(crate) struct ProducerLoan {
     producer: Py<QueueProducer>,
     deadline: Deadline,
+    entered: AtomicBool,
     lent: Mutex<Option<Lent>>,
     seq: Mutex<Option<u64>>,
 }
@@ -119,6 +121,7 @@ impl ProducerLoan {
         ProducerLoan {
             producer,
             deadline,
+            entered: AtomicBool::new(false),
             lent: Mutex::new(None),
             seq: Mutex::new(None),
         }
@@ -128,10 +131,11 @@ impl ProducerLoan {
 #[pymethods]
 impl ProducerLoan {
     fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyUntypedArray>> {
-        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
-        if lent.is_some() || self.seq.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        // Relaxed: the flag orders nothing; the GIL serialises the Python calls.
+        if self.entered.swap(true, Ordering::Relaxed) {
             return Err(taken(py));
         }
+        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
         let producer = self.producer.get();
         let held = producer.handle.wait(py, self.deadline, |p, wait: Wait| {
             // SAFETY: the caller of `loan` passed `trust_peers=True`, the promise
@@ -146,8 +150,7 @@ impl ProducerLoan {
 
     #[pyo3(signature = (*args))]
     fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        let Some(Lent { held, array }) =
-            self.lent.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let Some(Lent { held, array }) = self.lent.lock().unwrap_or_else(|e| e.into_inner()).take()
         else {
             return Ok(false);
         };
@@ -179,6 +182,7 @@ impl ProducerLoan {
 pub(crate) struct ConsumerLoan {
     consumer: Py<QueueConsumer>,
     deadline: Deadline,
+    entered: AtomicBool,
     lent: Mutex<Option<Lent>>,
 }
 
@@ -187,6 +191,7 @@ impl ConsumerLoan {
         ConsumerLoan {
             consumer,
             deadline,
+            entered: AtomicBool::new(false),
             lent: Mutex::new(None),
         }
     }
@@ -195,15 +200,13 @@ impl ConsumerLoan {
 #[pymethods]
 impl ConsumerLoan {
     fn __enter__(&self, py: Python<'_>) -> PyResult<Frame> {
-        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
-        if lent.is_some() {
+        // Relaxed: as in `ProducerLoan::__enter__`.
+        if self.entered.swap(true, Ordering::Relaxed) {
             return Err(taken(py));
         }
+        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
         let consumer = self.consumer.get();
         let (frame, held) = consumer.handle.wait(py, self.deadline, |c, wait: Wait| {
-            // SAFETY: the caller of `loan` passed `trust_peers=True`, the promise
-            // `hold_item` asks for; the address is used only by the read-only array
-            // made below, which `__exit__` detaches before the item is released.
             if c.has_pending() {
                 return Err(tensorlane_shm::LaneError::Other(
                     "an item received by a cancelled awaitable comes first: pop it before \
@@ -211,6 +214,9 @@ impl ConsumerLoan {
                         .into(),
                 ));
             }
+            // SAFETY: the caller of `loan` passed `trust_peers=True`, the promise
+            // `hold_item` asks for; the address is used only by the read-only array
+            // made below, which `__exit__` detaches before the item is released.
             unsafe { c.lane.hold_item(wait) }
         })?;
         let (state, array) = lend(py, &consumer.info, held, false)?;
@@ -220,8 +226,7 @@ impl ConsumerLoan {
 
     #[pyo3(signature = (*args))]
     fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        let Some(Lent { held, array }) =
-            self.lent.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let Some(Lent { held, array }) = self.lent.lock().unwrap_or_else(|e| e.into_inner()).take()
         else {
             return Ok(false);
         };
@@ -235,7 +240,9 @@ impl ConsumerLoan {
             return Err(escaped(py, "the item was not removed"));
         }
         let consumer = self.consumer.get();
-        consumer.handle.run(py, move |c| c.lane.release_held(held))?;
+        consumer
+            .handle
+            .run(py, move |c| c.lane.release_held(held))?;
         Ok(false)
     }
 }

@@ -35,11 +35,15 @@ pub(crate) fn create(
     if let Some(metadata) = metadata {
         let mut pairs = Vec::with_capacity(metadata.len());
         for (key, value) in metadata.iter() {
-            let key: String = key.extract().map_err(|_| {
-                raise(py, "InvalidArgument", "metadata keys must be str".into())
-            })?;
+            let key: String = key
+                .extract()
+                .map_err(|_| raise(py, "InvalidArgument", "metadata keys must be str".into()))?;
             let value: String = value.extract().map_err(|_| {
-                raise(py, "InvalidArgument", format!("metadata[{key:?}] must be a str"))
+                raise(
+                    py,
+                    "InvalidArgument",
+                    format!("metadata[{key:?}] must be a str"),
+                )
             })?;
             pairs.push((key, value));
         }
@@ -57,7 +61,9 @@ pub(crate) fn open(
     prefault: bool,
     lock_memory: bool,
 ) -> PyResult<OpenOptions> {
-    let mut options = OpenOptions::new().prefault(prefault).lock_memory(lock_memory);
+    let mut options = OpenOptions::new()
+        .prefault(prefault)
+        .lock_memory(lock_memory);
     if let Some(spec) = expected(py, shape, dtype)? {
         options = options.expect(&spec);
     }

@@ -45,7 +45,12 @@ impl QueueProducer {
         })
     }
 
-    fn push_until(&self, py: Python<'_>, array: &Bound<'_, PyAny>, deadline: Deadline) -> PyResult<u64> {
+    fn push_until(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        deadline: Deadline,
+    ) -> PyResult<u64> {
         let array = self.info.input(py, array)?;
         let bytes = Bytes::of(&array);
         self.handle.wait(py, deadline, move |producer, wait| {
@@ -146,7 +151,8 @@ impl QueueProducer {
     /// Whether the consumer's process is alive.
     #[getter]
     fn consumer_alive(&self, py: Python<'_>) -> PyResult<bool> {
-        self.handle.run(py, |producer| Ok(producer.consumer_alive()))
+        self.handle
+            .run(py, |producer| Ok(producer.consumer_alive()))
     }
 }
 
@@ -244,7 +250,8 @@ impl QueueConsumer {
     /// Whether the producer's process is alive.
     #[getter]
     fn producer_alive(&self, py: Python<'_>) -> PyResult<bool> {
-        self.handle.run(py, |reader| Ok(reader.lane.producer_alive()))
+        self.handle
+            .run(py, |reader| Ok(reader.lane.producer_alive()))
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {

@@ -103,20 +103,21 @@ pub(crate) fn fill<L: Receive>(
 ) -> PyResult<bool> {
     let bytes = info.nbytes();
     let deadline = Deadline::from_args(Some(timeout), None)?;
-    handle.wait(py, deadline, move |reader, wait| {
-        match reader.fill(bytes, wait) {
-            // `wait` retries on `Timeout` only; a slice without an item says so.
-            Ok(false) if matches!(wait, Wait::Until(_)) => Err(LaneError::Timeout),
-            other => other,
-        }
-    })
-    .or_else(|e| {
-        if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) {
-            Ok(false)
-        } else {
-            Err(e)
-        }
-    })
+    handle
+        .wait(py, deadline, move |reader, wait| {
+            match reader.fill(bytes, wait) {
+                // `wait` retries on `Timeout` only; a slice without an item says so.
+                Ok(false) if matches!(wait, Wait::Until(_)) => Err(LaneError::Timeout),
+                other => other,
+            }
+        })
+        .or_else(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        })
 }
 
 /// An awaitable's first step, on the event loop: one attempt to receive an item and
@@ -148,7 +149,9 @@ pub(crate) fn take<L: Receive>(
             return Ok(None);
         }
         // SAFETY: as in `receive`.
-        reader.receive_into(unsafe { bytes.get_mut() }, Wait::Never).map(Some)
+        reader
+            .receive_into(unsafe { bytes.get_mut() }, Wait::Never)
+            .map(Some)
     })?;
     Ok(frame.map(|f| Frame::new(f, array.into_any().unbind())))
 }

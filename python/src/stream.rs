@@ -89,7 +89,12 @@ impl StreamWriter {
     /// Writes one tensor (an array or buffer of the lane's dtype and shape); returns
     /// its sequence number. Never blocks. `frame_id` defaults to counting from 1.
     #[pyo3(signature = (array, *, frame_id=None))]
-    fn write(&self, py: Python<'_>, array: &Bound<'_, PyAny>, frame_id: Option<u64>) -> PyResult<u64> {
+    fn write(
+        &self,
+        py: Python<'_>,
+        array: &Bound<'_, PyAny>,
+        frame_id: Option<u64>,
+    ) -> PyResult<u64> {
         let array = self.info.input(py, array)?;
         let bytes = Bytes::of(&array);
         self.handle.run(py, move |writer| {

@@ -274,7 +274,8 @@ impl TopicSubscriber {
     /// Whether the publisher's process is alive.
     #[getter]
     fn publisher_alive(&self, py: Python<'_>) -> PyResult<bool> {
-        self.handle.run(py, |reader| Ok(reader.lane.publisher_alive()))
+        self.handle
+            .run(py, |reader| Ok(reader.lane.publisher_alive()))
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {

@@ -1,0 +1,87 @@
+//! A Rust process on the other end of a lane, for the bindings' cross-language tests
+//! (python/tests): it writes or reads `COUNT` items whose every element is the
+//! item's index (0, 1, ...), as `float64` tensors of shape `[2, 3]`, and exits 0 only
+//! if everything it read was what was written.
+//!
+//! ```text
+//! peer stream-write NAME COUNT   create a stream, write COUNT values 1 ms apart
+//! peer queue-write NAME COUNT    create a queue (capacity 4), push COUNT items
+//! peer queue-read NAME COUNT     open a queue, pop COUNT items, check each
+//! peer topic-read NAME COUNT     join a topic (lossless), receive COUNT items, check
+//! ```
+//! What a writer wrote stays in its lane after it exits; `topic-read` prints
+//! `joined` once subscribed, for the publisher to wait for.
+
+use std::time::Duration;
+use tensorlane_shm::*;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tensor(i: u64) -> [f64; 6] {
+    [i as f64; 6]
+}
+
+fn check(what: &str, i: u64, frame: &Frame, got: &[f64; 6]) -> Result<(), String> {
+    if *got != tensor(i) || frame.seq != i + 1 {
+        return Err(format!("{what} item {i}: seq {} holds {got:?}", frame.seq));
+    }
+    Ok(())
+}
+
+fn run(verb: &str, name: &str, count: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = TensorSpec::new(DType::F64, &[2, 3])?;
+    match verb {
+        "stream-write" => {
+            let mut writer = StreamWriter::create(name, &spec, 3)?;
+            for i in 0..count {
+                writer.write_elements(&tensor(i))?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        "queue-write" => {
+            let mut producer = QueueProducer::create(name, &spec, 4)?;
+            for i in 0..count {
+                producer.push_elements_timeout(&tensor(i), TIMEOUT)?;
+            }
+            // The items stay in the lane after this process exits: the consumer
+            // drains them, then gets `WriterGone`.
+        }
+        "queue-read" => {
+            let mut consumer = QueueConsumer::open_expect(name, &spec)?;
+            let mut out = [0f64; 6];
+            for i in 0..count {
+                let frame = consumer.pop_elements_timeout(&mut out, TIMEOUT)?;
+                check("queue", i, &frame, &out)?;
+            }
+        }
+        "topic-read" => {
+            let mut subscriber =
+                TopicSubscriber::open_expect(name, &spec, SubscribeOptions::lossless())?;
+            println!("joined");
+            let mut out = [0f64; 6];
+            for i in 0..count {
+                let frame = subscriber.recv_elements_timeout(&mut out, TIMEOUT)?;
+                check("topic", i, &frame, &out)?;
+            }
+        }
+        other => return Err(format!("unknown verb {other:?}").into()),
+    }
+    println!("ok {count}");
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, verb, name, count] = args.as_slice() else {
+        eprintln!("usage: peer VERB NAME COUNT");
+        std::process::exit(2);
+    };
+    let Ok(count) = count.parse() else {
+        eprintln!("COUNT must be a number");
+        std::process::exit(2);
+    };
+    if let Err(e) = run(verb, name, count) {
+        eprintln!("peer {verb} {name}: {e}");
+        std::process::exit(1);
+    }
+}
