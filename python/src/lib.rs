@@ -10,24 +10,43 @@
 //!   array that escapes it is reported (`loan`);
 //! - every Rust error is a Python exception of its own class under
 //!   `tensorlane.LaneError` (`errors`).
+//!
+//! Under the checkers' features (`loom`, `shuttle`) the lanes are compiled out, and
+//! so is this module.
 
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod aio;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod arrays;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod common;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod dtype;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod errors;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod frame;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod handle;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod lanes;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod loan;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod options;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod queue;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod reader;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod stream;
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 mod topic;
 
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 use pyo3::prelude::*;
 
+#[cfg(not(any(feature = "loom", feature = "shuttle")))]
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<frame::Frame>()?;
