@@ -120,7 +120,7 @@ impl QueueProducer {
         self.push_until(py, array, Deadline::from_args(timeout, deadline)?)
     }
 
-    /// [`push`] without waiting: `Full` if there is no space now.
+    /// `push` without waiting: `Full` if there is no space now.
     fn try_push(&self, py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<u64> {
         self.push_until(py, array, Deadline::Now)
     }
@@ -212,7 +212,7 @@ impl QueueConsumer {
         reader::receive(py, &self.handle, &self.info, out, deadline)
     }
 
-    /// [`pop`] without waiting: `Empty` if no item is waiting.
+    /// `pop` without waiting: `Empty` if no item is waiting.
     #[pyo3(signature = (out=None))]
     fn try_pop(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Frame> {
         reader::receive(py, &self.handle, &self.info, out, Deadline::Now)

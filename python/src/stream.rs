@@ -186,7 +186,7 @@ impl StreamReader {
         reader::receive(py, &self.handle, &self.info, out, deadline)
     }
 
-    /// [`read_new`] without waiting: `Empty` if there is nothing new.
+    /// `read_new` without waiting: `Empty` if there is nothing new.
     #[pyo3(signature = (out=None))]
     fn try_read_new(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Frame> {
         reader::receive(py, &self.handle, &self.info, out, Deadline::Now)

@@ -124,7 +124,7 @@ impl TopicPublisher {
         self.publish_until(py, array, Deadline::from_args(timeout, deadline)?)
     }
 
-    /// [`publish`] without waiting: `Full` if a lossless subscriber holds it back.
+    /// `publish` without waiting: `Full` if a lossless subscriber holds it back.
     fn try_publish(&self, py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<u64> {
         self.publish_until(py, array, Deadline::Now)
     }
@@ -205,7 +205,7 @@ impl TopicSubscriber {
         reader::receive(py, &self.handle, &self.info, out, deadline)
     }
 
-    /// [`recv`] without waiting: `Empty` if nothing new is there.
+    /// `recv` without waiting: `Empty` if nothing new is there.
     #[pyo3(signature = (out=None))]
     fn try_recv(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Frame> {
         reader::receive(py, &self.handle, &self.info, out, Deadline::Now)
