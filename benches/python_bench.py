@@ -16,10 +16,12 @@ over rounds. The parent pins itself to CPU 0 and the echoing children to CPU 1
   wake      a reader blocked in read_new / read_after, a writer process that sleeps
             200 us and writes its time.monotonic_ns(); one way, ns.
 
-Needs numpy, pyshmem==1.4.0 and tensorlane installed in the interpreter:
+With iceoryx2's Python bindings installed (PyPI `iceoryx2`), their write+read and
+ping-pong rows are measured too (iceoryx2_py_bench.py). Needs numpy, pyshmem==1.4.0
+and tensorlane installed in the interpreter:
 
   python3 -m venv target/pybench
-  target/pybench/bin/pip install numpy pyshmem==1.4.0 ./python
+  target/pybench/bin/pip install numpy pyshmem==1.4.0 iceoryx2 ./python
   target/pybench/bin/python benches/python_bench.py --out benches/results/python-DATE.json
 
 Prints a table with the ratios and writes the JSON (every sample's summary).
@@ -39,6 +41,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pyshmem_bench as pb  # noqa: E402
 import tensorlane as tl  # noqa: E402
+
+try:
+    import iceoryx2_py_bench as ib  # noqa: E402
+except ImportError:
+    ib = None
 
 TIMEOUT = 10.0
 STOP = 2**64 - 1
@@ -213,8 +220,13 @@ def main():
         for label, size in SIZES.items():
             add(f"write+read Hz, {label}", "tensorlane", tl_hz(prefix, size, 5, 100))
             add(f"write+read Hz, {label}", "pyshmem", pb.hz(prefix.replace("-", "_"), size, 5, 100))
+            if ib is not None:
+                add(f"write+read Hz, {label}", "iceoryx2-python", ib.hz(prefix, size, 5, 100))
         add("ping-pong one way ns, 64 B", "tensorlane", median(tl_pingpong(prefix, 64, args.samples)))
         add("ping-pong one way ns, 64 B", "pyshmem", median(pb.pingpong(prefix, 64, args.samples)))
+        if ib is not None:
+            add("ping-pong one way ns, 64 B", "iceoryx2-python",
+                median(ib.pingpong(prefix, 64, args.samples)))
         add("wake-up one way ns, 64 B", "tensorlane", median(tl_wake(prefix, 64, args.wake_samples, 200)))
         add("wake-up one way ns, 64 B", "pyshmem", median(pb.wake(prefix, 64, args.wake_samples, 200)))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
@@ -222,15 +234,19 @@ def main():
     result = {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "cpus": os.cpu_count(), "python": platform.python_version(),
               "numpy": np.__version__, "pyshmem": pb.pyshmem.__version__,
+              "iceoryx2": None if ib is None else ib.iox2.__version__ if hasattr(ib.iox2, "__version__") else "installed",
               "tensorlane": tl.__version__, "rounds": args.rounds, "rows": {}}
-    print(f"{'row':42} {'tensorlane':>14} {'pyshmem':>14} {'ratio':>8}")
+    if ib is None:
+        print("iceoryx2's Python bindings are not installed: their rows are left out", file=sys.stderr)
+    print(f"{'row':36} {'tensorlane':>12} {'pyshmem':>12} {'ratio':>7} {'iceoryx2-py':>12} {'ratio':>7}")
     for row, libs in rows.items():
         t, p = median(libs["tensorlane"]), median(libs["pyshmem"])
+        i = median(libs["iceoryx2-python"]) if "iceoryx2-python" in libs else float("nan")
         higher_better = row.startswith("write+read")
-        ratio = t / p
-        result["rows"][row] = {"tensorlane": t, "pyshmem": p, "ratio": ratio,
+        result["rows"][row] = {"tensorlane": t, "pyshmem": p, "ratio": t / p,
+                               "iceoryx2-python": i, "ratio_iceoryx2": t / i,
                                "rounds": libs, "higher_is_better": higher_better}
-        print(f"{row:42} {t:14.1f} {p:14.1f} {ratio:7.2f}x")
+        print(f"{row:36} {t:12.1f} {p:12.1f} {t / p:6.2f}x {i:12.1f} {t / i:6.2f}x")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
