@@ -61,6 +61,16 @@ from ._native import (
 
 __version__ = "0.1.0"
 
+
+def mirror_name(name: str) -> str:
+    """The name of GPU lane ``name``'s CPU mirror: an ordinary stream or topic that
+    carries the tensor itself, readable without CUDA (docs/LAYOUT.md, GPU lanes).
+
+    >>> mirror_name("camera")
+    'camera.cpu'
+    """
+    return f"{name}.cpu"
+
 __all__ = [
     "AlreadyExists",
     "ConsumerLoan",
@@ -93,5 +103,6 @@ __all__ = [
     "WrongSpec",
     "inspect",
     "list_lanes",
+    "mirror_name",
     "unlink",
 ]

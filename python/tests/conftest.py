@@ -22,15 +22,23 @@ def lane():
         pass
 
 
-@pytest.fixture(scope="session")
-def peer():
-    """The Rust peer process (shm/examples/peer.rs), built with cargo."""
+def example(package, name):
+    """A Rust example of the workspace, built with cargo: its path."""
     cargo = shutil.which("cargo")
     if cargo is None:
-        pytest.skip("SKIPPED LOUDLY: no cargo on PATH to build the Rust peer")
-    subprocess.run(
-        [cargo, "build", "-q", "-p", "tensorlane-shm", "--example", "peer"],
-        cwd=REPO, check=True,
-    )
+        pytest.skip(f"SKIPPED LOUDLY: no cargo on PATH to build the Rust example {name}")
+    subprocess.run([cargo, "build", "-q", "-p", package, "--example", name], cwd=REPO, check=True)
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return str(target / "debug" / "examples" / "peer")
+    return str(target / "debug" / "examples" / name)
+
+
+@pytest.fixture(scope="session")
+def peer():
+    """The Rust peer process (shm/examples/peer.rs)."""
+    return example("tensorlane-shm", "peer")
+
+
+@pytest.fixture(scope="session")
+def gpu_peer():
+    """A GPU lane writer on the host backend (gpu/examples/gpu_peer.rs)."""
+    return example("tensorlane-gpu", "gpu_peer")

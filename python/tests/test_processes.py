@@ -163,3 +163,21 @@ def test_ctrl_c_interrupts_a_blocking_wait(lane):
     assert word == "interrupted"
     assert float(when) - sent < 0.1, f"KeyboardInterrupt {float(when) - sent:.3f} s after SIGINT"
     assert child.wait(10) == 0
+
+
+def test_a_gpu_lanes_cpu_mirror_reads_without_cuda(lane, gpu_peer):
+    # The writer runs the GPU lane protocol on the host backend; the mirror it
+    # publishes is an ordinary stream, read here with no GPU and no CUDA.
+    writer = subprocess.Popen([gpu_peer, "host-stream-write", lane, "20"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        mirror = tl.StreamReader.open(tl.mirror_name(lane), shape=(4,), dtype=np.float32)
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().strip() == "ok 20"
+        frame = mirror.read()
+        assert frame.seq == 20 and (frame.array == 19).all()
+    finally:
+        writer.stdin.close()
+        assert writer.wait(10) == 0
