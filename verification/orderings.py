@@ -74,6 +74,7 @@ SUITES = {
     ],
     "broadcast.rs": [
         loom("broadcast_join_races_a_publishing_producer"),
+        loom("broadcast_inspection_races_a_join"),
         loom("broadcast_lossless_batches_against_a_publishing_producer"),
         loom("broadcast_eviction_races_a_read"),
         loom("broadcast_join_and_leave_race_a_publishing_producer"),

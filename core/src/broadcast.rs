@@ -466,7 +466,10 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
 
     /// Token of the producer, 0 if none.
     pub fn producer_owner(&self) -> u64 {
-        self.region.header().producer.load(Ordering::Acquire)
+        // Relaxed: an inspection value and the `previous` input of a take-over's
+        // compare-exchange, which does its own ordering; nothing is read on the strength
+        // of it.
+        self.region.header().producer.load(Ordering::Relaxed)
     }
 
     /// Positions of the last `k` items (at most the capacity), oldest first. Read
@@ -516,6 +519,9 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             return None;
         }
         let e = self.geometry.entry(self.region.body(), index);
+        // Acquire pairs with the joiner's Release store of ACTIVE: a snapshot that shows
+        // the entry ACTIVE shows that join's mode, lag bound and owner (loom
+        // `broadcast_inspection_races_a_join` fails without it).
         let state = e[entry::STATE].load(Ordering::Acquire);
         Some(SubscriberInfo {
             state: state & entry::STATE_MASK,
@@ -564,18 +570,28 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             return Err(EntryError::OutOfRange { index });
         }
         let word = &self.geometry.entry(self.region.body(), index)[entry::STATE];
-        let state = word.load(Ordering::Acquire);
+        // Relaxed: only the expected value of the compare-exchange below, which fails
+        // if the word changed since; nothing of the entry is read after it.
+        let state = word.load(Ordering::Relaxed);
         if !from.contains(&(state & entry::STATE_MASK))
             || generation.is_some_and(|g| g != state >> 2)
         {
             return Err(EntryError::WrongState { state });
         }
-        // AcqRel: Release orders the change after our reads of the entry; the producer
-        // loads states with Acquire. The generation bits are kept.
+        // Release, for a reclaim (to FREE): the dead owner's stores to the entry, which
+        // happen-before this call by the caller's knowledge of its death (the shm layer
+        // holds the entry's kernel-released lock), happen-before the next occupant's.
+        // Partner: the Acquire compare-exchange of `claim_entry`. It guards only against
+        // the load-buffering shape (the joiner's stores taking effect before its claim
+        // reads FREE, and the dead owner's landing after them), which loom does not
+        // model: its modification order follows execution order. An eviction hands
+        // nothing over (the evicted subscriber and the producer only read the state
+        // bits). No Acquire: nothing of the entry is read after the change. The
+        // generation bits are kept.
         word.compare_exchange(
             state,
             (state & !entry::STATE_MASK) | to,
-            Ordering::AcqRel,
+            Ordering::Release,
             Ordering::Relaxed,
         )
         .map(|_| ())
@@ -682,7 +698,11 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         }
         let generation = (seen >> 2).wrapping_add(1);
         // Acquire pairs with the Release of the previous occupant's leave (or of
-        // `reclaim`): its writes to the entry happen-before ours.
+        // `reclaim`, `evict_blocker`'s freeing, a failed join's give-back): its writes
+        // to the entry happen-before ours. The joiner reads nothing of the entry, so
+        // this guards only against the load-buffering shape (our stores to the entry
+        // taking effect before this claim reads FREE, the previous occupant's landing
+        // after them), which loom does not model; it stays.
         state
             .compare_exchange(
                 seen,
@@ -714,7 +734,10 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
             Ok(start) => start,
             Err(corruption) => {
                 // Give the entry back, as a leave does. Release pairs with the
-                // Acquire of the next joiner's claim.
+                // Acquire of the next joiner's claim: the previous occupant's stores,
+                // which our claim acquired, stay ordered before the next one's (a plain
+                // store ends the release sequence our claim continued). As in
+                // `claim_entry`, a guard against the load-buffering shape only.
                 e[entry::STATE].store((generation << 2) | entry::FREE, Ordering::Release);
                 return Err(SubscribeError::Corrupt(corruption));
             }
@@ -731,8 +754,10 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
         let mut head = start.saturating_sub(options.history.min(capacity));
         e[entry::HEAD].store(head, Ordering::Relaxed);
         let active = (generation << 2) | entry::ACTIVE;
-        // Release: mode and head are visible to whoever sees ACTIVE.
-        // Partner: the producer's Acquire load of the state in its table scan.
+        // Release: owner, mode, lag bound and head are visible to whoever sees ACTIVE.
+        // Partners: the Acquire load of the state in `subscriber` (an inspector's
+        // snapshot) and in the producer's table scan (for a lossless join the epoch
+        // pair below orders the same stores for the producer).
         e[entry::STATE].store(active, Ordering::Release);
         let mut lost = 0;
         if mode_code == entry::MODE_LOSSLESS {
@@ -754,8 +779,12 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
                 let safe = now.wrapping_sub(capacity).wrapping_add(1);
                 lost = safe.wrapping_sub(head);
                 head = safe;
-                // Release pairs with the producer's Acquire load of heads.
-                e[entry::HEAD].store(head, Ordering::Release);
+                // Relaxed: the producer uses only the value. The Release of the other
+                // head stores orders a subscriber's slot reads before the producer's
+                // overwrites; no slot has been read yet here (the stamp load of
+                // `confirmed_tail` decides nothing an overwrite could change: a later
+                // stamp confirms the tail as well).
+                e[entry::HEAD].store(head, Ordering::Relaxed);
             }
         }
         Ok(BroadcastSubscriber {
@@ -945,9 +974,13 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         fence(Ordering::Release);
         slot.length().store(len as u64, Ordering::Relaxed);
         store_parts(slot.payload(), parts);
-        // Release: the payload is visible to whoever sees the done stamp.
-        // Partner: a reader's Acquire load of the stamp (first check).
-        slot.stamp().store(done_stamp(position), Ordering::Release);
+        // Relaxed: no reader relies on the done stamp for the payload. Every reader of
+        // position P loaded a tail above P with Acquire first (`read_at`, both kinds of
+        // subscriber, `confirmed_tail`), and our Release store of the tail below (or
+        // of a later tail) orders this store and the payload before it. An Acquire
+        // fence after a load of this stamp (`read_lossless` on an overwritten slot)
+        // still synchronizes with the Release fence above.
+        slot.stamp().store(done_stamp(position), Ordering::Relaxed);
         self.tail = position.wrapping_add(1);
         // Release: a subscriber that sees the new tail sees the done stamp.
         // Partner: the subscribers' Acquire loads of `tail`.
@@ -1006,17 +1039,19 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
         let free = seen & !entry::STATE_MASK;
         let evicted = free | entry::EVICTED;
         // Compared with the scanned word, never with a fresh load: a join since the
-        // scan changed the generation, a leave or reclaim the state bits. AcqRel, as
-        // in `Broadcast::transition`: Release orders the change after our reads of the
-        // entry (partner: the subscriber's Acquire load of its state, which then
-        // reports the eviction).
+        // scan changed the generation, a leave or reclaim the state bits. Relaxed: an
+        // eviction hands nothing over (the subscriber only learns of it), and the
+        // freeing below carries the Release for the next occupant.
         let result = word
-            .compare_exchange(seen, evicted, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(seen, evicted, Ordering::Relaxed, Ordering::Relaxed)
             .map(|_| ())
             .map_err(|state| EntryError::WrongState { state });
         // Free the dead owner's entry, only from EVICTED with the scanned generation.
-        // Release pairs with the next joiner's Acquire CAS in `claim_entry`.
-        let _ = word.compare_exchange(evicted, free, Ordering::AcqRel, Ordering::Relaxed);
+        // Release pairs with the next joiner's Acquire CAS in `claim_entry` (the dead
+        // owner's stores, ordered before this call by its role lock, before the
+        // joiner's); a guard against the load-buffering shape only, as in
+        // `Broadcast::transition`. No Acquire: nothing of the entry is read after it.
+        let _ = word.compare_exchange(evicted, free, Ordering::Release, Ordering::Relaxed);
         result
     }
 
@@ -1042,16 +1077,22 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
             let e = geometry.entry(body, index);
             let mut attempts = 0;
             let seen = loop {
-                // Acquire pairs with the joiner's Release store of ACTIVE (mode and head
-                // visible) and with the Release of a leave (its reads happen-before ours).
+                // Acquire pairs with the Release of a leave: the leaving subscriber's
+                // reads of slots happen-before our overwrites. This guards against load
+                // buffering only (its read seeing our later overwrite), which loom does
+                // not model and x86 never shows; it stays. It also pairs with the
+                // joiner's Release store of ACTIVE (mode and head visible), which for a
+                // lossless join the epoch pair orders as well; a lossy entry is skipped.
                 let state = e[entry::STATE].load(Ordering::Acquire);
                 if state & entry::STATE_MASK != entry::ACTIVE
                     || e[entry::MODE].load(Ordering::Relaxed) != entry::MODE_LOSSLESS
                 {
                     break None;
                 }
-                // Acquire pairs with the subscriber's Release store of its head: its
-                // reads of the slots before `head` happen-before our overwrites.
+                // Acquire pairs with the subscriber's Release store of its head
+                // (`store_head`): its reads of the slots before `head` happen-before our
+                // overwrites. A guard against load buffering only, which loom does not
+                // model and x86 never shows; it stays.
                 let head = e[entry::HEAD].load(Ordering::Acquire);
                 // Plain comparison: positions never wrap (2^64 publishes), and a
                 // correct subscriber's head is at most the position being published.
@@ -1067,10 +1108,11 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastProducer<R> {
                 };
                 let evicted = (state & !entry::STATE_MASK) | entry::EVICTED;
                 // Only the state we saw (generation included): a subscriber that
-                // joined since is examined afresh. AcqRel as in `evict_blocker`
-                // (partner: the subscriber's Acquire load of its state).
+                // joined since is examined afresh. Relaxed, as the eviction in
+                // `evict_blocker`: it hands nothing over (the subscriber only learns of
+                // it), and the entry stays taken.
                 if e[entry::STATE]
-                    .compare_exchange(state, evicted, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(state, evicted, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
                 {
                     self.evicted_corrupt = self.evicted_corrupt.wrapping_add(1);
@@ -1243,8 +1285,11 @@ fn read_slot(
             found: 0,
         });
     }
-    // Acquire pairs with the producer's Release store of the done stamp.
-    let before = slot.stamp().load(Ordering::Acquire);
+    // Relaxed: the caller loaded a tail above `position` with Acquire, partner of
+    // the producer's Release store of that tail, which follows the payload and the
+    // done stamp of `position`: they are visible, and this load sees that stamp or a
+    // later one. The Acquire fence below orders the payload loads before the reload.
+    let before = slot.stamp().load(Ordering::Relaxed);
     if before != expected {
         return if is_after(before, expected) {
             SlotRead::Overwritten
@@ -1331,8 +1376,14 @@ impl<R: Region<Header = BroadcastHeader>> BroadcastSubscriber<R> {
             .entry(self.ring.region.body(), self.index)
     }
 
+    /// Whether the entry no longer holds this subscriber's ACTIVE word.
+    ///
+    /// Relaxed: only the value counts, an eviction hands nothing over. Where an
+    /// eviction must be seen (the producer ran past us, or overwrote our slot), an
+    /// earlier Acquire (of `tail`, or the fence after the stamp load) made the
+    /// producer's scan, which saw the eviction, happen-before this load.
     fn evicted(&self) -> bool {
-        self.entry()[entry::STATE].load(Ordering::Acquire) != self.active
+        self.entry()[entry::STATE].load(Ordering::Relaxed) != self.active
     }
 
     /// Copies the next item into `buf`. On error the contents of `buf` are
@@ -1616,7 +1667,11 @@ impl<R: Region<Header = BroadcastHeader>> Drop for BroadcastSubscriber<R> {
         let free = self.active & !entry::STATE_MASK;
         let state = &self.entry()[entry::STATE];
         // Release pairs with the producer's Acquire load of the state: every read this
-        // subscriber made happens-before the producer's later overwrites. Only this
+        // subscriber made happens-before the producer's later overwrites; and with the
+        // next joiner's Acquire claim (our stores to the entry before its stores). Both
+        // guard against load buffering only (a read seeing a later overwrite, a later
+        // occupant's store taking effect before its claim), which loom does not model
+        // and x86 never shows: no test fails without it, and it stays. Only this
         // subscriber's own generation is freed, never an entry reclaimed and reused.
         for from in [self.active, evicted] {
             if state

@@ -1,7 +1,7 @@
 // Broadcast races no other scenario covers, shared by the suites that include them
 // after `mod.rs`: reads of the history against a publishing producer, two lossless
-// subscribers holding the producer back, and a supervisor's stale eviction racing a
-// join into the same table entry.
+// subscribers holding the producer back, a supervisor's stale eviction racing a
+// join into the same table entry, and an inspector's snapshot racing a join.
 
 /// A reader takes the history (`history(2)`) and reads each position of it with
 /// `read_at`, `reads` times, while `producer` publishes `items` items through a ring
@@ -125,4 +125,29 @@ pub fn broadcast_stale_supervisor_races_join(supervisor: fn(&BroadcastFixture, u
         panic!("stale supervisor: the new subscriber's entry is {entry:?}");
     }
     drop(joiner);
+}
+
+/// A lossy subscriber joins through the one table entry (`join`, owner `token`, lag
+/// bound `INSPECTED_MAX_LAG`) and leaves, while an inspector takes `snapshots`
+/// snapshots of the entry (`Broadcast::subscriber`, as the command-line tool does): a
+/// snapshot that shows the entry ACTIVE shows that join's mode, lag bound and owner.
+#[allow(dead_code)]
+pub fn broadcast_snapshots_race_join(snapshots: usize, join: fn(&BroadcastFixture, u64)) {
+    use tensorlane_core::entry;
+    let token = 7;
+    let fixture = BroadcastFixture::new(2, 16, 1);
+    let ring = fixture.ring();
+    let joiner_fixture = fixture.clone();
+    let joiner = thread::spawn(move || join(&joiner_fixture, token));
+    for _ in 0..snapshots {
+        let info = ring.subscriber(0).expect("entry in range");
+        if info.state == entry::ACTIVE
+            && (info.mode != entry::MODE_LOSSY
+                || info.max_lag != INSPECTED_MAX_LAG
+                || info.owner != token)
+        {
+            panic!("inconsistent snapshot: an ACTIVE entry shows {info:?}");
+        }
+    }
+    joiner.join().unwrap();
 }

@@ -149,6 +149,25 @@ pub fn epochless_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscr
     subscriber
 }
 
+/// A lossy joiner that writes its entry's words (owner, mode, lag bound, missed,
+/// head) and then stores ACTIVE Relaxed instead of Release: an inspector that sees
+/// ACTIVE can read the words as they were before the join.
+pub fn relaxed_active_lossy_join(fixture: &BroadcastFixture, token: u64) {
+    let body = fixture.region.body();
+    let e = &body[..tensorlane_core::ENTRY_WORDS];
+    let joining = (1 << 2) | entry::JOINING;
+    e[entry::STATE]
+        .compare_exchange(entry::FREE, joining, Ordering::Acquire, Ordering::Relaxed)
+        .expect("entry 0 is free");
+    let tail = fixture.region.header().tail.load(Ordering::Acquire);
+    e[entry::OWNER].store(token, Ordering::Relaxed);
+    e[entry::MODE].store(entry::MODE_LOSSY, Ordering::Relaxed);
+    e[entry::MAX_LAG].store(crate::roles::INSPECTED_MAX_LAG, Ordering::Relaxed);
+    e[entry::MISSED].store(0, Ordering::Relaxed);
+    e[entry::HEAD].store(tail, Ordering::Relaxed);
+    e[entry::STATE].store((1 << 2) | entry::ACTIVE, Ordering::Relaxed);
+}
+
 /// A broadcast producer without the SeqCst fence between its store of `tail` and
 /// its load of `epoch` (otherwise the real protocol): a lossless joiner whose own
 /// fence is intact can then miss the producer's progress while the producer misses

@@ -198,6 +198,18 @@ pub fn real_lossless_join(fixture: &BroadcastFixture, token: u64) -> Subscriber 
         .expect("a free table entry")
 }
 
+/// Lag bound the inspection scenario's lossy joiner asks for.
+pub const INSPECTED_MAX_LAG: u64 = 1;
+
+/// The real lossy join (lag bound [`INSPECTED_MAX_LAG`]), leaving again at once.
+pub fn real_lossy_join(fixture: &BroadcastFixture, token: u64) {
+    let subscriber = fixture
+        .ring()
+        .subscribe(SubscribeOptions::lossy(INSPECTED_MAX_LAG), token)
+        .expect("a free table entry");
+    drop(subscriber);
+}
+
 /// Device slots of a GPU lane (tensorlane-gpu), as its host backend maps them.
 pub const GPU_SLOTS: u64 = 2;
 /// Words of each modelled device slot.

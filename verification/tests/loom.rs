@@ -306,6 +306,12 @@ fn broadcast_stale_eviction_and_reclaim_race_a_join() {
     check(|| broadcast_stale_supervisor_races_join(real_generation_supervisor));
 }
 
+/// An inspector's two snapshots of the entry a lossy subscriber joins through.
+#[test]
+fn broadcast_inspection_races_a_join() {
+    check(|| broadcast_snapshots_race_join(2, real_lossy_join));
+}
+
 #[test]
 #[should_panic(expected = "torn read")]
 fn canary_producer_without_release_fence_is_caught_by_history_reads() {
@@ -340,4 +346,10 @@ fn canary_broadcast_successor_completing_the_unfinished_position_is_caught() {
     check_every_step(2, 2 * takeover_roles::BROADCAST_PUBLISH_STORES, |k| {
         broadcast_producer_takeover(k, 3, canaries::completing_broadcast_successor)
     });
+}
+
+#[test]
+#[should_panic(expected = "inconsistent snapshot")]
+fn canary_join_storing_active_relaxed_is_caught() {
+    check(|| broadcast_snapshots_race_join(2, canaries::relaxed_active_lossy_join));
 }
