@@ -26,7 +26,7 @@
 //!    [`PublishError::Full`] naming it; the producer remembers the state word the scan
 //!    saw there for [`BroadcastProducer::evict_blocker`].
 //! 2. Stamp `2P + 1`, release fence, length and payload (relaxed), stamp `2P + 2`
-//!    (release), `tail := P + 1` (release).
+//!    (relaxed), `tail := P + 1` (release: it orders the item for every reader).
 //!
 //! Publishing reads no subscriber state unless the ring is nearly full or a lossless
 //! subscriber joined, so its cost does not grow with the number of lossy subscribers.
