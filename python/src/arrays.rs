@@ -2,8 +2,10 @@
 //! cast or reshaped silently, and the views lent by zero-copy loans.
 //!
 //! Copies run with the GIL released, so they read or write an array's memory while
-//! other Python threads may run: an array given to a call must not be written by
-//! another thread during that call (as for any numpy function that releases the GIL).
+//! other Python threads may run: an array given to a call must not be written or
+//! resized by another thread during that call (as for any numpy function that
+//! releases the GIL), and must not be a loan's view of the same lane (an open loan
+//! refuses every other call on its handle, so that cannot happen through tensorlane).
 
 use crate::dtype;
 use crate::errors::raise;
@@ -260,26 +262,38 @@ pub(crate) unsafe fn view<'py>(
     Ok(array)
 }
 
-/// Read-only zeros that a detached view points to (as large as the largest element).
-static DETACHED: [u64; 2] = [0; 2];
+/// Where an emptied array points: never read (its size is 0).
+static EMPTY: [u64; 2] = [0; 2];
 
-/// Cuts `array` (made by [`view`]) off the memory it viewed: from now on it is empty
-/// (every dimension 0; a 0-d array reads one zero) and read-only, so nothing reaches
-/// that memory through it. Arrays made from it before (slices, other views) are not
-/// reached: the caller checks there are none.
-pub(crate) fn detach(array: &Bound<'_, PyUntypedArray>) {
+/// Cuts `array` (made by [`view`], or a view of it) off the memory it viewed: from
+/// now on it is empty (every dimension 0) and read-only, so nothing reaches that
+/// memory through it. A 0-d array cannot be emptied: it is pointed at a zeroed
+/// element of its own (current) size, pushed onto `zeros`, which the caller keeps
+/// alive as long as the array (the array's base owns it). Arrays made from it
+/// before (slices, other views) are not reached: the caller checks there are none.
+pub(crate) fn detach(array: &Bound<'_, PyUntypedArray>, zeros: &mut Vec<Box<[u64]>>) {
     let raw = array.as_array_ptr();
-    // SAFETY: `array` was made by `view` and is alive (we hold a reference); with the
-    // GIL held no other thread uses it now. Its `dimensions` hold `nd` entries; an
-    // array of size 0 never reads its data, and a 0-d array reads one element from
-    // `DETACHED`, which is as large as any element; clearing `WRITEABLE` keeps numpy
-    // from writing there (and, the base exporting no buffer, from setting it again).
+    let itemsize = array.dtype().itemsize();
+    // SAFETY: `array` is alive (we hold a reference) and, with the GIL held, used by
+    // no other thread now. Its `dimensions` hold `nd` entries. An array of size 0
+    // never reads its data; a 0-d array reads one element of `itemsize` bytes, which
+    // the zeroed buffer pushed onto `zeros` holds (rounded up to whole words), and
+    // in-place changes of its dtype cannot make the element larger than its total
+    // size. Clearing `WRITEABLE` keeps numpy from writing there (and, the base
+    // exporting no buffer, from setting it again).
     unsafe {
         let fields = &mut (*raw).fields;
-        for i in 0..fields.nd.max(0) as usize {
-            *fields.dimensions.add(i) = 0;
+        if fields.nd > 0 {
+            for i in 0..fields.nd as usize {
+                *fields.dimensions.add(i) = 0;
+            }
+            // Away from the slot too: an empty array's data is never read.
+            fields.data = EMPTY.as_ptr().cast_mut().cast();
+        } else {
+            let element = vec![0u64; itemsize.div_ceil(8).max(1)].into_boxed_slice();
+            fields.data = element.as_ptr().cast_mut().cast();
+            zeros.push(element);
         }
-        fields.data = DETACHED.as_ptr().cast_mut().cast();
         fields.flags &= !flags::NPY_ARRAY_WRITEABLE;
     }
 }

@@ -56,6 +56,7 @@ pub(crate) fn class_of(error: &LaneError) -> &'static str {
         LaneError::Timeout => "Timeout",
         LaneError::Stalled => "Stalled",
         LaneError::Io { .. } => "LaneOSError",
+        LaneError::Other(e) if e.is::<LoanOpen>() => "LoanOpen",
         _ => "LaneError",
     }
 }
@@ -83,4 +84,24 @@ pub(crate) fn is_class(py: Python<'_>, error: &PyErr, class: &str) -> bool {
         .get(py)
         .and_then(|m| m.bind(py).getattr(class).ok())
         .is_some_and(|class| error.matches(py, class).unwrap_or(false))
+}
+
+/// A call on a handle whose loan is open (or escaped).
+#[derive(Debug)]
+pub(crate) struct LoanOpen;
+
+impl std::fmt::Display for LoanOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "a loan of this handle is open: finish its with block before another call on \
+             the handle",
+        )
+    }
+}
+
+impl std::error::Error for LoanOpen {}
+
+/// The error of a call made while a loan of its handle is open.
+pub(crate) fn loan_open() -> LaneError {
+    LaneError::Other(Box::new(LoanOpen))
 }

@@ -83,7 +83,8 @@ impl<T: Send> Handle<T> {
 
     /// Runs `attempt` until it gives a result or `deadline` passes (`Timeout`),
     /// in slices, checking for signals between them. `Deadline::Now` tries once
-    /// (`Empty` or `Full` when nothing is ready).
+    /// (`Empty` or `Full` when nothing is ready); a deadline already past (such as
+    /// `timeout=0`) also tries once, then gives `Timeout`.
     pub(crate) fn wait<R: Send>(
         &self,
         py: Python<'_>,
@@ -102,8 +103,10 @@ impl<T: Send> Handle<T> {
                 Some(at) if at <= slice_end => (at, true),
                 _ => (slice_end, false),
             };
+            // A slice that ends without a result before the caller's deadline goes on:
+            // `Timeout`, or `Stalled` (every attempt in the slice raced a write).
             match self.run(py, |t| match attempt(t, Wait::Until(Some(end))) {
-                Err(LaneError::Timeout) if !last => Ok(None),
+                Err(LaneError::Timeout) | Err(LaneError::Stalled) if !last => Ok(None),
                 other => other.map(Some),
             }) {
                 Ok(Some(r)) => return Ok(r),
@@ -127,7 +130,7 @@ impl<T: Send> Handle<T> {
 /// When a blocking call gives up.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Deadline {
-    /// One attempt (`try_` calls, `timeout=0`).
+    /// One attempt (`try_` calls).
     Now,
     /// Never (`timeout=None` and no `deadline`).
     Never,

@@ -2,15 +2,25 @@
 
 use crate::arrays::{spec_of, Bytes, LaneInfo};
 use crate::common::lane_common;
+use crate::errors::loan_open;
 use crate::errors::IntoPy;
 use crate::frame::Frame;
 use crate::handle::{Deadline, Handle};
-use crate::loan::{ConsumerLoan, ProducerLoan};
+use crate::loan::{settle, ConsumerLoan, Escaped, ProducerLoan};
 use crate::options;
 use crate::reader::{self, Reader, Receive};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tensorlane_shm::{self as shm, Frame as LaneFrame, LaneError, Wait};
+use std::sync::Mutex;
+use tensorlane_shm::{self as shm, Frame as LaneFrame, HeldSlot, LaneError, Wait};
+
+/// The producer's Rust state: the lane and the slot an open loan holds.
+pub(crate) struct Producer {
+    pub(crate) lane: shm::QueueProducer,
+    /// The slot of the open (or escaped) loan: while it is held, every other call
+    /// refuses to run (`LoanOpen`), under the same lock as the call.
+    pub(crate) held: Option<HeldSlot>,
+}
 
 impl Receive for shm::QueueConsumer {
     fn receive(&mut self, out: &mut [u8], wait: Wait) -> Result<LaneFrame, LaneError> {
@@ -34,15 +44,29 @@ impl Receive for shm::QueueConsumer {
 #[pyclass(frozen, module = "tensorlane")]
 pub(crate) struct QueueProducer {
     pub(crate) info: LaneInfo,
-    pub(crate) handle: Handle<shm::QueueProducer>,
+    pub(crate) handle: Handle<Producer>,
+    pub(crate) escaped: Escaped,
 }
 
 impl QueueProducer {
     fn wrap(py: Python<'_>, producer: shm::QueueProducer, name: &str) -> PyResult<Self> {
         Ok(QueueProducer {
             info: LaneInfo::new(py, name, producer.spec(), producer.metadata())?,
-            handle: Handle::new(producer, "QueueProducer"),
+            handle: Handle::new(
+                Producer {
+                    lane: producer,
+                    held: None,
+                },
+                "QueueProducer",
+            ),
+            escaped: Mutex::new(None),
         })
+    }
+
+    /// Gives up the hold of an escaped loan once its views are gone (else
+    /// `LoanEscaped`).
+    fn settle(&self, py: Python<'_>) -> PyResult<()> {
+        settle(py, &self.escaped, &self.handle, |p| p.held = None)
     }
 
     fn push_until(
@@ -51,11 +75,17 @@ impl QueueProducer {
         array: &Bound<'_, PyAny>,
         deadline: Deadline,
     ) -> PyResult<u64> {
+        self.settle(py)?;
         let array = self.info.input(py, array)?;
         let bytes = Bytes::of(&array);
-        self.handle.wait(py, deadline, move |producer, wait| {
-            // SAFETY: `array` is alive for the call (held above); see the module
-            // rule of `arrays`.
+        self.handle.wait(py, deadline, move |p, wait| {
+            if p.held.is_some() {
+                return Err(loan_open());
+            }
+            let producer = &mut p.lane;
+            // SAFETY: `array` is alive for the call (held above) and is no loan's
+            // view of this lane (a loan would be open: refused above); see the
+            // module rule of `arrays`.
             let tensor = unsafe { bytes.get() };
             match wait {
                 Wait::Never => producer.try_push(tensor),
@@ -141,7 +171,7 @@ impl QueueProducer {
         timeout: Option<f64>,
         deadline: Option<f64>,
     ) -> PyResult<ProducerLoan> {
-        crate::loan::require_trust(slf.py(), trust_peers)?;
+        crate::loan::require_trust(trust_peers)?;
         Ok(ProducerLoan::new(
             slf.clone().unbind(),
             Deadline::from_args(timeout, deadline)?,
@@ -151,8 +181,7 @@ impl QueueProducer {
     /// Whether the consumer's process is alive.
     #[getter]
     fn consumer_alive(&self, py: Python<'_>) -> PyResult<bool> {
-        self.handle
-            .run(py, |producer| Ok(producer.consumer_alive()))
+        self.handle.run(py, |p| Ok(p.lane.consumer_alive()))
     }
 }
 
@@ -169,6 +198,15 @@ impl QueueProducer {
 pub(crate) struct QueueConsumer {
     pub(crate) info: LaneInfo,
     pub(crate) handle: Handle<Reader<shm::QueueConsumer>>,
+    pub(crate) escaped: Escaped,
+}
+
+impl QueueConsumer {
+    /// Gives up the hold of an escaped loan once its views are gone (else
+    /// `LoanEscaped`).
+    fn settle(&self, py: Python<'_>) -> PyResult<()> {
+        settle(py, &self.escaped, &self.handle, |c| c.held = None)
+    }
 }
 
 lane_common!(QueueConsumer);
@@ -194,6 +232,7 @@ impl QueueConsumer {
         Ok(QueueConsumer {
             info: LaneInfo::new(py, name, consumer.spec(), consumer.metadata())?,
             handle: Handle::new(Reader::new(consumer), "QueueConsumer"),
+            escaped: Mutex::new(None),
         })
     }
 
@@ -208,6 +247,7 @@ impl QueueConsumer {
         timeout: Option<f64>,
         deadline: Option<f64>,
     ) -> PyResult<Frame> {
+        self.settle(py)?;
         let deadline = Deadline::from_args(timeout, deadline)?;
         reader::receive(py, &self.handle, &self.info, out, deadline)
     }
@@ -215,6 +255,7 @@ impl QueueConsumer {
     /// `pop` without waiting: `Empty` if no item is waiting.
     #[pyo3(signature = (out=None))]
     fn try_pop(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Frame> {
+        self.settle(py)?;
         reader::receive(py, &self.handle, &self.info, out, Deadline::Now)
     }
 
@@ -240,7 +281,7 @@ impl QueueConsumer {
         timeout: Option<f64>,
         deadline: Option<f64>,
     ) -> PyResult<ConsumerLoan> {
-        crate::loan::require_trust(slf.py(), trust_peers)?;
+        crate::loan::require_trust(trust_peers)?;
         Ok(ConsumerLoan::new(
             slf.clone().unbind(),
             Deadline::from_args(timeout, deadline)?,
@@ -261,6 +302,7 @@ impl QueueConsumer {
     /// The next item, waiting without limit; the iteration ends once the producer
     /// is gone and the queue drained.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
+        self.settle(py)?;
         crate::reader::next_or_end(py, &self.handle, &self.info)
     }
 
@@ -273,15 +315,18 @@ impl QueueConsumer {
     }
 
     fn _fill(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        self.settle(py)?;
         reader::fill(py, &self.handle, &self.info, timeout)
     }
 
     fn _poll(&self, py: Python<'_>) -> PyResult<bool> {
+        self.settle(py)?;
         reader::poll(py, &self.handle, &self.info)
     }
 
     #[pyo3(signature = (out=None))]
     fn _take(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Frame>> {
+        self.settle(py)?;
         reader::take(py, &self.handle, &self.info, out)
     }
 }

@@ -10,16 +10,21 @@
 //!   got is the next read's.
 
 use crate::arrays::{Bytes, LaneInfo};
+use crate::errors::loan_open;
 use crate::frame::Frame;
 use crate::handle::{Deadline, Handle};
 use pyo3::prelude::*;
-use tensorlane_shm::{Frame as LaneFrame, LaneError, Wait};
+use tensorlane_shm::{Frame as LaneFrame, HeldSlot, LaneError, Wait};
 
 /// A lane handle that receives items (stream reader, queue consumer, topic
 /// subscriber).
 pub(crate) trait Receive: Send {
     /// Receives the next item into `out` (exactly one tensor), waiting as `wait` says.
     fn receive(&mut self, out: &mut [u8], wait: Wait) -> Result<LaneFrame, LaneError>;
+
+    /// Whether a newer item supersedes a pending one (a stream's latest value): a
+    /// read then returns the newer one, counting the pending one as missed.
+    const LATEST_WINS: bool = false;
 }
 
 /// A receiving handle and what it received for an awaitable.
@@ -27,6 +32,9 @@ pub(crate) struct Reader<L> {
     pub(crate) lane: L,
     pending: Option<LaneFrame>,
     staging: Vec<u8>,
+    /// The item an open (or escaped) loan holds in place (queues): while it is
+    /// held, every other read refuses to run (`LoanOpen`), under the same lock.
+    pub(crate) held: Option<HeldSlot>,
 }
 
 impl<L: Receive> Reader<L> {
@@ -35,12 +43,28 @@ impl<L: Receive> Reader<L> {
             lane,
             pending: None,
             staging: Vec::new(),
+            held: None,
         }
     }
 
     /// The pending item if any, else the next one from the lane.
     fn receive_into(&mut self, out: &mut [u8], wait: Wait) -> Result<LaneFrame, LaneError> {
+        if self.held.is_some() {
+            return Err(loan_open());
+        }
         if let Some(frame) = self.pending.take() {
+            if L::LATEST_WINS {
+                match self.lane.receive(out, Wait::Never) {
+                    Ok(newer) => {
+                        return Ok(LaneFrame {
+                            missed: newer.missed.saturating_add(1),
+                            ..newer
+                        })
+                    }
+                    Err(LaneError::Empty) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             out.copy_from_slice(&self.staging);
             return Ok(frame);
         }
@@ -50,6 +74,9 @@ impl<L: Receive> Reader<L> {
     /// Receives into the handle's buffer and keeps the item pending; `false` if
     /// nothing came in time.
     fn fill(&mut self, bytes: usize, wait: Wait) -> Result<bool, LaneError> {
+        if self.held.is_some() {
+            return Err(loan_open());
+        }
         if self.pending.is_some() {
             return Ok(true);
         }
@@ -87,7 +114,9 @@ pub(crate) fn receive<L: Receive>(
     let bytes = Bytes::of(&array);
     let frame = handle.wait(py, deadline, move |reader, wait| {
         // SAFETY: `array` outlives the call (held above) and was checked writeable
-        // and of one tensor's size; the module's rule keeps other threads off it.
+        // and of one tensor's size; the module rule of `arrays` keeps other threads
+        // off it, and it is no loan's view of this lane (an open loan refuses the
+        // call in `receive_into`, before any copy).
         reader.receive_into(unsafe { bytes.get_mut() }, wait)
     })?;
     Ok(Frame::new(frame, array.into_any().unbind()))

@@ -19,6 +19,8 @@ impl Receive for shm::StreamReader {
             Wait::Until(Some(deadline)) => self.read_new_deadline(out, deadline),
         }
     }
+
+    const LATEST_WINS: bool = true;
 }
 
 /// The writer of a stream: `StreamWriter.create(name, shape, dtype)`, then

@@ -18,7 +18,9 @@ async def receive(handle, out=None, timeout=None):
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     if handle._poll():
-        return handle._take(out)
+        frame = handle._take(out)
+        if frame is not None:  # else another thread took it: wait as below
+            return frame
     while True:
         remaining = SLICE_SECONDS if deadline is None else deadline - loop.time()
         if remaining <= 0:

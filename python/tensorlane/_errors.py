@@ -81,7 +81,12 @@ class LaneOSError(LaneError, OSError):
 
 
 class LoanEscaped(LaneError):
-    """A view of a loaned slot outlived its with block; the loan was not finished."""
+    """A view of a loaned slot outlived its with block; the loan was not finished, and
+    the handle keeps the slot (refusing other calls) until those views are gone."""
+
+
+class LoanOpen(LaneError, RuntimeError):
+    """A call on a handle whose loan is open: finish the with block first."""
 
 
 __all__ = [name for name, value in dict(globals()).items()

@@ -54,24 +54,124 @@ def test_an_exception_in_the_block_finishes_nothing(queue):
     assert consumer.pop(timeout=1).array[0] == 6  # still there
 
 
-def test_an_escaped_view_is_reported_and_the_loan_not_finished(queue):
+def test_an_escaped_view_keeps_the_slot_until_it_is_gone(queue):
     producer, consumer = queue
     kept = []
-    with pytest.raises(tl.LoanEscaped, match="not pushed"):
+    with pytest.raises(tl.LoanEscaped, match="outlived"):
         with producer.loan(trust_peers=True) as slot:
             slot[:] = 7
             kept.append(slot[1:])
+    # Nothing pushed, and the handle keeps the slot the view shows.
     with pytest.raises(tl.Empty):
         consumer.try_pop()
+    with pytest.raises(tl.LoanEscaped):
+        producer.push(np.full(4, 9, np.float32))
+    kept[0][:] = 13  # writes only this process's own, unpublished slot
     kept.clear()
-    with producer.loan(trust_peers=True) as slot:
-        memoryview(slot)  # a view that does not outlive the block is fine
-        slot[:] = 8
+    producer.push(np.full(4, 9, np.float32))  # the views are gone: the slot is free
+    assert list(consumer.pop(timeout=1).array) == [9, 9, 9, 9]
+
+
+def test_an_escape_is_caught_when_the_block_raises_too(queue):
+    producer, consumer = queue
+    kept = []
+    with pytest.raises(KeyError):
+        with producer.loan(trust_peers=True) as slot:
+            kept.append(slot[:])
+            raise KeyError("stop")
+    with pytest.raises(tl.LoanEscaped):
+        producer.push(np.zeros(4, np.float32))
+    kept.clear()
+    producer.push(np.full(4, 3, np.float32))
+    assert consumer.pop(timeout=1).array[0] == 3
+
+
+def test_rebinding_the_name_to_a_view_is_an_escape(queue):
+    producer, consumer = queue
+    with pytest.raises(tl.LoanEscaped):
+        with producer.loan(trust_peers=True) as slot:
+            slot = slot.reshape(2, 2)
+            slot[...] = 6
+    assert slot.base is not None  # the view still exists, over an unpublished slot
+    with pytest.raises(tl.Empty):
+        consumer.try_pop()
+    del slot
+    producer.push(np.ones(4, np.float32))
+    assert consumer.pop(timeout=1).array[0] == 1
+
+
+def test_a_consumer_view_that_escapes_keeps_the_item(queue):
+    producer, consumer = queue
+    producer.push(np.full(4, 8, np.float32))
+    kept = []
     with pytest.raises(tl.LoanEscaped, match="not removed"):
         with consumer.loan(trust_peers=True) as frame:
             kept.append(frame.array.reshape(2, 2))
+    with pytest.raises(tl.LoanEscaped):
+        consumer.try_pop()
+    producer.push(np.full(4, 5, np.float32))  # cannot reach the held item's slot
+    assert kept[0][0, 0] == 8
     kept.clear()
-    assert consumer.pop(timeout=1).array[0] == 8
+    assert [consumer.pop(timeout=1).array[0] for _ in range(2)] == [8, 5]
+
+
+def test_other_calls_wait_for_the_loan(queue):
+    producer, consumer = queue
+    with producer.loan(trust_peers=True) as slot:
+        slot[:] = 1
+        with pytest.raises(tl.LoanOpen):
+            producer.push(np.zeros(4, np.float32))
+        with pytest.raises(tl.LoanOpen):
+            with producer.loan(trust_peers=True):
+                pass
+    producer.push(np.full(4, 2, np.float32))
+    with consumer.loan(trust_peers=True) as frame:
+        with pytest.raises(tl.LoanOpen):
+            consumer.try_pop()
+        assert frame.array[0] == 1
+    assert consumer.pop(timeout=1).array[0] == 2
+
+
+def test_a_loan_never_exited_ends_when_dropped(queue):
+    producer, consumer = queue
+    loan = producer.loan(trust_peers=True)
+    slot = loan.__enter__()
+    slot[:] = 4
+    del loan  # no __exit__: ended as a block that raised, nothing pushed
+    assert slot.size == 0 and not slot.flags.writeable
+    with pytest.raises(tl.Empty):
+        consumer.try_pop()
+    producer.push(np.full(4, 5, np.float32))
+    assert consumer.pop(timeout=1).array[0] == 5
+
+
+def test_a_detached_scalar_view_reads_its_own_zeros(lane):
+    producer = tl.QueueProducer.create(lane, (8,), np.float32, capacity=2)
+    with producer.loan(trust_peers=True) as slot:
+        slot[:] = 1
+        slot.dtype = "V32"
+        slot.shape = ()
+    assert slot.tobytes() == bytes(32)
+
+
+def test_closing_after_a_loan_gives_the_role_back(lane):
+    producer = tl.QueueProducer.create(lane, (4,), np.float32, capacity=2)
+    with producer.loan(trust_peers=True) as slot:
+        slot[:] = 1
+    producer.close()
+    tl.QueueProducer.take_over(lane)  # `slot` (detached) holds no role
+    assert slot.size == 0
+
+
+def test_an_item_received_by_a_cancelled_awaitable_comes_first(queue):
+    producer, consumer = queue
+    producer.push(np.full(4, 1, np.float32))
+    producer.push(np.full(4, 2, np.float32))
+    assert consumer._fill(0.0)  # what a cancelled pop_async leaves pending
+    with consumer.loan(trust_peers=True) as frame:
+        assert frame.seq == 1 and frame.array[0] == 1
+    with consumer.loan(trust_peers=True) as frame:
+        assert frame.seq == 2 and frame.array[0] == 2
 
 
 def test_loan_waits_for_space_with_a_timeout(queue):
