@@ -242,3 +242,97 @@ pub extern "C" fn tl_status_name(status: i32) -> *const c_char {
     };
     name.as_ptr()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+    use std::io;
+
+    fn last() -> String {
+        // SAFETY: a NUL-terminated string valid until the next failure here.
+        unsafe { CStr::from_ptr(tl_last_error_message()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_is_a_status_with_its_message() {
+        let status = call(|| panic!("seeded failure {}", 7));
+        assert_eq!(status, TL_ERR_PANIC);
+        assert!(last().contains("seeded failure 7"), "{}", last());
+        let status = call(|| std::panic::panic_any(42u8));
+        assert_eq!(status, TL_ERR_PANIC);
+        assert!(last().contains("without a message"), "{}", last());
+        assert_eq!(call(|| Ok(())), TL_OK);
+    }
+
+    #[test]
+    fn a_message_with_a_nul_is_kept() {
+        assert_eq!(
+            call(|| Err(Failure::new(TL_ERR_OTHER, "a\0b"))),
+            TL_ERR_OTHER
+        );
+        assert_eq!(last(), "a\u{fffd}b");
+    }
+
+    /// The variants a C test cannot provoke in one process: each has its code.
+    #[test]
+    fn lane_errors_map_to_their_groups() {
+        let os = || io::Error::from_raw_os_error(12);
+        let cases = [
+            (LaneError::TooLarge, TL_ERR_INVALID_ARGUMENT),
+            (
+                LaneError::NoSpace {
+                    name: "x".into(),
+                    needed: 1,
+                    available: None,
+                },
+                TL_ERR_NO_SPACE,
+            ),
+            (
+                LaneError::PermissionDenied("x".into()),
+                TL_ERR_PERMISSION_DENIED,
+            ),
+            (
+                LaneError::ForeignOwner {
+                    name: "x".into(),
+                    owner: 0,
+                },
+                TL_ERR_PERMISSION_DENIED,
+            ),
+            (LaneError::NotRegular("x".into()), TL_ERR_CORRUPT),
+            (
+                LaneError::MemoryLock {
+                    name: "x".into(),
+                    bytes: 1,
+                    limit: None,
+                    source: os(),
+                },
+                TL_ERR_MEMORY_LOCK_REFUSED,
+            ),
+            (LaneError::Evicted, TL_ERR_EVICTED),
+            (LaneError::WriterGone, TL_ERR_WRITER_GONE),
+            (LaneError::Stalled, TL_ERR_STALLED),
+            (
+                LaneError::Io {
+                    name: "x".into(),
+                    what: "mmap".into(),
+                    source: os(),
+                },
+                TL_ERR_OS,
+            ),
+            (LaneError::Other("later".into()), TL_ERR_OTHER),
+            (
+                LaneError::WrongSize {
+                    expected: 1,
+                    found: 2,
+                },
+                TL_ERR_BUFFER_SIZE,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(status_of(&error), status, "{error}");
+        }
+    }
+}
