@@ -4,6 +4,8 @@
 //! wrong kind or tensor, role taken, table full, corrupt segment). Each failure also
 //! leaves a message for `tl_last_error_message`, and a failed call consumes
 //! nothing.
+// The lanes are compiled out under the checkers' features (see tensorlane-shm).
+#![cfg(not(any(feature = "loom", feature = "shuttle")))]
 
 mod common;
 

@@ -8,6 +8,8 @@
 //! peer queue-write NAME COUNT    create a queue (capacity 4), push COUNT items
 //! peer queue-read NAME COUNT     open a queue, pop COUNT items, check each
 //! peer topic-read NAME COUNT     join a topic (lossless), receive COUNT items, check
+//! peer topic-write NAME COUNT    create a topic (capacity: the power of two above
+//!                                COUNT, at least 4), publish COUNT items 1 ms apart
 //! ```
 //! What a writer wrote stays in its lane after it exits; `topic-read` prints
 //! `joined` once subscribed, for the publisher to wait for.
@@ -68,6 +70,21 @@ fn run(verb: &str, name: &str, count: u64) -> Result<(), Box<dyn std::error::Err
             for i in 0..count {
                 let frame = subscriber.recv_elements_timeout(&mut out, TIMEOUT)?;
                 check("topic", i, &frame, &out)?;
+            }
+        }
+        "topic-write" => {
+            // Room for every item and one more: a lossless subscriber that joins late
+            // with `history = COUNT` still gets them all, whatever the timing (a
+            // lossless join gives up the oldest slot of a full ring).
+            let capacity = usize::try_from(count)?
+                .checked_add(1)
+                .ok_or("COUNT too large")?
+                .next_power_of_two()
+                .max(4);
+            let mut publisher = TopicPublisher::create(name, &spec, capacity, 4)?;
+            for i in 0..count {
+                publisher.publish_elements_timeout(&tensor(i), TIMEOUT)?;
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
         other => return Err(format!("unknown verb {other:?}").into()),
