@@ -17,8 +17,9 @@ else
 fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/tensorlane" "$prefix/include"
-install -m 644 "$target/$profile/libtensorlane.a" "$prefix/lib/"
-install -m 755 "$target/$profile/libtensorlane.so" "$prefix/lib/"
+# The crate's artefacts (libtensorlane_capi) under the library's name.
+install -m 644 "$target/$profile/libtensorlane_capi.a" "$prefix/lib/libtensorlane.a"
+install -m 755 "$target/$profile/libtensorlane_capi.so" "$prefix/lib/libtensorlane.so"
 install -m 644 include/tensorlane.h include/tensorlane.hpp "$prefix/include/"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" capi/tensorlane.pc.in \
     >"$prefix/lib/pkgconfig/tensorlane.pc"

@@ -1,10 +1,10 @@
 //! The C ABI of tensorlane's shared-memory lanes: `libtensorlane.so` /
-//! `libtensorlane.a`, declared by `include/tensorlane.h` (generated from this crate by
+//! `libtensorlane.a` (installed by `capi/install.sh`), declared by `include/tensorlane.h` (generated from this crate by
 //! cbindgen) and wrapped for C++17 by `include/tensorlane.hpp`.
 //!
 //! Every function forwards to `tensorlane-shm`; nothing of the protocol is
 //! implemented twice. The rules of the boundary, each kept in one module:
-//! - every `extern "C"` function runs inside [`status::call`], which catches panics
+//! - every `extern "C"` function runs inside `status::call`, which catches panics
 //!   and records the message of a failure for `tl_last_error_message` (`status`);
 //! - pointers from C are checked before use: null, alignment of typed pointers,
 //!   buffer length equal to the lane's tensor bytes, UTF-8 names (`args`);

@@ -2,7 +2,7 @@
 //! and the thread-local message of the last failure.
 //!
 //! Invariants: every `extern "C"` function of this crate runs its body through
-//! [`call`]; a failure (an error or a caught panic) stores its message for
+//! `call`; a failure (an error or a caught panic) stores its message for
 //! [`tl_last_error_message`] before the status is returned, and a success leaves the
 //! stored message as it is. Storing the message never panics.
 

@@ -12,8 +12,8 @@ mod common;
 use common::*;
 use std::ffi::{c_void, CStr};
 use std::ptr::{null, null_mut};
-use tensorlane::tl_status::*;
-use tensorlane::*;
+use tensorlane_capi::tl_status::*;
+use tensorlane_capi::*;
 
 /// An 8-byte-aligned buffer, to make misaligned typed pointers from.
 #[repr(align(8))]

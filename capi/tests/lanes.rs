@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use std::ffi::c_void;
 use std::ptr::{null, null_mut};
-use tensorlane::tl_status::*;
-use tensorlane::*;
+use tensorlane_capi::tl_status::*;
+use tensorlane_capi::*;
 
 #[test]
 #[cfg_attr(miri, ignore = "shared memory")]

@@ -5,7 +5,7 @@
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU32, Ordering};
-use tensorlane::*;
+use tensorlane_capi::*;
 
 /// A lane name unique to this process and test, unlinked when dropped.
 pub struct Name(pub CString);
