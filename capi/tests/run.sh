@@ -115,6 +115,45 @@ else
     echo "SKIPPED: Eigen is not installed (apt-get install libeigen3-dev); the Eigen example was not built or run"
 fi
 
+# Canaries: each example, run against a broken writer, must fail with the message
+# that names the bug (as `#[should_panic(expected = ...)]` does for the checkers).
+must_fail() {
+    local expected=$1
+    shift
+    if "$@" >"$work/out" 2>&1; then
+        echo "canary not caught: $* passed"
+        exit 1
+    fi
+    if ! grep -q -- "$expected" "$work/out"; then
+        echo "canary caught for another reason: $* said:"
+        cat "$work/out"
+        exit 1
+    fi
+    echo "caught: $(grep -m1 -- "$expected" "$work/out")"
+}
+echo "--- canaries: the examples against broken writers"
+name=$(lane canary-skewed)
+"$peer" queue-write-skewed "$name" 4 >/dev/null
+must_fail "seq 1 holds 1" "$bin/reader" queue "$name" 4
+if [ -n "$eigen" ]; then
+    name=$(lane canary-eigen)
+    "$peer" queue-write-skewed "$name" 4 >/dev/null
+    must_fail "item 0 is not the expected matrix" "$bin/eigen_consumer" "$name" 4
+fi
+# A writer that stops one item short: every reader notices the lost item.
+name=$(lane canary-short-queue)
+"$peer" queue-write "$name" 3 >/dev/null
+must_fail ": TL_ERR_WRITER_GONE" "$bin/reader" queue "$name" 4
+name=$(lane canary-short-stream)
+"$peer" stream-write "$name" 3 >/dev/null
+must_fail "the last value is seq 3, not 4" "$bin/reader" stream "$name" 4
+name=$(lane canary-short-topic)
+"$peer" topic-write "$name" 3 >/dev/null
+must_fail "TL_ERR_WRITER_GONE" "$bin/topic_subscriber" "$name" 4
+name=$(lane canary-short-c)
+"$bin/queue_writer" "$name" 3 >/dev/null
+must_fail "writer side is gone" "$peer" queue-read "$name" 4
+
 echo "--- CMake: find_package(tensorlane) and its imported targets"
 if command -v cmake >/dev/null; then
     cmake -S capi/tests/cmake -B "$work/cmake" -DCMAKE_PREFIX_PATH="$work/prefix" \

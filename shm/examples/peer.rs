@@ -10,6 +10,10 @@
 //! peer topic-read NAME COUNT     join a topic (lossless), receive COUNT items, check
 //! peer topic-write NAME COUNT    create a topic (capacity: the power of two above
 //!                                COUNT, at least 4), publish COUNT items 1 ms apart
+//! peer queue-write-skewed NAME COUNT
+//!                                a broken producer, for the canaries of the C and
+//!                                C++ examples: as queue-write, but every element is
+//!                                the index plus one
 //! ```
 //! What a writer wrote stays in its lane after it exits; `topic-read` prints
 //! `joined` once subscribed, for the publisher to wait for.
@@ -46,10 +50,11 @@ fn run(verb: &str, name: &str, count: u64) -> Result<(), Box<dyn std::error::Err
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        "queue-write" => {
+        "queue-write" | "queue-write-skewed" => {
+            let skew = u64::from(verb == "queue-write-skewed");
             let mut producer = QueueProducer::create(name, &spec, 4)?;
             for i in 0..count {
-                producer.push_elements_timeout(&tensor(i), TIMEOUT)?;
+                producer.push_elements_timeout(&tensor(i + skew), TIMEOUT)?;
             }
             // The items stay in the lane after this process exits: the consumer
             // drains them, then gets `WriterGone`.
