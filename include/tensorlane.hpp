@@ -12,8 +12,10 @@
 //   (TL_ERR_BUFFER_SIZE otherwise).
 // - Loans (QueueProducer::loan, QueueConsumer::loan) lend a queue slot in place; the
 //   Loan object commits or releases explicitly, and gives the slot back (cancels) if
-//   destroyed first. Loans trust every process writing the lane to follow the
-//   layout, as the C and Rust loans do.
+//   destroyed first (harmless after its handle was closed: handles are tokens, and
+//   the cancel then finds it closed). Loans trust every process writing the lane
+//   to follow the layout, as the C and Rust loans do. Lent bytes are aligned to 8
+//   bytes.
 //
 // Link with -ltensorlane (pkg-config --libs tensorlane, or CMake's
 // find_package(tensorlane) and the target tensorlane::tensorlane).
@@ -262,7 +264,7 @@ public:
     }
     /// Copies the latest value; empty if nothing was written yet.
     template <class C>
-    std::optional<Frame> read(C& out) {
+    std::optional<Frame> read(C&& out) {
         Frame f{};
         if (!detail::check_ready(tl_stream_reader_read(h_.get(), detail::bytes_of_mut(out),
                                                        detail::size_of(out), &f))) {
@@ -272,7 +274,7 @@ public:
     }
     /// Waits for a value newer than the last one returned; empty when time ran out.
     template <class C, class Rep = std::int64_t, class Period = std::nano>
-    std::optional<Frame> read_new(C& out,
+    std::optional<Frame> read_new(C&& out,
                                   std::chrono::duration<Rep, Period> timeout = forever) {
         Frame f{};
         if (!detail::check_ready(tl_stream_reader_read_new(h_.get(), detail::bytes_of_mut(out),
@@ -433,7 +435,7 @@ public:
     }
     /// Pops the next item into `out`; empty when time ran out.
     template <class C, class Rep = std::int64_t, class Period = std::nano>
-    std::optional<Frame> pop(C& out, std::chrono::duration<Rep, Period> timeout = forever) {
+    std::optional<Frame> pop(C&& out, std::chrono::duration<Rep, Period> timeout = forever) {
         Frame f{};
         if (!detail::check_ready(tl_queue_consumer_pop(h_.get(), detail::bytes_of_mut(out),
                                                        detail::size_of(out),
@@ -524,7 +526,7 @@ public:
     }
     /// Receives the next item into `out`; empty when time ran out.
     template <class C, class Rep = std::int64_t, class Period = std::nano>
-    std::optional<Frame> recv(C& out, std::chrono::duration<Rep, Period> timeout = forever) {
+    std::optional<Frame> recv(C&& out, std::chrono::duration<Rep, Period> timeout = forever) {
         Frame f{};
         if (!detail::check_ready(tl_topic_subscriber_recv(h_.get(), detail::bytes_of_mut(out),
                                                           detail::size_of(out),

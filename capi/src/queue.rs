@@ -149,7 +149,8 @@ pub unsafe extern "C" fn tl_queue_producer_push(
 /// Waits (see the timeout convention) for a free slot and lends its tensor bytes:
 /// `*data` receives their address, `*len` (if `len` is not NULL) their number. Write
 /// the tensor there, then `tl_queue_producer_commit`. The slot is not zeroed.
-/// Lending again before committing lends the same slot.
+/// Lending again before committing lends the same slot; a failed call leaves no
+/// loan open. The bytes are aligned to 8 bytes.
 ///
 /// # Safety
 /// `data` is NULL or points to a writable `void*`; `len` is NULL or points to a
@@ -305,7 +306,7 @@ pub unsafe extern "C" fn tl_queue_consumer_pop(
 /// `*data` receives the address of its tensor bytes, `*len` (if not NULL) their
 /// number, `*frame` (if not NULL) its metadata. Read it there, then
 /// `tl_queue_consumer_release` removes it. Lending again before releasing lends the
-/// same item.
+/// same item; a failed call leaves no loan open. The bytes are aligned to 8 bytes.
 ///
 /// # Safety
 /// `data` is NULL or points to a writable `const void*`; `len` is NULL or points to

@@ -180,6 +180,7 @@ fn queue_copies_and_loans_in_order() {
                     producer, TL_FOREVER, &mut data, &mut len,
                 ));
                 assert_eq!(len, 48);
+                assert_eq!(data.addr() % 8, 0, "lent bytes are aligned to 8 bytes");
                 // Lending again lends the same slot.
                 let mut same: *mut c_void = null_mut();
                 ok(tl_queue_producer_loan(producer, 0, &mut same, null_mut()));
@@ -211,6 +212,7 @@ fn queue_copies_and_loans_in_order() {
                     &mut frame,
                 ));
                 assert_eq!(len, 48);
+                assert_eq!(data.addr() % 8, 0, "lent bytes are aligned to 8 bytes");
                 assert_eq!(std::slice::from_raw_parts(data.cast::<f64>(), 6), &tensor);
                 if i == 4 {
                     // Cancelling leaves the item at the head.
