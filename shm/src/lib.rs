@@ -27,6 +27,7 @@
 #[cfg(feature = "ndarray")]
 pub mod array;
 mod clock;
+pub mod conformance;
 mod dtype;
 mod element;
 mod error;

@@ -209,6 +209,12 @@ impl QueueProducer {
         &self.segment.info().metadata
     }
 
+    /// Sequence number the next push will have (the items pushed so far, plus 1). A
+    /// producer that took over continues from the last item its predecessor pushed.
+    pub fn next_seq(&self) -> u64 {
+        self.producer.tail().wrapping_add(1)
+    }
+
     /// Whether a live process holds the consumer role.
     pub fn consumer_alive(&self) -> bool {
         self.segment.role_alive(CONSUMER_ROLE).unwrap_or(false)

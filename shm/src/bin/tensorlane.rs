@@ -8,6 +8,7 @@
 //! tensorlane unlink NAME...
 //! tensorlane purge [--dry-run]
 //! tensorlane demo [--items N] [--consumers K] [--size BYTES]
+//! tensorlane conformance write|verify|subscribe|vectors ... (docs/CONFORMANCE.md)
 //! ```
 //!
 //! Inspection (`list`, `inspect`, `watch`) takes no role and stores nothing to a lane:
@@ -36,6 +37,9 @@ mod cli;
 #[cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 #[path = "tensorlane/commands.rs"]
 mod commands;
+#[cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
+#[path = "tensorlane/conformance.rs"]
+mod conformance;
 #[cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 #[path = "tensorlane/demo.rs"]
 mod demo;

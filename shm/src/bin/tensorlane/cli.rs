@@ -1,6 +1,6 @@
 //! Command-line syntax and dispatch.
 
-use crate::{commands, demo};
+use crate::{commands, conformance, demo};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -61,6 +61,13 @@ enum Command {
     },
     /// Publish a topic to subscriber processes and check what each one received.
     Demo(demo::DemoArgs),
+    /// The reference peer for ports: write, verify and subscribe to the conformance
+    /// sequence, die at a chosen step, and write the golden vectors
+    /// (docs/CONFORMANCE.md).
+    Conformance {
+        #[command(subcommand)]
+        verb: conformance::Verb,
+    },
     /// A process of the demo (started by `demo`).
     #[command(hide = true)]
     DemoRole {
@@ -123,6 +130,7 @@ pub fn main() -> ExitCode {
         } => commands::purge(dry_run, min_age, &names),
         Command::Demo(args) => demo::run(&args),
         Command::DemoRole { role } => demo::run_role(role),
+        Command::Conformance { verb } => conformance::run(verb),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
