@@ -1196,3 +1196,63 @@ fn opener_rejects_what_the_document_says() {
     write(&original);
     assert!(opens());
 }
+
+/// The column of a system-interface table for the architecture of this build.
+fn this_arch() -> &'static str {
+    if cfg!(target_arch = "x86_64") {
+        "x86_64"
+    } else if cfg!(target_arch = "aarch64") {
+        "aarch64"
+    } else {
+        ""
+    }
+}
+
+#[test]
+fn system_call_tables_match_this_architecture() {
+    let arch = this_arch();
+    if arch.is_empty() {
+        return; // The document covers x86_64 and aarch64 only.
+    }
+    let futex: Vec<(&str, i64)> = vec![
+        ("SYS_futex", libc::SYS_futex),
+        ("FUTEX_WAIT", libc::FUTEX_WAIT.into()),
+        ("FUTEX_WAKE", libc::FUTEX_WAKE.into()),
+        ("FUTEX_PRIVATE_FLAG", libc::FUTEX_PRIVATE_FLAG.into()),
+    ];
+    let fcntl: Vec<(&str, i64)> = vec![
+        ("SYS_fcntl", libc::SYS_fcntl),
+        ("F_OFD_GETLK", libc::F_OFD_GETLK.into()),
+        ("F_OFD_SETLK", libc::F_OFD_SETLK.into()),
+        ("F_OFD_SETLKW", libc::F_OFD_SETLKW.into()),
+        ("F_RDLCK", libc::F_RDLCK.into()),
+        ("F_WRLCK", libc::F_WRLCK.into()),
+        ("F_UNLCK", libc::F_UNLCK.into()),
+        ("SEEK_SET", libc::SEEK_SET.into()),
+        ("EAGAIN", libc::EAGAIN.into()),
+        ("EACCES", libc::EACCES.into()),
+    ];
+    for (name, expected) in [("futex-calls", futex), ("fcntl", fcntl)] {
+        let t = table(name);
+        assert_eq!(t.rows.len(), expected.len(), "table {name}: rows");
+        for (constant, value) in expected {
+            let row = t.row("name", constant);
+            assert_eq!(
+                t.num(row, arch) as i64,
+                value,
+                "table {name}: {constant} on {arch}"
+            );
+        }
+    }
+    check_layout(
+        &table("flock"),
+        Some(size_of::<libc::flock>()),
+        &[
+            ("l_type", offset_of!(libc::flock, l_type), Some(2)),
+            ("l_whence", offset_of!(libc::flock, l_whence), Some(2)),
+            ("l_start", offset_of!(libc::flock, l_start), Some(8)),
+            ("l_len", offset_of!(libc::flock, l_len), Some(8)),
+            ("l_pid", offset_of!(libc::flock, l_pid), Some(4)),
+        ],
+    );
+}
