@@ -199,3 +199,58 @@ fn the_real_opener_gives_each_vector_its_verdict() {
         assert!(rejected_codes.contains(code), "no vector for {code}");
     }
 }
+
+#[test]
+fn the_worked_example_of_the_document_is_the_sequence() {
+    let doc = include_str!("../../docs/CONFORMANCE.md");
+    let rows: Vec<Vec<&str>> = doc
+        .lines()
+        .skip_while(|l| l.trim() != "<!-- conformance:sequence -->")
+        .skip(3)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "the worked example has 6 rows");
+    let element = |case: &str, item: u64, k: usize| {
+        let spec = Case::named(case).unwrap().spec().unwrap();
+        let size = spec.dtype().size();
+        conformance::tensor(&spec, item)[k * size..(k + 1) * size].to_vec()
+    };
+    for row in rows {
+        let (item, k): (u64, u64) = (row[0].parse().unwrap(), row[1].parse().unwrap());
+        let word = u64::from_str_radix(row[2].trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(conformance::word(item, k), word, "{row:?}");
+        let k = k as usize;
+        assert_eq!(
+            element("uint8", item, k),
+            [row[3].parse::<u8>().unwrap()],
+            "{row:?}"
+        );
+        assert_eq!(
+            element("int16", item, k),
+            row[4].parse::<i16>().unwrap().to_le_bytes(),
+            "{row:?}"
+        );
+        assert_eq!(
+            element("bool", item, k),
+            [row[5].parse::<u8>().unwrap()],
+            "{row:?}"
+        );
+        assert_eq!(
+            element("float64", item, k),
+            row[6].parse::<f64>().unwrap().to_le_bytes(),
+            "{row:?}"
+        );
+        let c = element("complex128", item, k);
+        assert_eq!(
+            c[..8],
+            row[6].parse::<f64>().unwrap().to_le_bytes(),
+            "{row:?}"
+        );
+        assert_eq!(
+            c[8..],
+            row[7].parse::<f64>().unwrap().to_le_bytes(),
+            "{row:?}"
+        );
+    }
+}

@@ -302,7 +302,13 @@ fn reject(file: &str, bytes: Vec<u8>, error: &str, rule: &'static str) -> Vector
 
 /// A metadata vector: file, area bytes, area checksum (None: the right one), error
 /// code, rule.
-type MetadataRule = (&'static str, Vec<u8>, Option<u64>, &'static str, &'static str);
+type MetadataRule = (
+    &'static str,
+    Vec<u8>,
+    Option<u64>,
+    &'static str,
+    &'static str,
+);
 
 /// Every golden vector, in manifest order.
 pub fn all() -> Vec<Vector> {
