@@ -135,6 +135,15 @@ fn attempt_next<'a>(
     }
 }
 
+/// After a pop: wakes a producer waiting for room if a slot was freed, by an item
+/// taken or by one of the wrong length removed (`Corrupt`).
+fn notify_freed<T>(segment: &Segment, popped: Result<T, LaneError>) -> Result<T, LaneError> {
+    if matches!(popped, Ok(_) | Err(LaneError::Corrupt(_))) {
+        segment.header().space.notify();
+    }
+    popped
+}
+
 fn role_taken(segment: &Segment, role: &'static str) -> LaneError {
     LaneError::RoleTaken {
         name: segment.name().to_string(),
@@ -514,9 +523,8 @@ impl QueueConsumer {
                 peek.release();
                 Ok(frame)
             })
-        })?;
-        segment.header().space.notify();
-        Ok(frame)
+        });
+        notify_freed(segment, frame)
     }
 
     /// Hands the next item to `read` in place (zero-copy), then removes it; waits
@@ -601,8 +609,7 @@ impl QueueConsumer {
                 peek.release();
                 Ok(out)
             })
-        })?;
-        segment.header().space.notify();
-        Ok(out)
+        });
+        notify_freed(segment, out)
     }
 }

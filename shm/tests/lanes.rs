@@ -314,3 +314,34 @@ fn queue_slots_held_across_calls() {
         ));
     }
 }
+
+#[test]
+fn removing_an_item_of_impossible_length_wakes_a_waiting_producer() {
+    use std::os::unix::fs::FileExt;
+    use tensorlane_shm::header::Futex;
+    let name = unique("badlen-wake");
+    let _cleanup = Unlink(name.clone());
+    let spec = TensorSpec::bytes(64).unwrap();
+    let mut producer = QueueProducer::create(&name, &spec, 2).unwrap();
+    let mut consumer = QueueConsumer::open(&name).unwrap();
+    producer.try_push(&[1; 64]).unwrap();
+    producer.try_push(&[2; 64]).unwrap();
+    // Item 0 gets a length the lane cannot carry (as in the test above).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/tensorlane.{name}"))
+        .unwrap();
+    file.write_at(&40u64.to_le_bytes(), 1024 + 384 + 8).unwrap();
+    let waiter =
+        std::thread::spawn(move || producer.push_timeout(&[3; 64], Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(300)); // asleep on the space futex by now
+    let before = Futex::wake_calls();
+    assert!(matches!(
+        consumer.try_pop(&mut [0; 64]),
+        Err(LaneError::Corrupt(_))
+    ));
+    // The removal freed a slot and woke the producer (a FUTEX_WAKE), rather than
+    // leaving it to its next timed check.
+    assert!(Futex::wake_calls() > before, "the removal woke nobody");
+    assert_eq!(waiter.join().unwrap().unwrap(), 3);
+}

@@ -281,8 +281,7 @@ impl QueueConsumer {
                 Ok(0) => None,
                 result => Some(result),
             }
-        })?;
-        segment.header().space.notify();
-        Ok(popped)
+        });
+        super::notify_freed(segment, popped)
     }
 }

@@ -168,7 +168,7 @@ impl QueueConsumer {
         let segment = self.segment.clone();
         let consumer = &mut self.consumer;
         let mut polls = 0;
-        let (frame, address) = wait(&segment.header().data, wait_for, LaneError::Empty, || {
+        let held = wait(&segment.header().data, wait_for, LaneError::Empty, || {
             super::attempt_next(consumer, &segment, expected, &mut polls, wait_for).map(|peek| {
                 let peek = peek?;
                 let frame = frame_of(&peek);
@@ -180,7 +180,15 @@ impl QueueConsumer {
                 // Not released: the item stays at the head until `release_held`.
                 Ok((frame, address))
             })
-        })?;
+        });
+        // An item of the wrong length was removed (`Corrupt`): a slot was freed.
+        let (frame, address) = match held {
+            Err(e @ LaneError::Corrupt(_)) => {
+                segment.header().space.notify();
+                return Err(e);
+            }
+            other => other?,
+        };
         let held = HeldSlot {
             bytes: address,
             len: expected - FRAME_BYTES,
