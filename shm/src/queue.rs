@@ -224,6 +224,12 @@ impl QueueProducer {
         self.producer.tail().wrapping_add(1)
     }
 
+    /// Sets the frame id the next push carries; later pushes count on from it (a
+    /// replay of a recording keeps the recorded ids this way).
+    pub fn set_next_frame(&mut self, frame_id: u64) {
+        self.next_frame = frame_id;
+    }
+
     /// Whether a live process holds the consumer role.
     pub fn consumer_alive(&self) -> bool {
         self.segment.role_alive(CONSUMER_ROLE).unwrap_or(false)

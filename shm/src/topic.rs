@@ -158,6 +158,22 @@ impl TopicPublisher {
         self.producer.tail()
     }
 
+    /// Sets the frame id the next publish carries; later publishes count on from it
+    /// (a replay of a recording keeps the recorded ids this way).
+    pub fn set_next_frame(&mut self, frame_id: u64) {
+        self.next_frame = frame_id;
+    }
+
+    /// Subscriber table entries that are joined now (lossless or lossy): a snapshot,
+    /// stale as soon as it is returned.
+    pub fn active_subscribers(&self) -> usize {
+        let ring = ring(&self.segment);
+        (0..self.segment.info().subscribers)
+            .filter_map(|index| ring.subscriber(index))
+            .filter(|entry| entry.state == tensorlane_core::entry::ACTIVE)
+            .count()
+    }
+
     /// Publishes `tensor` (exactly one tensor's bytes), waiting without limit while
     /// a live lossless subscriber holds the slot to overwrite. Dead subscribers in
     /// the way are evicted. Returns the item's sequence number (the n-th item
