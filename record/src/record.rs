@@ -41,7 +41,8 @@ pub struct RecordOptions {
     pub lanes: Vec<String>,
     /// The MCAP file to write.
     pub output: PathBuf,
-    /// Topics: a lossless subscriber (the publisher waits for the recorder).
+    /// Topics: a lossless subscriber (the publisher waits for the recorder). Streams
+    /// are read with `read_new` either way.
     pub lossless: bool,
     /// Topics: the lossy subscriber's lag bound (default: the topic's capacity).
     pub lag: Option<u64>,
@@ -108,13 +109,17 @@ impl From<mcap::McapError> for RecordError {
 enum Source {
     Stream(StreamReader),
     Queue(QueueConsumer),
-    Topic(TopicSubscriber),
+    Topic(Box<TopicSubscriber>),
 }
 
 impl Source {
     /// Opens `name` as its kind asks; returns the source and how it reads.
     fn open(name: &str, lossless: bool, lag: Option<u64>) -> Result<(Source, String), LaneError> {
-        let kind = Segment::open(&LaneName::new(name)?)?.info().kind;
+        // The kind and capacity, read without taking a role.
+        let (kind, count) = {
+            let segment = Segment::open(&LaneName::new(name)?)?;
+            (segment.info().kind, segment.info().count)
+        };
         Ok(match kind {
             Kind::Stream => (
                 Source::Stream(StreamReader::open(name)?),
@@ -125,14 +130,19 @@ impl Source {
                 "queue consumer".into(),
             ),
             Kind::Topic if lossless => (
-                Source::Topic(TopicSubscriber::open(name, SubscribeOptions::lossless())?),
+                Source::Topic(Box::new(TopicSubscriber::open(
+                    name,
+                    SubscribeOptions::lossless(),
+                )?)),
                 "lossless subscriber".into(),
             ),
             Kind::Topic => {
-                let peek = Segment::open(&LaneName::new(name)?)?;
-                let lag = lag.unwrap_or(peek.info().count as u64).max(1);
+                let lag = lag.unwrap_or(count as u64).max(1);
                 (
-                    Source::Topic(TopicSubscriber::open(name, SubscribeOptions::lossy(lag))?),
+                    Source::Topic(Box::new(TopicSubscriber::open(
+                        name,
+                        SubscribeOptions::lossy(lag),
+                    )?)),
                     format!("lossy subscriber (lag {lag})"),
                 )
             }
@@ -246,10 +256,10 @@ pub fn record(options: &RecordOptions) -> Result<Vec<LaneStats>, RecordError> {
         let (source, read_as) =
             Source::open(name, options.lossless, options.lag).map_err(lane_error)?;
         if options.lossless && source.info().kind == Kind::Stream {
-            return Err(RecordError::Usage(format!(
-                "lane {name:?} is a stream: a stream reader cannot be lossless (drop --lossless, \
-                 or record a topic)"
-            )));
+            eprintln!(
+                "tensorlane-record: lane {name:?} is a stream: read with read_new, which \
+                 skips values overwritten before it reads them (--lossless applies to topics)"
+            );
         }
         sources.push((name.clone(), source, read_as));
     }

@@ -30,10 +30,26 @@ fn unique(what: &str) -> String {
     format!("rec-{}-{what}", std::process::id())
 }
 
-fn scratch(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(what));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("run.mcap")
+/// A file path in a fresh directory, removed when the value is dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(what));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join("run.mcap")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn unlink(name: &str) {
@@ -117,7 +133,8 @@ fn check_replay(original: &[(Frame, Vec<u8>)], replayed: &[(Frame, Vec<u8>)], to
 fn record_then_replay_reproduces_every_frame_and_its_timing() {
     let _serial = serial();
     let lane = unique("topic");
-    let file = scratch("topic");
+    let scratch = Scratch::new("topic");
+    let file = scratch.file();
     let spec = TensorSpec::new(DType::F32, &[3, 4]).unwrap();
     let options = tensorlane_shm::CreateOptions::new().metadata([("units", "m")]);
     let mut publisher = TopicPublisher::create_with(&lane, &spec, 64, 4, options).unwrap();
@@ -279,7 +296,8 @@ fn the_replay_check_catches_a_wrong_replay() {
 fn a_killed_recorder_leaves_every_complete_chunk_readable() {
     let _serial = serial();
     let lane = unique("killed");
-    let file = scratch("killed");
+    let scratch = Scratch::new("killed");
+    let file = scratch.file();
     let spec = TensorSpec::new(DType::F32, &[3, 4]).unwrap();
     let mut publisher = TopicPublisher::create(&lane, &spec, 64, 4).unwrap();
     let (recorder, _) = start(&[
@@ -324,7 +342,8 @@ fn a_killed_recorder_leaves_every_complete_chunk_readable() {
 fn a_lossy_recorder_never_holds_the_publisher_back() {
     let _serial = serial();
     let lane = unique("lossy");
-    let file = scratch("lossy");
+    let scratch = Scratch::new("lossy");
+    let file = scratch.file();
     let spec = TensorSpec::bytes(1024).unwrap();
     let mut publisher = TopicPublisher::create(&lane, &spec, 4, 2).unwrap();
     let (recorder, _) = start(&["record", &lane, "-o", file.to_str().unwrap()]);
@@ -357,7 +376,8 @@ fn a_lossy_recorder_never_holds_the_publisher_back() {
 fn a_stream_is_recorded_by_read_new_and_replayed_with_its_ids() {
     let _serial = serial();
     let lane = unique("stream");
-    let file = scratch("stream");
+    let scratch = Scratch::new("stream");
+    let file = scratch.file();
     let spec = TensorSpec::new(DType::U8, &[2, 3, 3]).unwrap();
     let mut writer = StreamWriter::create(&lane, &spec, 2).unwrap();
     let (recorder, _) = start(&["record", &lane, "-o", file.to_str().unwrap(), "--images"]);
