@@ -138,44 +138,56 @@ impl Recording {
         let mut by_channel: BTreeMap<u16, usize> = BTreeMap::new();
         let mut frames = Vec::new();
         let mut truncated = None;
-        for message in stream {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    truncated = Some(e.to_string());
-                    break;
+        // The mcap crate's reader (0.26) panics on some damaged chunks (a record
+        // length past the chunk's end underflows a counter): a panic while reading
+        // ends the messages there, like a cut, with what was read before it.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for message in stream {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        truncated = Some(e.to_string());
+                        break;
+                    }
+                };
+                let channel = &message.channel;
+                if channel.message_encoding != MESSAGE_ENCODING {
+                    continue;
                 }
-            };
-            let channel = &message.channel;
-            if channel.message_encoding != MESSAGE_ENCODING {
-                continue;
-            }
-            let lane = match by_channel.get(&channel.id) {
-                Some(&lane) => lane,
-                None => {
-                    let description =
-                        LaneDescription::from_channel(&channel.topic, &channel.metadata).map_err(
-                            |error| ReplayError::Decode {
-                                topic: channel.topic.clone(),
-                                error,
-                            },
-                        )?;
-                    lanes.push(description);
-                    by_channel.insert(channel.id, lanes.len() - 1);
-                    lanes.len() - 1
-                }
-            };
-            let (frame, tensor) = encoding::decode(&message.data, lanes[lane].spec.byte_len())
-                .map_err(|error| ReplayError::Decode {
+                let decode_error = |error| ReplayError::Decode {
                     topic: channel.topic.clone(),
                     error,
-                })?;
-            frames.push(RecordedFrame {
-                lane,
-                frame,
-                log_time: message.log_time,
-                tensor: tensor.to_vec(),
-            });
+                };
+                let lane = match by_channel.get(&channel.id) {
+                    Some(&lane) => lane,
+                    None => {
+                        let description =
+                            LaneDescription::from_channel(&channel.topic, &channel.metadata)
+                                .map_err(decode_error)?;
+                        lanes.push(description);
+                        by_channel.insert(channel.id, lanes.len() - 1);
+                        lanes.len() - 1
+                    }
+                };
+                let (frame, tensor) = encoding::decode(&message.data, lanes[lane].spec.byte_len())
+                    .map_err(decode_error)?;
+                frames.push(RecordedFrame {
+                    lane,
+                    frame,
+                    log_time: message.log_time,
+                    tensor: tensor.to_vec(),
+                });
+            }
+            Ok(())
+        }));
+        match read {
+            Ok(result) => result?,
+            Err(_) => {
+                truncated = Some(format!(
+                    "the MCAP reader failed on damaged data after {} messages",
+                    frames.len()
+                ))
+            }
         }
         if truncated.is_none() && !bytes.ends_with(MAGIC) {
             truncated = Some(format!(

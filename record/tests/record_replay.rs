@@ -421,3 +421,95 @@ fn a_stream_is_recorded_by_read_new_and_replayed_with_its_ids() {
     drop(reader);
     unlink(&replayed_lane);
 }
+
+#[test]
+fn a_queue_is_consumed_by_the_recorder_and_replayed_losslessly() {
+    let _serial = serial();
+    let lane = unique("queue");
+    let scratch = Scratch::new("queue");
+    let file = scratch.file();
+    let spec = TensorSpec::new(DType::U16, &[5]).unwrap();
+    let mut producer = tensorlane_shm::QueueProducer::create(&lane, &spec, 8).unwrap();
+    let (recorder, _) = start(&[
+        "record",
+        &lane,
+        "-o",
+        file.to_str().unwrap(),
+        "--duration",
+        "0.5",
+    ]);
+    // Four times the capacity: the producer waits for the recorder (a queue is lossless).
+    for i in 0..32u16 {
+        producer
+            .push_elements_timeout(&[i; 5], Duration::from_secs(5))
+            .unwrap();
+    }
+    let summary = finish(recorder);
+    assert!(
+        summary.contains(&format!("{lane}: 32 frames, 0 missed")),
+        "{summary}"
+    );
+    drop(producer);
+    unlink(&lane);
+
+    let (replayer, line) = start(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--prefix",
+        "re-",
+        "--as-fast-as-possible",
+    ]);
+    assert!(line.starts_with("created 1 lane(s)"), "{line}");
+    let replayed_lane = format!("re-{lane}");
+    let mut consumer = tensorlane_shm::QueueConsumer::open(&replayed_lane).unwrap();
+    let mut out = [0u16; 5];
+    for i in 0..32u16 {
+        let frame = consumer
+            .pop_elements_timeout(&mut out, Duration::from_secs(5))
+            .unwrap();
+        assert_eq!((frame.frame_id, out), (u64::from(i) + 1, [i; 5]));
+    }
+    finish(replayer);
+    drop(consumer);
+    unlink(&replayed_lane);
+}
+
+#[test]
+fn a_looped_replay_goes_on_until_stopped() {
+    let _serial = serial();
+    let lane = unique("loop");
+    let scratch = Scratch::new("loop");
+    let file = scratch.file();
+    let spec = TensorSpec::new(DType::U8, &[4]).unwrap();
+    let mut writer = StreamWriter::create(&lane, &spec, 2).unwrap();
+    let (recorder, _) = start(&["record", &lane, "-o", file.to_str().unwrap()]);
+    for i in 0..3u8 {
+        writer.write(&[i; 4]).unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    signal(&recorder, libc::SIGINT);
+    finish(recorder);
+    drop(writer);
+    unlink(&lane);
+
+    // Three frames 20 ms apart, at 4x: one pass takes about 10 ms.
+    let (replayer, _) = start(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--prefix",
+        "re-",
+        "--loop",
+        "--rate",
+        "4",
+    ]);
+    thread::sleep(Duration::from_millis(300));
+    signal(&replayer, libc::SIGINT);
+    let rest = finish(replayer);
+    let written: u64 = rest
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{rest}"));
+    assert!(written > 3 * 5, "{written} frames in 300 ms");
+    unlink(&format!("re-{lane}"));
+}
