@@ -1,7 +1,7 @@
 //! Record and replay across processes: the recorder and the replayer run as the
 //! `tensorlane-record` binary; this process publishes the original frames, reads
 //! them back from the replayed lane, and compares.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
