@@ -294,7 +294,7 @@ impl QueueProducer {
                 Err(e) => Some(Err(error::from_push(e))),
             },
         )?;
-        self.next_frame += 1;
+        self.next_frame = self.next_frame.wrapping_add(1);
         segment.header().data.notify();
         Ok(position.wrapping_add(1))
     }
@@ -392,7 +392,7 @@ impl QueueProducer {
         let position = loan
             .commit(FRAME_BYTES + tensor_bytes)
             .expect("the frame fits the slot by construction");
-        self.next_frame += 1;
+        self.next_frame = self.next_frame.wrapping_add(1);
         segment.header().data.notify();
         Ok((position.wrapping_add(1), out))
     }

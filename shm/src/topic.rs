@@ -253,7 +253,7 @@ impl TopicPublisher {
                 }
             },
         )?;
-        self.next_frame += 1;
+        self.next_frame = self.next_frame.wrapping_add(1);
         segment.header().data.notify();
         Ok(position.wrapping_add(1))
     }

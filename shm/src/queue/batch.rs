@@ -83,7 +83,7 @@ impl QueueProducer {
         let clock = self.segment.info().clock;
         let prefixes: Vec<[u8; FRAME_BYTES]> = (0u64..)
             .zip(tensors)
-            .map(|(k, _)| lane::frame_prefix(self.next_frame + k, lane::now_ns(clock)))
+            .map(|(k, _)| lane::frame_prefix(self.next_frame.wrapping_add(k), lane::now_ns(clock)))
             .collect();
         let items: Vec<[&[u8]; 2]> = prefixes
             .iter()
@@ -102,7 +102,7 @@ impl QueueProducer {
                 Err(e) => Some(Err(error::from_push(e))),
             },
         )? as u64;
-        self.next_frame += pushed;
+        self.next_frame = self.next_frame.wrapping_add(pushed);
         segment.header().data.notify();
         Ok(pushed)
     }

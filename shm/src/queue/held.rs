@@ -146,7 +146,7 @@ impl QueueProducer {
         let position = loan
             .commit(FRAME_BYTES + tensor_bytes)
             .map_err(error::from_push)?;
-        self.next_frame += 1;
+        self.next_frame = self.next_frame.wrapping_add(1);
         self.segment.header().data.notify();
         Ok(position.wrapping_add(1))
     }
