@@ -211,7 +211,7 @@ impl Recording {
     /// The replay time of every frame (in file order), in nanoseconds from an
     /// arbitrary origin (see the module docs).
     pub fn times(&self) -> Vec<u64> {
-        let clock = self.lanes[0].clock;
+        let clock = self.lanes.first().map_or(Clock::None, |l| l.clock);
         let stamped = clock != Clock::None && self.lanes.iter().all(|l| l.clock == clock);
         self.frames
             .iter()
