@@ -190,7 +190,8 @@ fn record_then_replay_reproduces_every_frame_and_its_timing() {
         check_replay(&original, &replayed, Duration::MAX);
         let worst = gap_error(&original, &replayed);
         worsts.push(worst);
-        if std::env::var_os("DEBUG_GAPS").is_some() {
+        // TENSORLANE_REPLAY_GAPS=1 prints each gap (original, replayed, difference, ns).
+        if std::env::var_os("TENSORLANE_REPLAY_GAPS").is_some() {
             for k in 1..original.len() {
                 let o = original[k].0.timestamp_ns - original[k - 1].0.timestamp_ns;
                 let r = replayed[k].0.timestamp_ns - replayed[k - 1].0.timestamp_ns;
