@@ -202,8 +202,7 @@ pub fn wait_open<T>(mut open: impl FnMut() -> Result<T, LaneError>) -> T {
 pub fn stat(log: &str, name: &str, key: &str) -> u64 {
     let line = log
         .lines()
-        .filter(|l| l.contains(&format!("stats {name}:")))
-        .last()
+        .rfind(|l| l.contains(&format!("stats {name}:")))
         .unwrap_or_else(|| panic!("no stats for {name} in\n{log}"));
     let field = line
         .split_whitespace()
