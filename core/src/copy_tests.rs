@@ -111,3 +111,18 @@ fn the_fast_copy_is_compiled_where_claimed() {
         }
     }
 }
+
+/// The AVX loop is chosen exactly where the CPU and the OS support AVX, as the
+/// standard library's own detection (CPUID and XGETBV) says, on the first call and on
+/// the cached ones; `rep movsb` takes the long copies either way.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx_loop_is_chosen_exactly_where_avx_is_usable() {
+    let avx = std::is_x86_feature_detected!("avx");
+    for _ in 0..3 {
+        let expected = if avx { "avx" } else { "word loop" };
+        assert_eq!(copy_kind(FAST_COPY_MIN_BYTES), expected);
+        assert_eq!(copy_kind(STRING_COPY_MIN_BYTES - 8), expected);
+        assert_eq!(copy_kind(STRING_COPY_MIN_BYTES), "rep movsb");
+    }
+}

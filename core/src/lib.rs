@@ -81,6 +81,9 @@ mod batch_tests;
 #[cfg(all(test, not(miri), not(any(feature = "loom", feature = "shuttle"))))]
 mod copy_tests;
 
+#[cfg(all(test, not(any(feature = "loom", feature = "shuttle"))))]
+mod futex_tests;
+
 pub use broadcast::{
     entry, Broadcast, BroadcastGeometry, BroadcastHeader, BroadcastProducer, BroadcastSubscriber,
     EntryError, Mode, PublishError, ReadAtError, Received, RecvError, SubscribeError,

@@ -62,12 +62,14 @@ mod seqlock {
         let lane = Seqlock::new(&region, geometry).unwrap();
         assert_eq!(lane.writer(0).unwrap_err(), ClaimError::ZeroToken);
         let mut first = lane.writer(1).unwrap();
+        assert_eq!(lane.writer_owner(), 1);
         first.write(b"one").unwrap();
         assert_eq!(lane.writer(2).unwrap_err(), ClaimError::Held { owner: 1 });
         // The first writer "dies" (is forgotten, so it never releases its claim).
         core::mem::forget(first);
         assert!(lane.takeover(3, 2).is_err());
         let mut second = lane.takeover(1, 2).unwrap();
+        assert_eq!(lane.writer_owner(), 2);
         assert_eq!(second.write(b"two").unwrap(), 2);
         drop(second);
         assert_eq!(lane.writer_owner(), 0);
@@ -720,4 +722,51 @@ fn read_words_load_what_was_stored_and_nothing_outside() {
         (Some(7), Some(9), None)
     );
     assert_eq!(view.iter().collect::<Vec<u64>>(), [7, 9]);
+    assert_eq!((view.len(), view.is_empty()), (2, false));
+    let none = view
+        .slice(2..2)
+        .expect("an empty range at the end is inside");
+    assert_eq!((none.len(), none.is_empty()), (0, true));
+    assert!(view.slice(1..3).is_none());
+}
+
+/// Every error that can carry a `Corruption` names it as its source (and its message
+/// says it), and no other variant has a source.
+#[test]
+fn corrupt_errors_name_the_corruption_as_their_source() {
+    use core::error::Error;
+    use std::string::ToString;
+    let c = Corruption::Stamp {
+        expected: 3,
+        found: 5,
+    };
+    let check = |corrupt: &dyn Error, other: &dyn Error| {
+        let source = corrupt.source().expect("a corrupt error has a source");
+        assert_eq!(source.downcast_ref::<Corruption>(), Some(&c));
+        assert!(corrupt.to_string().ends_with(&c.to_string()), "{corrupt}");
+        assert!(other.source().is_none(), "{other} has a source");
+    };
+    check(
+        &PublishError::Corrupt(c),
+        &PublishError::Full { subscriber: 0 },
+    );
+    check(&SubscribeError::Corrupt(c), &SubscribeError::TableFull);
+    check(&RecvError::Corrupt(c), &RecvError::Empty);
+    check(&ReadAtError::Corrupt(c), &ReadAtError::NotPublished);
+    check(&ClaimError::Corrupt(c), &ClaimError::ZeroToken);
+    check(&ReadError::Corrupt(c), &ReadError::Empty);
+    check(&PushError::Corrupt(c), &PushError::Full);
+    check(&PopError::Corrupt(c), &PopError::Empty);
+    // A failed range read wraps the read's error, whose source is the corruption.
+    let range = RangeReadError::Read(ReadError::Corrupt(c));
+    let inner = range.source().expect("a failed read is the source");
+    assert_eq!(
+        inner.downcast_ref::<ReadError>(),
+        Some(&ReadError::Corrupt(c))
+    );
+    let outside = RangeReadError::Outside {
+        range: 0..9,
+        len: 8,
+    };
+    assert!(outside.source().is_none());
 }

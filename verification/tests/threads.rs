@@ -209,3 +209,69 @@ fn register_range_reads_threads() {
         register_range_reads(ITEMS.min(200), 50, real_register_writer);
     }
 }
+
+// A race that no single-threaded test can set up: what a reader sees while the
+// producer is between two stores. It runs until the race it needs has happened
+// (bounded by `RACE_DEADLINE`), so that it cannot pass without exercising it. Not
+// under Miri: it needs many real interleavings.
+
+/// How long a race test waits for the interleaving it needs before failing.
+const RACE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A slot being written carries stamp `2p + 1` (docs/LAYOUT.md): a thread watching
+/// the stamp word of the only slot of a ring of capacity 1 sees it move forward
+/// only, through `2p + 1` and `2p + 2` for each position `p`. The items are large,
+/// so that the copy between the two stamps is a wide window; the producer publishes
+/// until the watcher has seen a write in progress.
+#[test]
+#[cfg_attr(miri, ignore = "needs many real interleavings")]
+fn a_slot_being_written_carries_the_odd_stamp() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use tensorlane_core::{Region, STAMP_WORD};
+    const BYTES: usize = 1 << 20;
+    let fixture = BroadcastFixture::new(1, BYTES, 1);
+    let ring = fixture.ring();
+    let mut producer = ring.producer(1).unwrap();
+    let stamp = &fixture.region.body()[fixture.geometry.slots_offset() + STAMP_WORD];
+    let seen_writing = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    let item = vec![7u8; BYTES];
+    thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut last = stamp.load(Relaxed);
+            let mut writes_seen = 0u64;
+            while !done.load(Relaxed) {
+                let now = stamp.load(Relaxed);
+                if now == last {
+                    continue;
+                }
+                // The writing stamp 2p + 1 of position p is above the done stamp
+                // 2p of position p - 1, and below its own done stamp 2p + 2: seen
+                // at any moments, the stamp only moves up.
+                assert!(
+                    now > last,
+                    "stamp went from {last:#x} to {now:#x}: not 2p + 1 while writing p"
+                );
+                if now % 2 == 1 {
+                    writes_seen += 1;
+                    seen_writing.store(true, Relaxed);
+                }
+                last = now;
+            }
+            writes_seen
+        });
+        let start = std::time::Instant::now();
+        while !seen_writing.load(Relaxed)
+            && !watcher.is_finished()
+            && start.elapsed() < RACE_DEADLINE
+        {
+            producer.publish(&item).unwrap();
+        }
+        done.store(true, Relaxed);
+        let writes_seen = watcher.join().unwrap();
+        assert!(
+            writes_seen > 0,
+            "the watcher never saw a write in progress in {RACE_DEADLINE:?}"
+        );
+    });
+}
