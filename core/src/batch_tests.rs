@@ -453,3 +453,28 @@ fn recv_batch_parts_takes_whole_items_and_stops_before_a_short_one() {
     assert_eq!(sub.recv_batch_parts(&mut items, &mut got), Ok(1));
     assert_eq!((got[0].len, d[0]), (1, 3));
 }
+
+/// A batch that fits in the slots the producer already knows to be free does not load
+/// the consumer's head (no shared load, no cache miss): a corrupt head goes unseen
+/// until a batch needs more room than the cached head shows.
+#[test]
+fn push_batch_loads_the_head_only_when_the_cached_room_is_short() {
+    let (region, geometry) = spsc(4, 8);
+    let ring = Spsc::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let items: Vec<[u8; 8]> = (0u64..5).map(|i| i.to_le_bytes()).collect();
+    let head = &region.header().head;
+    // A new producer knows of no free slot: its first push loads the head (0), after
+    // which it knows of three.
+    assert_eq!(producer.push(&items[0]), Ok(0));
+    head.store(9, RELAXED); // ahead of the tail: impossible
+    assert_eq!(producer.push_batch(&items[1..4]), Ok(3));
+    head.store(0, RELAXED);
+    // The ring is full now: a further batch loads the head (and finds no room).
+    assert_eq!(producer.push_batch(&items[4..]), Err(PushError::Full));
+    head.store(9, RELAXED);
+    assert!(matches!(
+        producer.push_batch(&items[4..]),
+        Err(PushError::Corrupt(_))
+    ));
+}

@@ -310,3 +310,38 @@ fn a_rescan_without_a_join_stops_at_the_last_lossless_entry() {
         Err(PublishError::Full { subscriber: 40 })
     );
 }
+
+/// A lossy receive makes at most the attempts set (at least one), each finding its
+/// slot overwritten, and then reports `Stalled` without moving the head: here the
+/// stamp of position 0 reads as that of position 4 (as if the producer had lapped the
+/// ring during the copy) for as long as the subscriber looks.
+#[test]
+fn a_lossy_receive_stalls_after_the_attempts_set() {
+    let (region, geometry) = ring(4, 1);
+    let ring = Broadcast::new(&region, geometry).unwrap();
+    let mut producer = ring.producer(1).unwrap();
+    let mut lossy = ring.subscribe(SubscribeOptions::lossy(4), 2).unwrap();
+    for i in 0u64..2 {
+        producer.publish(&i.to_le_bytes()).unwrap();
+    }
+    let stamp = &region.body()[geometry.slots_offset() + STAMP_WORD];
+    let done = stamp.load(RELAXED);
+    let mut buf = [0u8; 8];
+    stamp.store(done + 8, RELAXED); // the done stamp of position 4
+    for set in [0, 1] {
+        lossy.set_max_attempts(set);
+        assert_eq!(
+            lossy.recv(&mut buf),
+            Err(RecvError::Stalled { attempts: 1 }),
+            "attempts set to {set}"
+        );
+        assert_eq!((lossy.head(), lossy.missed()), (0, 0));
+    }
+    // A second attempt skips the overwritten position and takes the next one.
+    lossy.set_max_attempts(2);
+    let got = lossy.recv(&mut buf).unwrap();
+    assert_eq!((got.position, got.missed), (1, 1));
+    // With the stamp back, nothing is left.
+    stamp.store(done, RELAXED);
+    assert_eq!(lossy.recv(&mut buf), Err(RecvError::Empty));
+}
