@@ -151,3 +151,35 @@ pub fn broadcast_snapshots_race_join(snapshots: usize, join: fn(&BroadcastFixtur
     }
     joiner.join().unwrap();
 }
+
+/// A lossless entry whose head is impossible (ahead of the tail) is evicted by the
+/// producer's scan, while a peer changes its state word once (a new generation, as a
+/// re-join through the damaged entry would). The scan's compare-exchange against the
+/// state it saw may lose to that change once; the scan then examines the new state
+/// and evicts it. The publish succeeds and counts one eviction: it gives up
+/// (`Corrupt`) only after `SCAN_ENTRY_ATTEMPTS` (4) lost compare-exchanges in a row,
+/// which one change cannot cause.
+#[allow(dead_code)]
+pub fn broadcast_entry_changes_under_the_scan() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tensorlane_core::{entry, Region, ENTRY_WORDS};
+    let fixture = BroadcastFixture::new(2, 8, 1);
+    let e = &fixture.region.body()[..ENTRY_WORDS];
+    e[entry::MODE].store(entry::MODE_LOSSLESS, Relaxed);
+    e[entry::HEAD].store(1 << 40, Relaxed);
+    e[entry::STATE].store(1 << 2 | entry::ACTIVE, Relaxed);
+    let ring = fixture.ring();
+    let mut producer = ring.producer(1).unwrap();
+    let region = fixture.region.clone();
+    let peer = thread::spawn(move || {
+        region.body()[entry::STATE].store(2 << 2 | entry::ACTIVE, Relaxed);
+    });
+    let published = producer.publish(&[0u8; 8]);
+    peer.join().unwrap();
+    assert_eq!(
+        published,
+        Ok(0),
+        "one change under the scan made the publish fail"
+    );
+    assert_eq!(producer.evicted_corrupt(), 1, "the impossible entry was not evicted once");
+}

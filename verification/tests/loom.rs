@@ -306,6 +306,13 @@ fn broadcast_stale_eviction_and_reclaim_race_a_join() {
     check(|| broadcast_stale_supervisor_races_join(real_generation_supervisor));
 }
 
+/// The scan's eviction of an impossible entry loses its compare-exchange to a change
+/// of the entry at most once here, and must not give up for it.
+#[test]
+fn broadcast_entry_changes_under_the_scan_once() {
+    check(broadcast_entry_changes_under_the_scan);
+}
+
 /// An inspector's two snapshots of the entry a lossy subscriber joins through.
 #[test]
 fn broadcast_inspection_races_a_join() {
