@@ -273,7 +273,10 @@ fn a_takeover_refuses_a_tail_ahead_of_what_was_published() {
     assert_eq!(ring.producer_owner(), 1, "the role was given back");
     region.header().tail.store(1, RELAXED);
     let mut producer = ring.producer_takeover(1, 7).unwrap();
+    assert_eq!(ring.producer_owner(), 7, "the successor holds the role");
     assert_eq!(producer.publish(&2u64.to_le_bytes()).unwrap(), 1);
+    drop(producer);
+    assert_eq!(ring.producer_owner(), 0, "the role is free after the drop");
 }
 
 /// A rescan for a stale minimum head looks only at the entries up to the last lossless

@@ -770,3 +770,36 @@ fn corrupt_errors_name_the_corruption_as_their_source() {
     };
     assert!(outside.source().is_none());
 }
+
+#[test]
+fn corruptions_say_what_is_wrong() {
+    use std::string::ToString;
+    let said = |c: Corruption| c.to_string();
+    assert_eq!(
+        said(Corruption::Indices { head: 4, tail: 2 }),
+        "corrupt ring indices: head 4, tail 2"
+    );
+    assert_eq!(
+        said(Corruption::Length { found: 99, max: 8 }),
+        "corrupt slot length 99 (slot holds 8 bytes)"
+    );
+    assert_eq!(
+        said(Corruption::Stamp {
+            expected: 3,
+            found: 0x11
+        }),
+        "corrupt slot stamp 0x11 (expected 3)"
+    );
+    assert_eq!(
+        said(Corruption::SequenceWentBack { last: 7, found: 5 }),
+        "published sequence went back from 7 to 5"
+    );
+    assert_eq!(
+        said(Corruption::SubscriberHead {
+            subscriber: 1,
+            head: 9,
+            tail: 4
+        }),
+        "subscriber 1 has head 9, impossible with tail 4"
+    );
+}
