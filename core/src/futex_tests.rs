@@ -56,7 +56,7 @@ fn notify_after_an_announce_clears_the_flag_bumps_the_count_and_wakes() {
     // A second notify finds the flag clear: nothing to do.
     assert!(!notify(&word));
     assert_eq!(word.load(RELAXED), EVENT);
-    let word = AtomicU32::new(3 * EVENT | WAITING);
+    let word = AtomicU32::new((3 * EVENT) | WAITING);
     assert!(notify(&word));
     assert_eq!(word.load(RELAXED), 4 * EVENT);
 }
@@ -71,7 +71,7 @@ fn the_count_wraps_in_its_31_bits() {
 #[test]
 fn clear_and_bump_retries_from_the_value_it_finds() {
     // The caller's value is stale: the word gained a count and the flag since.
-    let word = AtomicU32::new(2 * EVENT | WAITING);
+    let word = AtomicU32::new((2 * EVENT) | WAITING);
     assert!(clear_and_bump(&word, WAITING));
     assert_eq!(word.load(RELAXED), 3 * EVENT);
     // Another notifier cleared since the caller loaded: nothing left to do.
@@ -90,7 +90,7 @@ fn a_ready_wait_returns_at_once_and_leaves_the_flag_it_announced() {
     let mut sleeper = Scripted::new(&[], &[]);
     assert_eq!(wait(&word, &mut sleeper, || Some(7u32)), Some(7));
     assert!(sleeper.slept.is_empty());
-    assert_eq!(word.load(RELAXED), 2 * EVENT | WAITING);
+    assert_eq!(word.load(RELAXED), (2 * EVENT) | WAITING);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn a_wait_whose_time_is_up_checks_once_and_does_not_announce() {
 fn a_wait_sleeps_on_the_value_it_announced() {
     // The flag is already set (another waiter announced): the value slept on still
     // carries it, and equals the word.
-    for start in [0, WAITING, 2 * EVENT, 2 * EVENT | WAITING] {
+    for start in [0, WAITING, 2 * EVENT, (2 * EVENT) | WAITING] {
         let word = AtomicU32::new(start);
         let mut sleeper = Scripted::new(&[], &[false]);
         assert_eq!(wait(&word, &mut sleeper, || None::<u32>), None);

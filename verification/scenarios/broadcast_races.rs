@@ -167,12 +167,12 @@ pub fn broadcast_entry_changes_under_the_scan() {
     let e = &fixture.region.body()[..ENTRY_WORDS];
     e[entry::MODE].store(entry::MODE_LOSSLESS, Relaxed);
     e[entry::HEAD].store(1 << 40, Relaxed);
-    e[entry::STATE].store(1 << 2 | entry::ACTIVE, Relaxed);
+    e[entry::STATE].store((1 << 2) | entry::ACTIVE, Relaxed);
     let ring = fixture.ring();
     let mut producer = ring.producer(1).unwrap();
     let region = fixture.region.clone();
     let peer = thread::spawn(move || {
-        region.body()[entry::STATE].store(2 << 2 | entry::ACTIVE, Relaxed);
+        region.body()[entry::STATE].store((2 << 2) | entry::ACTIVE, Relaxed);
     });
     let published = producer.publish(&[0u8; 8]);
     peer.join().unwrap();
