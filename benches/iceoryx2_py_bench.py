@@ -19,6 +19,8 @@ import time
 import numpy as np
 import iceoryx2 as iox2
 
+import pyshmem_bench
+
 iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
 STOP = 2**64 - 1
 TIMEOUT = 10.0
@@ -60,34 +62,15 @@ def hz(prefix, size, batches, batch_ms):
     subscriber = svc.subscriber_builder().create()
     src = np.ones(size, np.uint8)
     out = np.empty(size, np.uint8)
-    per_batch = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(per_batch):
-            send(publisher, src)
-            receive(subscriber, out)
-        took = time.perf_counter() - t0
-        if took >= batch_ms / 4000.0:
-            per_batch = max(1, int(per_batch * (batch_ms / 1000.0) / took))
-            break
-        per_batch *= 2
-    rates = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(per_batch):
-            send(publisher, src)
-            receive(subscriber, out)
-        rates.append(per_batch / (time.perf_counter() - t0))
-    rates.sort()
-    return rates[len(rates) // 2]
+
+    def step():
+        send(publisher, src)
+        receive(subscriber, out)
+
+    return pyshmem_bench.batch_rate(step, batches, batch_ms)
 
 
-def put(buf, value):
-    buf[:8].view(np.uint64)[0] = value
-
-
-def get(buf):
-    return int(buf[:8].view(np.uint64)[0])
+put, get = pyshmem_bench.put, pyshmem_bench.get
 
 
 def pingpong(prefix, size, samples):

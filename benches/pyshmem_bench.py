@@ -75,6 +75,29 @@ def get(buf):
     return int(buf[:8].view(np.uint64)[0])
 
 
+def batch_rate(step, batches, batch_ms):
+    """Calls of `step` per second: batches of about `batch_ms` ms (the size found by
+    doubling until a batch takes a quarter of that), median of `batches` batches."""
+    per_batch = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(per_batch):
+            step()
+        took = time.perf_counter() - t0
+        if took >= batch_ms / 4000.0:
+            per_batch = max(1, int(per_batch * (batch_ms / 1000.0) / took))
+            break
+        per_batch *= 2
+    rates = []
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        for _ in range(per_batch):
+            step()
+        rates.append(per_batch / (time.perf_counter() - t0))
+    rates.sort()
+    return rates[len(rates) // 2]
+
+
 def hz(prefix, size, batches, batch_ms):
     shape, dtype = shape_of(size)
     name = f"{prefix}_hz_{size}"
@@ -83,29 +106,16 @@ def hz(prefix, size, batches, batch_ms):
         reader = pyshmem.open(name)
         src = np.ones(shape, dtype=dtype)
         out = np.empty(shape, dtype=dtype)
-        per_batch = 1
-        while True:
-            t0 = time.perf_counter()
-            for _ in range(per_batch):
-                writer.write(src)
-                reader.read(out=out)
-            took = time.perf_counter() - t0
-            if took >= batch_ms / 4000.0:
-                per_batch = max(1, int(per_batch * (batch_ms / 1000.0) / took))
-                break
-            per_batch *= 2
-        rates = []
-        for _ in range(batches):
-            t0 = time.perf_counter()
-            for _ in range(per_batch):
-                writer.write(src)
-                reader.read(out=out)
-            rates.append(per_batch / (time.perf_counter() - t0))
+
+        def step():
+            writer.write(src)
+            reader.read(out=out)
+
+        rate = batch_rate(step, batches, batch_ms)
         reader.close()
     finally:
         writer.unlink()
-    rates.sort()
-    return rates[len(rates) // 2]
+    return rate
 
 
 def pingpong(prefix, size, samples):

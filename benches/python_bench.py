@@ -68,29 +68,17 @@ def tl_hz(prefix, size, batches, batch_ms):
         reader = tl.StreamReader.open(name)
         src = np.ones(shape, dtype=dtype)
         out = np.empty(shape, dtype=dtype)
-        per_batch = 1
-        while True:
-            t0 = time.perf_counter()
-            for _ in range(per_batch):
-                writer.write(src)
-                reader.read(out=out)
-            took = time.perf_counter() - t0
-            if took >= batch_ms / 4000.0:
-                per_batch = max(1, int(per_batch * (batch_ms / 1000.0) / took))
-                break
-            per_batch *= 2
-        rates = []
-        for _ in range(batches):
-            t0 = time.perf_counter()
-            for _ in range(per_batch):
-                writer.write(src)
-                reader.read(out=out)
-            rates.append(per_batch / (time.perf_counter() - t0))
+
+        def step():
+            writer.write(src)
+            reader.read(out=out)
+
+        rate = pb.batch_rate(step, batches, batch_ms)
         reader.close()
     finally:
         writer.close()
         tl.unlink(name)
-    return statistics.median(rates)
+    return rate
 
 
 def open_retry(name):

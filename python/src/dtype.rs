@@ -8,27 +8,6 @@ use numpy::PyArrayDescr;
 use pyo3::prelude::*;
 use tensorlane_shm::DType;
 
-/// numpy's name for `dtype` (what `numpy.dtype(name)` accepts).
-pub(crate) fn numpy_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::Bool => "bool",
-        DType::U8 => "uint8",
-        DType::U16 => "uint16",
-        DType::U32 => "uint32",
-        DType::U64 => "uint64",
-        DType::I8 => "int8",
-        DType::I16 => "int16",
-        DType::I32 => "int32",
-        DType::I64 => "int64",
-        DType::F16 => "float16",
-        DType::BF16 => "bfloat16",
-        DType::F32 => "float32",
-        DType::F64 => "float64",
-        DType::Complex64 => "complex64",
-        DType::Complex128 => "complex128",
-    }
-}
-
 /// The numpy dtype of a lane dtype.
 pub(crate) fn to_numpy<'py>(py: Python<'py>, dtype: DType) -> PyResult<Bound<'py, PyArrayDescr>> {
     let numpy = py.import("numpy")?;
@@ -44,7 +23,8 @@ pub(crate) fn to_numpy<'py>(py: Python<'py>, dtype: DType) -> PyResult<Bound<'py
         })?;
         numpy.call_method1("dtype", (bfloat16.getattr("bfloat16")?,))?
     } else {
-        numpy.call_method1("dtype", (numpy_name(dtype),))?
+        // The lanes' names are numpy's (`DType::name`).
+        numpy.call_method1("dtype", (dtype.name(),))?
     };
     Ok(descr.cast_into::<PyArrayDescr>()?)
 }
@@ -54,7 +34,7 @@ pub(crate) fn from_numpy(py: Python<'_>, dtype: &Bound<'_, PyAny>) -> PyResult<D
     let descr = py.import("numpy")?.call_method1("dtype", (dtype,))?;
     let name: String = descr.getattr("name")?.extract()?;
     let order: String = descr.getattr("byteorder")?.extract()?;
-    let found = DType::ALL.into_iter().find(|d| numpy_name(*d) == name);
+    let found = DType::from_name(&name);
     match found {
         Some(d) if order != ">" => Ok(d),
         _ => Err(raise(
@@ -63,7 +43,7 @@ pub(crate) fn from_numpy(py: Python<'_>, dtype: &Bound<'_, PyAny>) -> PyResult<D
             format!(
                 "a lane cannot carry numpy dtype {}: lanes carry {} (native byte order)",
                 descr.repr()?,
-                DType::ALL.map(numpy_name).join(", ")
+                DType::ALL.map(DType::name).join(", ")
             ),
         )),
     }

@@ -359,6 +359,22 @@ impl QueueProducer {
         unsafe { self.push_with_inner(Wait::Until(Some(deadline)), fill) }
     }
 
+    /// Waits (as `wait_for` says) until the ring has a free slot (`Full` or
+    /// `Timeout` if it does not come).
+    fn wait_for_room(&mut self, wait_for: Wait) -> Result<(), LaneError> {
+        let producer = &mut self.producer;
+        wait(
+            &self.segment.header().space,
+            wait_for,
+            LaneError::Full,
+            || match producer.free() {
+                Ok(0) | Err(tensorlane_core::PushError::Full) => None,
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(error::from_push(e))),
+            },
+        )
+    }
+
     /// # Safety
     /// As for [`push_with`](Self::push_with).
     unsafe fn push_with_inner<T>(
@@ -367,18 +383,7 @@ impl QueueProducer {
         fill: impl FnOnce(&mut [u8]) -> T,
     ) -> Result<(u64, T), LaneError> {
         let tensor_bytes = self.spec().byte_len();
-        let segment = &self.segment;
-        let producer = &mut self.producer;
-        wait(
-            &segment.header().space,
-            wait_for,
-            LaneError::Full,
-            || match producer.free() {
-                Ok(0) | Err(tensorlane_core::PushError::Full) => None,
-                Ok(_) => Some(Ok(())),
-                Err(e) => Some(Err(error::from_push(e))),
-            },
-        )?;
+        self.wait_for_room(wait_for)?;
         let frame_id = self.next_frame;
         let mut loan = self.producer.loan().map_err(error::from_push)?;
         // The caller's promise (above) is the part of the `Exclusive` contract this
@@ -393,7 +398,7 @@ impl QueueProducer {
             .commit(FRAME_BYTES + tensor_bytes)
             .expect("the frame fits the slot by construction");
         self.next_frame = self.next_frame.wrapping_add(1);
-        segment.header().data.notify();
+        self.segment.header().data.notify();
         Ok((position.wrapping_add(1), out))
     }
 }

@@ -93,18 +93,7 @@ impl QueueProducer {
     /// a time.
     pub unsafe fn hold_slot(&mut self, wait_for: Wait) -> Result<HeldSlot, LaneError> {
         let tensor_bytes = self.spec().byte_len();
-        let segment = &self.segment;
-        let producer = &mut self.producer;
-        wait(
-            &segment.header().space,
-            wait_for,
-            LaneError::Full,
-            || match producer.free() {
-                Ok(0) | Err(tensorlane_core::PushError::Full) => None,
-                Ok(_) => Some(Ok(())),
-                Err(e) => Some(Err(error::from_push(e))),
-            },
-        )?;
+        self.wait_for_room(wait_for)?;
         let position = self.producer.tail();
         let mut loan = self.producer.loan().map_err(error::from_push)?;
         // The caller's promise (above) is the part of the `Exclusive` contract this
