@@ -803,8 +803,8 @@ impl<R: Region<Header = BroadcastHeader>> Broadcast<R> {
     }
 
     /// The shared `tail`, confirmed by the slot before it. A correct producer stores
-    /// the done stamp of position `t - 1` (Release) before it stores `tail = t`
-    /// (Release), so after an Acquire load of `t` that slot holds the done stamp of
+    /// the done stamp of position `t - 1` (Relaxed) before its Release store of
+    /// `tail = t`, so after an Acquire load of `t` that slot holds the done stamp of
     /// `t - 1` or a later stamp. A tail ahead of what was published (a corrupt word,
     /// even one restored since) fails this: it is loaded again a bounded number of
     /// times, then reported. A tail behind the truth passes, and a joiner treats it as

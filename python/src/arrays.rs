@@ -93,7 +93,7 @@ impl LaneInfo {
         py: Python<'py>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyUntypedArray>> {
-        let numpy = py.import("numpy")?;
+        // numpy is imported only off the common path (an ndarray, C-contiguous).
         let array = match value.cast::<PyUntypedArray>() {
             Ok(array) => array.clone(),
             Err(_) => {
@@ -104,7 +104,7 @@ impl LaneInfo {
                     .getattr("memoryview")?
                     .call1((value,));
                 let source = viewed.as_ref().unwrap_or(value);
-                numpy
+                py.import("numpy")?
                     .call_method1("asarray", (source,))?
                     .cast_into::<PyUntypedArray>()?
             }
@@ -113,7 +113,8 @@ impl LaneInfo {
         if array.is_c_contiguous() {
             return Ok(array);
         }
-        Ok(numpy
+        Ok(py
+            .import("numpy")?
             .call_method1("ascontiguousarray", (array,))?
             .cast_into::<PyUntypedArray>()?)
     }
