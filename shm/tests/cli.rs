@@ -379,3 +379,105 @@ fn purge_removes_only_dead_lanes() {
     assert!(text.ends_with("removed 1 lane (2176 bytes)\n"), "{text}");
     assert!(!exists(&dead) && exists(&live));
 }
+
+/// A directory removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(tag: &str) -> ScratchDir {
+        let path = std::env::temp_dir().join(format!("{}-{tag}", unique("bin")));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        ScratchDir(path)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A copy of the `tensorlane` binary in a fresh directory, with a stand-in for one of
+/// the programs it hands commands to: a script that prints its arguments and exits 7.
+fn with_stand_in(program: &str) -> (ScratchDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ScratchDir::new(program);
+    let exe = dir.path().join("tensorlane");
+    std::fs::copy(env!("CARGO_BIN_EXE_tensorlane"), &exe).unwrap();
+    if !program.is_empty() {
+        let script = dir.path().join(program);
+        std::fs::write(&script, "#!/bin/sh\necho \"$0 $*\"\nexit 7\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (dir, exe)
+}
+
+#[test]
+fn record_replay_and_bridge_run_the_programs_beside_tensorlane() {
+    let cases = [
+        (
+            "tensorlane-record",
+            &["record", "cam", "-o", "run.mcap"][..],
+            "record cam -o run.mcap",
+        ),
+        (
+            "tensorlane-record",
+            &["replay", "run.mcap", "--loop"][..],
+            "replay run.mcap --loop",
+        ),
+        (
+            "tensorlane-bridge",
+            &["bridge", "--export", "cam*"][..],
+            "--export cam*",
+        ),
+    ];
+    for (program, args, expected) in cases {
+        let (dir, exe) = with_stand_in(program);
+        let output = Command::new(&exe).args(args).output().unwrap();
+        // The program replaced tensorlane: its output and its exit status.
+        assert_eq!(
+            output.status.code(),
+            Some(7),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let line = stdout(&output);
+        let called = dir.path().join(program);
+        assert_eq!(
+            line.trim(),
+            format!("{} {expected}", called.display()),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_program_is_named_with_the_command_that_builds_it() {
+    let (_dir, exe) = with_stand_in("");
+    let output = Command::new(&exe)
+        .arg("record")
+        .arg("cam")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("tensorlane-record") && message.contains("cargo build"),
+        "{message}"
+    );
+    let unknown = Command::new(&exe).arg("frobnicate").output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("unknown command"),
+        "{}",
+        stderr(&unknown)
+    );
+    let help = stdout(&Command::new(&exe).arg("--help").output().unwrap());
+    assert!(help.contains("record") && help.contains("bridge"), "{help}");
+}

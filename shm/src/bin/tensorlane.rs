@@ -9,6 +9,8 @@
 //! tensorlane purge [--dry-run]
 //! tensorlane demo [--items N] [--consumers K] [--size BYTES]
 //! tensorlane conformance write|verify|subscribe|vectors ... (docs/CONFORMANCE.md)
+//! tensorlane record LANE... -o FILE | replay FILE    (runs tensorlane-record)
+//! tensorlane bridge ...                               (runs tensorlane-bridge)
 //! ```
 //!
 //! Inspection (`list`, `inspect`, `watch`) takes no role and stores nothing to a lane:
@@ -43,6 +45,9 @@ mod conformance;
 #[cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 #[path = "tensorlane/demo.rs"]
 mod demo;
+#[cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
+#[path = "tensorlane/external.rs"]
+mod external;
 #[cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 #[path = "tensorlane/probe.rs"]
 mod probe;

@@ -1,14 +1,15 @@
 //! Command-line syntax and dispatch.
 
-use crate::{commands, conformance, demo};
+use crate::{commands, conformance, demo, external};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Named tensor lanes over POSIX shared memory: inspect and manage the lanes in
 /// /dev/shm, or run a cross-process demonstration.
 #[derive(Debug, Parser)]
-#[command(name = "tensorlane", version)]
+#[command(name = "tensorlane", version, after_help = external::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,6 +75,9 @@ enum Command {
         #[command(subcommand)]
         role: demo::Role,
     },
+    /// `record`, `replay`, `bridge`: served by the project's other programs.
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -100,6 +104,8 @@ pub enum Failure {
     Message(String),
     /// The command has printed its errors already; exit with status 1.
     Reported,
+    /// A usage error: print this message and exit with status 2.
+    Usage(String),
 }
 
 impl From<String> for Failure {
@@ -131,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::DemoRole { role } => demo::run_role(role),
         Command::Conformance { verb } => conformance::run(verb),
+        Command::External(args) => external::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,5 +146,9 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(Failure::Reported) => ExitCode::FAILURE,
+        Err(Failure::Usage(message)) => {
+            eprintln!("tensorlane: {message}");
+            ExitCode::from(2)
+        }
     }
 }
