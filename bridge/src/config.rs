@@ -71,6 +71,10 @@ pub struct Options {
     /// topic's capacity).
     #[arg(long)]
     pub max_lag: Option<u64>,
+    /// Largest lane an importer creates, in bytes of tensors (slots or capacity times
+    /// the tensor's bytes): a sample that describes a larger lane is refused.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub max_lane_bytes: u64,
     /// How often the local lane list is scanned for new lanes to export (ms).
     #[arg(long, default_value_t = 200)]
     pub rescan_ms: u64,

@@ -18,6 +18,7 @@
 //! them, each once, with the lane's own sequence number, frame id and timestamp.
 
 use crate::config::Options;
+use crate::pool::Pool;
 use crate::stats::Counters;
 use crate::wire::{self, ItemInfo, LaneDesc};
 use crate::{log, zenoh_error, BridgeError, Imported, POLL};
@@ -30,6 +31,7 @@ use tensorlane_shm::{
     segment, Frame, HeaderInfo, Kind, LaneError, LaneName, Mode, QueueConsumer, Segment,
     StreamReader, TopicSubscriber,
 };
+use zenoh::bytes::ZBytes;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
 use zenoh::{Session, Wait};
@@ -188,8 +190,8 @@ impl Exporter<'_> {
             .unwrap_or(true)
     }
 
-    fn put(&mut self, buf: Vec<u8>, frame: &Frame) -> Result<(), BridgeError> {
-        self.publisher.put(buf).wait().map_err(zenoh_error)?;
+    fn put(&mut self, payload: ZBytes, frame: &Frame) -> Result<(), BridgeError> {
+        self.publisher.put(payload).wait().map_err(zenoh_error)?;
         self.counters.update(&self.name, |c| {
             c.forwarded += 1;
             c.missed = c.missed.saturating_add(frame.missed);
@@ -205,12 +207,7 @@ fn export_stream(
 ) -> Result<(), BridgeError> {
     let desc = describe(reader.info(), false)?;
     let at = wire::prefix_len(&desc);
-    let blank = ItemInfo {
-        seq: 1,
-        frame_id: 0,
-        timestamp_ns: 0,
-        missed: 0,
-    };
+    let pool = Pool::new(&desc);
     let mut matched = false;
     let mut checked: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -219,30 +216,33 @@ fn export_stream(
             let now = out.matching();
             if now && !matched {
                 // A new importer: give it the latest value now.
-                let mut buf = wire::encode_empty(&desc, &blank);
-                if let Ok(frame) = reader.read(&mut buf[at..]) {
-                    wire::set_item(
-                        &mut buf,
-                        &ItemInfo {
-                            missed: 0,
-                            ..item(&frame)
-                        },
-                    );
-                    out.put(buf, &Frame { missed: 0, ..frame })?;
+                let mut buf = pool.take();
+                match reader.read(&mut buf[at..]) {
+                    Ok(frame) => {
+                        let frame = Frame { missed: 0, ..frame };
+                        wire::set_item(&mut buf, &item(&frame));
+                        out.put(pool.wrap(buf), &frame)?;
+                    }
+                    Err(_) => pool.keep(buf),
                 }
             }
             matched = now;
         }
-        let mut buf = wire::encode_empty(&desc, &blank);
+        let mut buf = pool.take();
         match reader.read_new_timeout(&mut buf[at..], POLL) {
             Ok(frame) => {
                 wire::set_item(&mut buf, &item(&frame));
-                out.put(buf, &frame)?;
+                out.put(pool.wrap(buf), &frame)?;
             }
-            Err(LaneError::Timeout) => {}
-            // The writer is gone: a new one may take over; keep reading.
-            Err(LaneError::WriterGone) => std::thread::sleep(POLL),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                pool.keep(buf);
+                match e {
+                    LaneError::Timeout => {}
+                    // The writer is gone: a new one may take over; keep reading.
+                    LaneError::WriterGone => std::thread::sleep(POLL),
+                    e => return Err(e.into()),
+                }
+            }
         }
     }
     Ok(())
@@ -287,12 +287,7 @@ fn matched_loop(
     mut take: impl FnMut(&mut [u8]) -> Result<Frame, LaneError>,
 ) -> Result<(), BridgeError> {
     let at = wire::prefix_len(desc);
-    let blank = ItemInfo {
-        seq: 1,
-        frame_id: 0,
-        timestamp_ns: 0,
-        missed: 0,
-    };
+    let pool = Pool::new(desc);
     let mut checked: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if checked.is_none_or(|t| t.elapsed() >= MATCH_CHECK) {
@@ -301,15 +296,20 @@ fn matched_loop(
             }
             checked = Some(Instant::now());
         }
-        let mut buf = wire::encode_empty(desc, &blank);
+        let mut buf = pool.take();
         match take(&mut buf[at..]) {
             Ok(frame) => {
                 wire::set_item(&mut buf, &item(&frame));
-                out.put(buf, &frame)?;
+                out.put(pool.wrap(buf), &frame)?;
             }
-            Err(LaneError::Timeout) => {}
-            Err(LaneError::WriterGone) => std::thread::sleep(POLL),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                pool.keep(buf);
+                match e {
+                    LaneError::Timeout => {}
+                    LaneError::WriterGone => std::thread::sleep(POLL),
+                    e => return Err(e.into()),
+                }
+            }
         }
     }
     Ok(())

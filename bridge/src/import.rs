@@ -1,12 +1,14 @@
 //! The importer of one key expression: decodes each sample, creates (or takes over)
-//! the local lane named by the key's last chunk, and writes the item into it.
+//! the local lane named by the key's last chunk, and writes the item into it. It runs
+//! in the subscriber's callback, on the Zenoh task that reads the link, so a sample
+//! reaches its lane without waking another thread.
 //!
 //! - Stream: `StreamWriter::write_frame` with the source frame id; an item whose
 //!   source sequence is not above the last one written is dropped as stale.
 //! - Queue: `QueueProducer::push`, waiting for space as long as it takes (checking
-//!   the stop flag every 100 ms). While it waits the subscriber's FIFO fills, Zenoh
-//!   stops reading the link, and the exporter's `Block` puts wait: backpressure from
-//!   the local consumer on host B to the producer on host A.
+//!   the stop flag every 100 ms). While it waits Zenoh stops reading the link, and
+//!   the exporter's `Block` puts wait: backpressure from the local consumer on host B
+//!   to the producer on host A.
 //! - Topic: `TopicPublisher::publish`, likewise (a lossless local subscriber that
 //!   falls behind holds the bridge back).
 //!
@@ -23,12 +25,11 @@ use crate::wire::{self, LaneDesc, Message};
 use crate::{log, Imported, POLL};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tensorlane_shm::{
     CreateOptions, Kind, LaneError, LaneName, OpenOptions, QueueProducer, StreamWriter,
     TopicPublisher,
 };
-use zenoh::handlers::FifoChannelHandler;
-use zenoh::pubsub::Subscriber;
 use zenoh::sample::Sample;
 
 /// Refusals logged in full per lane before the log thins out to one in 1000.
@@ -48,62 +49,89 @@ struct Local {
     last: Option<u64>,
 }
 
-/// Runs until `stop`, importing every sample `subscriber` receives.
-pub(crate) fn run(
-    subscriber: Subscriber<FifoChannelHandler<Sample>>,
-    local_prefix: &str,
-    stop: &AtomicBool,
-    counters: &Counters,
-    imported: &Imported,
-) {
-    let mut lanes: BTreeMap<String, Local> = BTreeMap::new();
-    while !stop.load(Ordering::Relaxed) {
-        match subscriber.recv_timeout(POLL) {
-            Ok(Some(sample)) => {
-                let key = sample.key_expr().as_str().to_string();
-                let name = format!("import {key}");
-                let bytes = sample.payload().to_bytes();
-                if let Err(why) = import_one(
-                    &key,
-                    &bytes,
-                    local_prefix,
-                    &mut lanes,
-                    stop,
-                    counters,
-                    imported,
-                ) {
-                    let mut refused = 0;
-                    counters.update(&name, |c| {
-                        c.refused += 1;
-                        refused = c.refused;
-                    });
-                    if refused <= LOGGED_REFUSALS || refused % 1000 == 0 {
-                        log(format_args!(
-                            "refused a sample on {key} ({} bytes, refusal {refused}): {why}",
-                            bytes.len()
-                        ));
-                    }
+/// The state of one `--import` key expression: the local lanes its samples go into.
+/// Zenoh calls [`Importer::receive`] for each sample, one at a time, on the task that
+/// reads the link: a sample is written into its local lane before the next one is
+/// read, with no thread hand-over in between.
+pub(crate) struct Importer {
+    lanes: BTreeMap<String, Local>,
+    local_prefix: String,
+    /// The largest lane it creates (bytes of tensors).
+    max_lane_bytes: u64,
+    stop: Arc<AtomicBool>,
+    counters: Counters,
+    imported: Imported,
+    /// A fragmented sample's bytes, joined (kept between samples: no allocation
+    /// per sample once it has grown).
+    joined: Vec<u8>,
+}
+
+impl Importer {
+    pub(crate) fn new(
+        local_prefix: String,
+        max_lane_bytes: u64,
+        stop: Arc<AtomicBool>,
+        counters: Counters,
+        imported: Imported,
+    ) -> Importer {
+        Importer {
+            lanes: BTreeMap::new(),
+            local_prefix,
+            max_lane_bytes,
+            stop,
+            counters,
+            imported,
+            joined: Vec::new(),
+        }
+    }
+
+    /// Imports one sample, or counts and logs why it was refused.
+    pub(crate) fn receive(&mut self, sample: &Sample) {
+        let key = sample.key_expr().as_str();
+        let payload = sample.payload();
+        // A large sample arrives in fragments; the decoder reads one contiguous message.
+        let mut joined = std::mem::take(&mut self.joined);
+        let mut slices = payload.slices();
+        let bytes: &[u8] = match (slices.next(), slices.next()) {
+            (Some(only), None) => only,
+            (None, _) => &[],
+            _ => {
+                joined.clear();
+                for slice in payload.slices() {
+                    joined.extend_from_slice(slice);
                 }
+                &joined
             }
-            Ok(None) => {}
-            Err(e) => {
-                log(format_args!("import subscriber closed: {e}"));
-                return;
+        };
+        if let Err(why) = import_one(key, bytes, self) {
+            let name = format!("import {key}");
+            let mut refused = 0;
+            self.counters.update(&name, |c| {
+                c.refused += 1;
+                refused = c.refused;
+            });
+            if refused <= LOGGED_REFUSALS || refused % 1000 == 0 {
+                log(format_args!(
+                    "refused a sample on {key} ({} bytes, refusal {refused}): {why}",
+                    bytes.len()
+                ));
             }
         }
+        self.joined = joined;
     }
 }
 
 /// Imports one sample; `Err` is the reason it was refused.
-fn import_one(
-    key: &str,
-    bytes: &[u8],
-    local_prefix: &str,
-    lanes: &mut BTreeMap<String, Local>,
-    stop: &AtomicBool,
-    counters: &Counters,
-    imported: &Imported,
-) -> Result<(), String> {
+fn import_one(key: &str, bytes: &[u8], importer: &mut Importer) -> Result<(), String> {
+    let Importer {
+        lanes,
+        local_prefix,
+        max_lane_bytes,
+        stop,
+        counters,
+        imported,
+        ..
+    } = importer;
     let message = wire::decode(bytes).map_err(|e| e.to_string())?;
     let chunk = key.rsplit('/').next().unwrap_or(key);
     let lane = format!("{local_prefix}{chunk}");
@@ -111,6 +139,15 @@ fn import_one(
     let local = match lanes.entry(key.to_string()) {
         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::btree_map::Entry::Vacant(e) => {
+            let bytes = lane_bytes(&message.desc);
+            if bytes.is_none_or(|b| b > *max_lane_bytes) {
+                return Err(format!(
+                    "the lane would hold {} x {} bytes of tensors, above --max-lane-bytes {}",
+                    message.desc.count,
+                    message.desc.spec.byte_len(),
+                    max_lane_bytes
+                ));
+            }
             // Claimed before the lane exists, so a scan never exports it.
             if let Ok(mut set) = imported.lock() {
                 set.insert(lane.clone());
@@ -157,6 +194,13 @@ fn import_one(
         c.lost = c.lost.saturating_add(lost);
     });
     Ok(())
+}
+
+/// Bytes of tensors a lane of `desc` holds (None if beyond u64).
+fn lane_bytes(desc: &LaneDesc) -> Option<u64> {
+    u64::try_from(desc.spec.byte_len())
+        .ok()?
+        .checked_mul(u64::from(desc.count))
 }
 
 /// Whether two descriptions name the same lane (the lossless flag says how the

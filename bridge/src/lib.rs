@@ -21,6 +21,7 @@
 pub mod config;
 mod export;
 mod import;
+mod pool;
 mod stats;
 pub mod wire;
 
@@ -87,17 +88,23 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
     let counters = Counters::default();
     let imported: Imported = Arc::default();
     let mut threads = Vec::new();
+    // Kept until the end: dropping a subscriber undeclares it.
+    let mut subscribers = Vec::new();
     for key in &options.import {
+        let mut importer = import::Importer::new(
+            options.local_prefix.clone(),
+            options.max_lane_bytes,
+            stop.clone(),
+            counters.clone(),
+            imported.clone(),
+        );
         let subscriber = session
             .declare_subscriber(key.clone())
+            .callback_mut(move |sample| importer.receive(&sample))
             .wait()
             .map_err(zenoh_error)?;
         log(format_args!("importing {key}"));
-        let (stop, counters, imported) = (stop.clone(), counters.clone(), imported.clone());
-        let local_prefix = options.local_prefix.clone();
-        threads.push(std::thread::spawn(move || {
-            import::run(subscriber, &local_prefix, &stop, &counters, &imported)
-        }));
+        subscribers.push(subscriber);
     }
     if !options.export.is_empty() {
         let (stop, counters, imported) = (stop.clone(), counters.clone(), imported.clone());
@@ -116,6 +123,10 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
     }
     for thread in threads {
         let _ = thread.join();
+    }
+    // An importer waiting for room in a local lane sees `stop` within `POLL`.
+    for subscriber in subscribers {
+        let _ = subscriber.undeclare().wait();
     }
     counters.print();
     let _ = session.close().wait();

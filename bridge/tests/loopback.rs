@@ -350,7 +350,7 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
     let port = free_port();
     let prefix = format!("tensorlane/{}", unique("evil"));
     let good = unique("good");
-    let names: Vec<String> = (0..6).map(|i| unique(&format!("bad{i}"))).collect();
+    let names: Vec<String> = (0..7).map(|i| unique(&format!("bad{i}"))).collect();
     let mut lanes: Vec<String> = names.iter().map(|n| format!("b-{n}")).collect();
     lanes.push(format!("b-{good}"));
     let _lanes = Lanes(lanes);
@@ -363,6 +363,8 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
             format!("{prefix}/*"),
             "--local-prefix".into(),
             "b-".into(),
+            "--max-lane-bytes".into(),
+            (4 * spec().byte_len()).to_string(),
         ],
     );
     let mut config = zenoh::Config::default();
@@ -393,6 +395,11 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
     wrong_size.truncate(valid.len() - 8);
     let mut bad_spec = desc.clone();
     bad_spec.spec = TensorSpec::new(DType::U64, &[WORDS as u64 + 1]).unwrap();
+    // A valid message for a lane of 5 slots: above the importer's 4 slots' worth.
+    let too_many_slots = LaneDesc {
+        count: 5,
+        ..desc.clone()
+    };
     let mut huge = wire::encode(&desc, &item(1), &payload(1));
     huge[64..72].copy_from_slice(&(1u64 << 40).to_le_bytes());
     let bad: Vec<Vec<u8>> = vec![
@@ -410,6 +417,7 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
             v[24] ^= 1; // metadata checksum
             v
         },
+        wire::encode(&too_many_slots, &item(1), &payload(1)),
     ];
     let put = |name: &str, bytes: Vec<u8>| {
         session
@@ -455,6 +463,48 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
     assert_eq!(refusals, names.len() + 1, "{log}");
     assert!(log.contains("not a tensorlane bridge message"), "{log}");
     assert!(log.contains("lane description differs"), "{log}");
+    assert!(log.contains("above --max-lane-bytes"), "{log}");
     let stale: u64 = stat(&log, &format!("import {prefix}/{good}"), "stale");
     assert_eq!(stale, 1);
+}
+
+/// Items larger than a Zenoh batch (64 KiB) cross in fragments, which the importer
+/// joins: each item's every byte arrives, in order. The bytes differ by position and
+/// frame id, so a fragment misplaced or taken from another item shows.
+#[test]
+fn items_larger_than_a_zenoh_batch_cross_whole() {
+    const BYTES: usize = 300_000;
+    const ITEMS: u64 = 40;
+    let item = |id: u64| -> Vec<u8> {
+        (0..BYTES)
+            .map(|i| (i as u64).wrapping_mul(31).wrapping_add(id * 7) as u8)
+            .collect()
+    };
+    let pair = Pair::new();
+    let src = unique("big");
+    let dst = format!("b-{src}");
+    let _lanes = Lanes(vec![src.clone(), dst.clone()]);
+    let big = TensorSpec::bytes(BYTES as u64).unwrap();
+    let mut producer = QueueProducer::create(&src, &big, 4).unwrap();
+    let _exporter = pair.exporter(&src, &[]);
+    let importer = pair.importer("b-");
+    let writing = std::thread::spawn(move || {
+        for id in 1..=ITEMS {
+            producer.push_timeout(&item(id), LIMIT).unwrap();
+        }
+        producer
+    });
+    let mut consumer = wait_open(|| QueueConsumer::open_expect(&dst, &big));
+    let mut buf = vec![0u8; BYTES];
+    for id in 1..=ITEMS {
+        let frame = consumer.pop_timeout(&mut buf, LIMIT).unwrap();
+        assert_eq!(frame.frame_id, id);
+        assert!(buf == item(id), "item {id} arrived with other bytes");
+    }
+    let _producer = writing.join().unwrap();
+    let log = importer.stop();
+    assert_eq!(
+        stat(&log, &format!("import {}/{src}", pair.prefix), "forwarded"),
+        ITEMS
+    );
 }

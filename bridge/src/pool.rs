@@ -1,0 +1,139 @@
+//! Message buffers an exporter reuses.
+//!
+//! Zenoh takes each message it is given and drops it once it has been written to
+//! the link. A buffer from [`Pool::take`] goes to Zenoh through [`Pool::wrap`] and
+//! comes back to the pool when Zenoh drops it, so an exporter in its steady state
+//! neither allocates nor zero-fills a message: it reads the lane straight into a
+//! buffer whose header is already written, and rewrites only the per-item fields.
+//!
+//! Invariant: every buffer in the pool is a whole message of the pool's lane
+//! description ([`wire::encode_empty`]'s length and header); only the per-item
+//! fields ([`wire::set_item`]) and the payload differ between them.
+
+use crate::wire::{self, ItemInfo, LaneDesc};
+use std::sync::{Arc, Mutex, Weak};
+use zenoh::bytes::ZBytes;
+
+/// Buffers kept for reuse; a burst that needs more allocates the others.
+const KEPT: usize = 4;
+
+type Free = Mutex<Vec<Vec<u8>>>;
+
+/// The buffers of one exporter.
+pub(crate) struct Pool {
+    desc: LaneDesc,
+    free: Arc<Free>,
+}
+
+impl Pool {
+    pub(crate) fn new(desc: &LaneDesc) -> Pool {
+        Pool {
+            desc: desc.clone(),
+            free: Arc::default(),
+        }
+    }
+
+    /// A message buffer for the lane: the payload (after [`wire::prefix_len`]) and
+    /// the per-item fields are the caller's to write.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        reused.unwrap_or_else(|| {
+            let blank = ItemInfo {
+                seq: 1,
+                frame_id: 0,
+                timestamp_ns: 0,
+                missed: 0,
+            };
+            wire::encode_empty(&self.desc, &blank)
+        })
+    }
+
+    /// Returns a buffer that was not sent.
+    pub(crate) fn keep(&self, buf: Vec<u8>) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < KEPT {
+            free.push(buf);
+        }
+    }
+
+    /// `buf` as a Zenoh payload (no copy) that returns to this pool when dropped.
+    pub(crate) fn wrap(&self, buf: Vec<u8>) -> ZBytes {
+        bytes::Bytes::from_owner(Returning {
+            buf,
+            home: Arc::downgrade(&self.free),
+        })
+        .into()
+    }
+}
+
+/// A buffer on its way through Zenoh.
+struct Returning {
+    buf: Vec<u8>,
+    /// The pool, if its exporter still runs.
+    home: Weak<Free>,
+}
+
+impl AsRef<[u8]> for Returning {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.upgrade() {
+            let mut free = home.lock().unwrap_or_else(|e| e.into_inner());
+            if free.len() < KEPT {
+                free.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensorlane_shm::{Clock, Kind, Metadata, TensorSpec};
+
+    fn desc() -> LaneDesc {
+        LaneDesc {
+            kind: Kind::Stream,
+            spec: TensorSpec::bytes(16).unwrap(),
+            count: 2,
+            subscribers: 0,
+            clock: Clock::Monotonic,
+            metadata: Metadata::default(),
+            lossless: false,
+        }
+    }
+
+    #[test]
+    fn a_buffer_comes_back_when_zenoh_drops_it_and_keeps_its_header() {
+        let pool = Pool::new(&desc());
+        let mut buf = pool.take();
+        let at = wire::prefix_len(&desc());
+        buf[at..].copy_from_slice(&[7; 16]);
+        let address = buf.as_ptr();
+        let payload = pool.wrap(buf);
+        assert!(pool.free.lock().unwrap().is_empty());
+        drop(payload);
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), address, "the same allocation is reused");
+        let message = wire::decode(&again).expect("still a whole message");
+        assert_eq!(message.desc, desc());
+        assert_eq!(message.payload, &[7; 16]);
+    }
+
+    #[test]
+    fn the_pool_keeps_a_bounded_number_and_outlives_nothing() {
+        let pool = Pool::new(&desc());
+        let payloads: Vec<ZBytes> = (0..KEPT + 3).map(|_| pool.wrap(pool.take())).collect();
+        drop(payloads);
+        assert_eq!(pool.free.lock().unwrap().len(), KEPT);
+        let late = pool.wrap(pool.take());
+        drop(pool);
+        // The pool is gone: the buffer is freed, not returned.
+        assert_eq!(late.to_bytes().len(), wire::prefix_len(&desc()) + 16);
+        drop(late);
+    }
+}
