@@ -3,8 +3,9 @@
 code, one at a time, and runs the suites most likely to notice.
 
 Sites: every `Ordering::Release`, `Acquire`, `AcqRel` and `SeqCst` argument and every
-`fence(...)` call in `core/src/*.rs` (test modules excepted; the futex protocol is
-`core/src/futex.rs`), `shm/src/futex.rs` and `gpu/src/protocol.rs`, as they are when the script runs. Each site gives one mutant:
+`fence(...)` call in `core/src/*.rs` and `core/src/*/*.rs` (test modules excepted; the
+futex protocol is `core/src/futex.rs`), `shm/src/futex.rs` and `gpu/src/protocol.rs`, as
+they are when the script runs. Each site gives one mutant:
 the ordering replaced by `Relaxed`, or the fence call removed (replaced by `()`).
 An atomic read-modify-write with two orderings gives one mutant per ordering.
 
@@ -17,7 +18,14 @@ reported as `timeout`, not as caught.
     verification/orderings.py --list                # the sites, nothing run
     verification/orderings.py                       # the whole campaign
     verification/orderings.py --files seqlock.rs,spsc.rs --timeout 300
-    verification/orderings.py --sites seqlock.rs:278,claim.rs:72
+    verification/orderings.py --files broadcast.rs  # every file of core/src/broadcast/
+    verification/orderings.py --files broadcast/producer.rs
+    verification/orderings.py --sites seqlock.rs:278,broadcast/table.rs:144
+
+A file is named by its path under `core/src` (`seqlock.rs`, `broadcast/producer.rs`),
+or by its own name outside `core` (`futex.rs`, `protocol.rs`). The files of a module
+directory (`core/src/broadcast/`) also answer to the module's name (`broadcast.rs`),
+which is also their key in `SUITES`.
     verification/orderings.py --miri                # also Miri on the threaded scenarios
 
 The result is a Markdown table (site, mutant, first test that failed, seconds) on
@@ -109,10 +117,29 @@ def source_files():
     for name in sorted(os.listdir(core)):
         if name.endswith(".rs") and not name.endswith("tests.rs"):
             files.append(os.path.join("core", "src", name))
+        elif os.path.isdir(os.path.join(core, name)):
+            # A module split into a directory: its files, one level down.
+            for inner in sorted(os.listdir(os.path.join(core, name))):
+                if inner.endswith(".rs") and not inner.endswith("tests.rs"):
+                    files.append(os.path.join("core", "src", name, inner))
     for extra in ("shm/src/futex.rs", "gpu/src/protocol.rs"):
         if os.path.exists(os.path.join(ROOT, extra)):
             files.append(extra)
     return files
+
+
+def file_name(path):
+    """The name `--files` and `--sites` use: the path under `core/src`, else the file's
+    own name."""
+    core = os.path.join("core", "src") + os.sep
+    return path[len(core):] if path.startswith(core) else os.path.basename(path)
+
+
+def module_name(path):
+    """The `SUITES` key: the module a file belongs to (`broadcast.rs` for every file of
+    `core/src/broadcast/`), else the file's name."""
+    name = file_name(path)
+    return name.split(os.sep, 1)[0] + ".rs" if os.sep in name else name
 
 
 def sites(path):
@@ -176,10 +203,10 @@ def main():
     chosen = args.files.split(",") if args.files else None
     plan = []
     for path in source_files():
-        if chosen and os.path.basename(path) not in chosen:
+        if chosen and file_name(path) not in chosen and module_name(path) not in chosen:
             continue
         for site in sites(path):
-            if args.sites and f"{os.path.basename(path)}:{site[0]}" not in args.sites.split(","):
+            if args.sites and f"{file_name(path)}:{site[0]}" not in args.sites.split(","):
                 continue
             plan.append((path,) + site)
 
@@ -209,7 +236,7 @@ def main():
             pristine = f.read()
         with open(target, "w") as f:
             f.write(mutate(pristine, number, column, kind, original))
-        suites = list(SUITES.get(os.path.basename(path), ALL_LOOM + [THREADS_SUITE]))
+        suites = list(SUITES.get(module_name(path), ALL_LOOM + [THREADS_SUITE]))
         if args.miri:
             suites.append(("miri threads", MIRI, {}))
         verdict, spent = "survived", 0.0
