@@ -75,6 +75,18 @@ pub struct Options {
     /// the tensor's bytes): a sample that describes a larger lane is refused.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     pub max_lane_bytes: u64,
+    /// Queues without copies in between: an exporter hands each item to Zenoh in
+    /// place, an importer writes each sample straight into a free slot. This trusts
+    /// the local processes of those queues to follow docs/LAYOUT.md; without it the
+    /// bridge copies, and nothing a local process does can make it misbehave.
+    #[arg(long)]
+    pub zero_copy: bool,
+    /// After each item, an exporter polls its lane for this many microseconds before
+    /// it sleeps: no wake-up for an item that follows within that time, at the cost
+    /// of a busy core while items flow (default 0: sleep at once).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub spin_us: u64,
     /// How often the local lane list is scanned for new lanes to export (ms).
     #[arg(long, default_value_t = 200)]
     pub rescan_ms: u64,

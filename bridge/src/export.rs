@@ -14,13 +14,21 @@
 //!   counted), receiving only while a subscriber matches, as for a queue: a lossless
 //!   one holds the publisher back meanwhile, a lossy one falls behind and skips.
 //!
+//! Reading: by copy into pooled message buffers; with `--zero-copy` a queue's items
+//! are lent to Zenoh in place instead (see `source`).
+//!
+//! Waiting: an exporter sleeps on its lane (after the lane's own brief spin) until
+//! the next item; with `--spin-us N` it polls instead for N microseconds after each
+//! item, so an item that follows closely is taken without a wake-up, at the cost of
+//! a busy core while items flow.
+//!
 //! Invariant: an exporter puts the items of its lane in the order the lane gave
 //! them, each once, with the lane's own sequence number, frame id and timestamp.
 
 use crate::config::Options;
-use crate::pool::Pool;
+use crate::source::{CopiedQueue, CopiedTopic, Copier, InPlace, Source};
 use crate::stats::Counters;
-use crate::wire::{self, ItemInfo, LaneDesc};
+use crate::wire::LaneDesc;
 use crate::{log, zenoh_error, BridgeError, Imported, POLL};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,12 +106,16 @@ pub(crate) fn scan(
             }
             let key = format!("{prefix}/{name}");
             let (session, stop, counters) = (session.clone(), stop.clone(), counters.clone());
-            let subscribe = options.subscribe_options();
+            let reading = Reading {
+                subscribe: options.subscribe_options(),
+                spin: Duration::from_micros(options.spin_us),
+                zero_copy: options.zero_copy,
+            };
             let lane = name.clone();
             running.insert(
                 name,
                 std::thread::spawn(move || {
-                    export_lane(&session, &lane, &key, subscribe, &stop, &counters)
+                    export_lane(&session, &lane, &key, reading, &stop, &counters)
                 }),
             );
         }
@@ -128,13 +140,15 @@ fn describe(info: &HeaderInfo, lossless: bool) -> Result<LaneDesc, BridgeError> 
     })
 }
 
-fn item(frame: &Frame) -> ItemInfo {
-    ItemInfo {
-        seq: frame.seq,
-        frame_id: frame.frame_id,
-        timestamp_ns: frame.timestamp_ns,
-        missed: frame.missed,
-    }
+/// How exporters read their lanes (from the options).
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// How a topic is subscribed to.
+    subscribe: tensorlane_shm::SubscribeOptions,
+    /// `--spin-us`.
+    spin: Duration,
+    /// `--zero-copy`.
+    zero_copy: bool,
 }
 
 /// One lane's exporter; returns when `stop` is set or the lane fails.
@@ -142,7 +156,7 @@ fn export_lane(
     session: &Session,
     lane: &str,
     key: &str,
-    subscribe: tensorlane_shm::SubscribeOptions,
+    reading: Reading,
     stop: &AtomicBool,
     counters: &Counters,
 ) -> Result<(), BridgeError> {
@@ -152,7 +166,7 @@ fn export_lane(
     let congestion = match kind {
         Kind::Stream => CongestionControl::Drop,
         Kind::Queue => CongestionControl::Block,
-        Kind::Topic if matches!(subscribe.mode, Mode::Lossless) => CongestionControl::Block,
+        Kind::Topic if matches!(reading.subscribe.mode, Mode::Lossless) => CongestionControl::Block,
         Kind::Topic => CongestionControl::Drop,
     };
     let publisher = session
@@ -165,12 +179,19 @@ fn export_lane(
         publisher,
         name: format!("export {lane}"),
         counters,
+        spin: reading.spin,
+        busy_until: None,
+        zero_copy: reading.zero_copy,
     };
     log(format_args!("exporting {} {lane} on {key}", kind.name()));
     match kind {
         Kind::Stream => export_stream(StreamReader::open(lane)?, &mut out, stop),
         Kind::Queue => export_queue(QueueConsumer::open(lane)?, &mut out, stop),
-        Kind::Topic => export_topic(TopicSubscriber::open(lane, subscribe)?, &mut out, stop),
+        Kind::Topic => export_topic(
+            TopicSubscriber::open(lane, reading.subscribe)?,
+            &mut out,
+            stop,
+        ),
     }
 }
 
@@ -178,6 +199,12 @@ struct Exporter<'a> {
     publisher: Publisher<'static>,
     name: String,
     counters: &'a Counters,
+    /// How long to poll the lane after an item before sleeping (`--spin-us`).
+    spin: Duration,
+    /// End of the current polling window.
+    busy_until: Option<Instant>,
+    /// Queues are lent to Zenoh in place (`--zero-copy`).
+    zero_copy: bool,
 }
 
 impl Exporter<'_> {
@@ -190,8 +217,16 @@ impl Exporter<'_> {
             .unwrap_or(true)
     }
 
+    /// Whether the next take should poll (not sleep): within `spin` of the last item.
+    fn polling(&self) -> bool {
+        self.busy_until.is_some_and(|t| Instant::now() < t)
+    }
+
     fn put(&mut self, payload: ZBytes, frame: &Frame) -> Result<(), BridgeError> {
         self.publisher.put(payload).wait().map_err(zenoh_error)?;
+        if !self.spin.is_zero() {
+            self.busy_until = Instant::now().checked_add(self.spin);
+        }
         self.counters.update(&self.name, |c| {
             c.forwarded += 1;
             c.missed = c.missed.saturating_add(frame.missed);
@@ -205,9 +240,7 @@ fn export_stream(
     out: &mut Exporter<'_>,
     stop: &AtomicBool,
 ) -> Result<(), BridgeError> {
-    let desc = describe(reader.info(), false)?;
-    let at = wire::prefix_len(&desc);
-    let pool = Pool::new(&desc);
+    let copier = Copier::new(&describe(reader.info(), false)?);
     let mut matched = false;
     let mut checked: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -216,34 +249,31 @@ fn export_stream(
             let now = out.matching();
             if now && !matched {
                 // A new importer: give it the latest value now.
-                let mut buf = pool.take();
-                match reader.read(&mut buf[at..]) {
-                    Ok(frame) => {
-                        let frame = Frame { missed: 0, ..frame };
-                        wire::set_item(&mut buf, &item(&frame));
-                        out.put(pool.wrap(buf), &frame)?;
-                    }
-                    Err(_) => pool.keep(buf),
+                let latest =
+                    copier.take(|buf| reader.read(buf).map(|frame| Frame { missed: 0, ..frame }));
+                if let Ok((frame, message)) = latest {
+                    out.put(message, &frame)?;
                 }
             }
             matched = now;
         }
-        let mut buf = pool.take();
-        match reader.read_new_timeout(&mut buf[at..], POLL) {
-            Ok(frame) => {
-                wire::set_item(&mut buf, &item(&frame));
-                out.put(pool.wrap(buf), &frame)?;
-            }
-            Err(e) => {
-                pool.keep(buf);
-                match e {
-                    LaneError::Timeout => {}
-                    // The writer is gone: a new one may take over; keep reading.
-                    LaneError::WriterGone => std::thread::sleep(POLL),
-                    e => return Err(e.into()),
-                }
-            }
+        let wait = !out.polling();
+        match copier.read_new(&mut reader, wait) {
+            Ok((frame, message)) => out.put(message, &frame)?,
+            Err(e) => idle(e)?,
         }
+    }
+    Ok(())
+}
+
+/// What an exporter does when a take gave no item.
+fn idle(e: LaneError) -> Result<(), BridgeError> {
+    match e {
+        LaneError::Empty => std::hint::spin_loop(),
+        LaneError::Timeout => {}
+        // The writer is gone: a new one may take over; keep reading.
+        LaneError::WriterGone => std::thread::sleep(POLL),
+        e => return Err(e.into()),
     }
     Ok(())
 }
@@ -260,34 +290,38 @@ fn wait_for_match(out: &Exporter<'_>, stop: &AtomicBool) -> bool {
 }
 
 fn export_queue(
-    mut consumer: QueueConsumer,
+    consumer: QueueConsumer,
     out: &mut Exporter<'_>,
     stop: &AtomicBool,
 ) -> Result<(), BridgeError> {
     let desc = describe(consumer.info(), false)?;
-    matched_loop(&desc, out, stop, |buf| consumer.pop_timeout(buf, POLL))
+    if out.zero_copy {
+        // SAFETY: `--zero-copy` is the operator's statement that every process that
+        // can write the lane follows docs/LAYOUT.md, the promise `InPlace` asks for.
+        let mut source = unsafe { InPlace::new(consumer, &desc) };
+        matched_loop(&mut source, out, stop)
+    } else {
+        matched_loop(&mut CopiedQueue(consumer, Copier::new(&desc)), out, stop)
+    }
 }
 
 fn export_topic(
-    mut subscriber: TopicSubscriber,
+    subscriber: TopicSubscriber,
     out: &mut Exporter<'_>,
     stop: &AtomicBool,
 ) -> Result<(), BridgeError> {
     let desc = describe(subscriber.info(), subscriber.is_lossless())?;
     // A lossy subscriber that waits for a match lags, and skips what it must: counted.
-    matched_loop(&desc, out, stop, |buf| subscriber.recv_timeout(buf, POLL))
+    matched_loop(&mut CopiedTopic(subscriber, Copier::new(&desc)), out, stop)
 }
 
-/// Takes items with `take` only while a subscriber matches the key (checked every
+/// Takes items from `source` only while a subscriber matches the key (checked every
 /// `MATCH_CHECK`), and puts each with the publisher's congestion control.
 fn matched_loop(
-    desc: &LaneDesc,
+    source: &mut impl Source,
     out: &mut Exporter<'_>,
     stop: &AtomicBool,
-    mut take: impl FnMut(&mut [u8]) -> Result<Frame, LaneError>,
 ) -> Result<(), BridgeError> {
-    let at = wire::prefix_len(desc);
-    let pool = Pool::new(desc);
     let mut checked: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if checked.is_none_or(|t| t.elapsed() >= MATCH_CHECK) {
@@ -296,20 +330,14 @@ fn matched_loop(
             }
             checked = Some(Instant::now());
         }
-        let mut buf = pool.take();
-        match take(&mut buf[at..]) {
-            Ok(frame) => {
-                wire::set_item(&mut buf, &item(&frame));
-                out.put(pool.wrap(buf), &frame)?;
+        let wait = !out.polling();
+        match source.take(wait) {
+            Ok((frame, message)) => {
+                let put = out.put(message, &frame);
+                source.sent(stop)?;
+                put?;
             }
-            Err(e) => {
-                pool.keep(buf);
-                match e {
-                    LaneError::Timeout => {}
-                    LaneError::WriterGone => std::thread::sleep(POLL),
-                    e => return Err(e.into()),
-                }
-            }
+            Err(e) => idle(e)?,
         }
     }
     Ok(())

@@ -21,15 +21,16 @@
 //! the one the local lane was made from; every refusal is logged and counted.
 
 use crate::stats::Counters;
-use crate::wire::{self, LaneDesc, Message};
+use crate::wire::{self, DecodeError, LaneDesc};
 use crate::{log, Imported, POLL};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tensorlane_shm::{
     CreateOptions, Kind, LaneError, LaneName, OpenOptions, QueueProducer, StreamWriter,
-    TopicPublisher,
+    TopicPublisher, Wait,
 };
+use zenoh::bytes::ZBytes;
 use zenoh::sample::Sample;
 
 /// Refusals logged in full per lane before the log thins out to one in 1000.
@@ -61,15 +62,68 @@ pub(crate) struct Importer {
     stop: Arc<AtomicBool>,
     counters: Counters,
     imported: Imported,
-    /// A fragmented sample's bytes, joined (kept between samples: no allocation
-    /// per sample once it has grown).
+    /// Queues are written in place (`--zero-copy`).
+    zero_copy: bool,
+    /// A sample whose prefix arrived split, joined (kept between samples: no
+    /// allocation per sample once it has grown).
     joined: Vec<u8>,
+    /// A payload in pieces, joined for a lane written by copy.
+    gathered: Vec<u8>,
+}
+
+/// A decoded sample: its head, and its payload in the pieces it arrived in (a sample
+/// larger than a Zenoh batch arrives in fragments).
+struct Received<'a> {
+    head: wire::Head,
+    pieces: Vec<&'a [u8]>,
+}
+
+impl Received<'_> {
+    /// The payload in one slice: the only piece, or the pieces joined in `gathered`.
+    fn contiguous<'b>(&'b self, gathered: &'b mut Vec<u8>) -> &'b [u8] {
+        match self.pieces[..] {
+            [one] => one,
+            _ => {
+                gathered.clear();
+                for piece in &self.pieces {
+                    gathered.extend_from_slice(piece);
+                }
+                gathered
+            }
+        }
+    }
+}
+
+/// Decodes a sample from its pieces; joins them into `joined` only if the first
+/// piece does not hold the whole prefix.
+fn decode<'a>(payload: &'a ZBytes, joined: &'a mut Vec<u8>) -> Result<Received<'a>, String> {
+    let total = payload.len();
+    let mut slices = payload.slices();
+    let first = slices.next().unwrap_or(&[]);
+    match wire::decode_head(first, total as u64) {
+        Ok(head) => {
+            let mut pieces = vec![&first[head.prefix..]];
+            pieces.extend(slices);
+            Ok(Received { head, pieces })
+        }
+        Err(DecodeError::Truncated { .. }) if first.len() < total => {
+            joined.clear();
+            for slice in payload.slices() {
+                joined.extend_from_slice(slice);
+            }
+            let head = wire::decode_head(joined, total as u64).map_err(|e| e.to_string())?;
+            let pieces = vec![&joined[head.prefix..]];
+            Ok(Received { head, pieces })
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl Importer {
     pub(crate) fn new(
         local_prefix: String,
         max_lane_bytes: u64,
+        zero_copy: bool,
         stop: Arc<AtomicBool>,
         counters: Counters,
         imported: Imported,
@@ -81,7 +135,9 @@ impl Importer {
             stop,
             counters,
             imported,
+            zero_copy,
             joined: Vec::new(),
+            gathered: Vec::new(),
         }
     }
 
@@ -89,21 +145,11 @@ impl Importer {
     pub(crate) fn receive(&mut self, sample: &Sample) {
         let key = sample.key_expr().as_str();
         let payload = sample.payload();
-        // A large sample arrives in fragments; the decoder reads one contiguous message.
         let mut joined = std::mem::take(&mut self.joined);
-        let mut slices = payload.slices();
-        let bytes: &[u8] = match (slices.next(), slices.next()) {
-            (Some(only), None) => only,
-            (None, _) => &[],
-            _ => {
-                joined.clear();
-                for slice in payload.slices() {
-                    joined.extend_from_slice(slice);
-                }
-                &joined
-            }
-        };
-        if let Err(why) = import_one(key, bytes, self) {
+        let result =
+            decode(payload, &mut joined).and_then(|received| import_one(key, &received, self));
+        self.joined = joined;
+        if let Err(why) = result {
             let name = format!("import {key}");
             let mut refused = 0;
             self.counters.update(&name, |c| {
@@ -113,16 +159,15 @@ impl Importer {
             if refused <= LOGGED_REFUSALS || refused % 1000 == 0 {
                 log(format_args!(
                     "refused a sample on {key} ({} bytes, refusal {refused}): {why}",
-                    bytes.len()
+                    payload.len()
                 ));
             }
         }
-        self.joined = joined;
     }
 }
 
 /// Imports one sample; `Err` is the reason it was refused.
-fn import_one(key: &str, bytes: &[u8], importer: &mut Importer) -> Result<(), String> {
+fn import_one(key: &str, received: &Received<'_>, importer: &mut Importer) -> Result<(), String> {
     let Importer {
         lanes,
         local_prefix,
@@ -130,21 +175,23 @@ fn import_one(key: &str, bytes: &[u8], importer: &mut Importer) -> Result<(), St
         stop,
         counters,
         imported,
+        zero_copy,
+        gathered,
         ..
     } = importer;
-    let message = wire::decode(bytes).map_err(|e| e.to_string())?;
+    let head = &received.head;
     let chunk = key.rsplit('/').next().unwrap_or(key);
     let lane = format!("{local_prefix}{chunk}");
     LaneName::new(&lane).map_err(|e| e.to_string())?;
     let local = match lanes.entry(key.to_string()) {
         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::btree_map::Entry::Vacant(e) => {
-            let bytes = lane_bytes(&message.desc);
+            let bytes = lane_bytes(&head.desc);
             if bytes.is_none_or(|b| b > *max_lane_bytes) {
                 return Err(format!(
                     "the lane would hold {} x {} bytes of tensors, above --max-lane-bytes {}",
-                    message.desc.count,
-                    message.desc.spec.byte_len(),
+                    head.desc.count,
+                    head.desc.spec.byte_len(),
                     max_lane_bytes
                 ));
             }
@@ -152,24 +199,24 @@ fn import_one(key: &str, bytes: &[u8], importer: &mut Importer) -> Result<(), St
             if let Ok(mut set) = imported.lock() {
                 set.insert(lane.clone());
             }
-            let local = open_local(&lane, &message.desc)
+            let local = open_local(&lane, &head.desc)
                 .map_err(|e| format!("cannot create or take over local lane {lane}: {e}"))?;
             log(format_args!(
                 "importing {key} into {} {lane} ({})",
-                message.desc.kind.name(),
-                message.desc.spec
+                head.desc.kind.name(),
+                head.desc.spec
             ));
             e.insert(local)
         }
     };
-    if !same_lane(&local.desc, &message.desc) {
+    if !same_lane(&local.desc, &head.desc) {
         return Err(format!(
             "lane description differs from local lane {lane}: {} {} count {} \
              subscribers {}, local {} {} count {} subscribers {}",
-            message.desc.kind.name(),
-            message.desc.spec,
-            message.desc.count,
-            message.desc.subscribers,
+            head.desc.kind.name(),
+            head.desc.spec,
+            head.desc.count,
+            head.desc.subscribers,
             local.desc.kind.name(),
             local.desc.spec,
             local.desc.count,
@@ -177,7 +224,7 @@ fn import_one(key: &str, bytes: &[u8], importer: &mut Importer) -> Result<(), St
         ));
     }
     let name = format!("import {key}");
-    let seq = message.item.seq;
+    let seq = head.item.seq;
     if local.last.is_some_and(|last| seq <= last) {
         counters.update(&name, |c| c.stale += 1);
         return Ok(());
@@ -185,12 +232,19 @@ fn import_one(key: &str, bytes: &[u8], importer: &mut Importer) -> Result<(), St
     // Items missing between the last one written and this one, beyond those the
     // source reported skipped.
     let gap = local.last.map_or(0, |last| seq - last - 1);
-    let lost = gap.saturating_sub(message.item.missed);
-    write(local, &message, stop).map_err(|e| format!("local lane {lane}: {e}"))?;
+    let lost = gap.saturating_sub(head.item.missed);
+    let written = match &mut local.writer {
+        Writer::Queue(w) if *zero_copy => {
+            w.set_next_frame(head.item.frame_id);
+            push_pieces(w, &received.pieces, stop)
+        }
+        writer => write(writer, head, received.contiguous(gathered), stop),
+    };
+    written.map_err(|e| format!("local lane {lane}: {e}"))?;
     local.last = Some(seq);
     counters.update(&name, |c| {
         c.forwarded += 1;
-        c.missed = c.missed.saturating_add(message.item.missed);
+        c.missed = c.missed.saturating_add(head.item.missed);
         c.lost = c.lost.saturating_add(lost);
     });
     Ok(())
@@ -283,19 +337,63 @@ fn open_local(lane: &str, desc: &LaneDesc) -> Result<Local, LaneError> {
 }
 
 /// Writes the item into the local lane, waiting (with stop checks) for space.
-fn write(local: &mut Local, message: &Message<'_>, stop: &AtomicBool) -> Result<(), LaneError> {
-    let frame_id = message.item.frame_id;
-    match &mut local.writer {
-        Writer::Stream(w) => w.write_frame(message.payload, frame_id).map(|_| ()),
+fn write(
+    writer: &mut Writer,
+    head: &wire::Head,
+    payload: &[u8],
+    stop: &AtomicBool,
+) -> Result<(), LaneError> {
+    let frame_id = head.item.frame_id;
+    match writer {
+        Writer::Stream(w) => w.write_frame(payload, frame_id).map(|_| ()),
         Writer::Queue(w) => {
             w.set_next_frame(frame_id);
-            retry(stop, || w.push_timeout(message.payload, POLL))
+            retry(stop, || w.push_timeout(payload, POLL))
         }
         Writer::Topic(w) => {
             w.set_next_frame(frame_id);
-            retry(stop, || w.publish_timeout(message.payload, POLL))
+            retry(stop, || w.publish_timeout(payload, POLL))
         }
     }
+}
+
+/// Copies the pieces straight into the queue's next slot and pushes it: one copy,
+/// no joined payload first (`--zero-copy`). Waits, with stop checks, for a free slot.
+fn push_pieces(
+    w: &mut QueueProducer,
+    pieces: &[&[u8]],
+    stop: &AtomicBool,
+) -> Result<(), LaneError> {
+    let held = loop {
+        // SAFETY: `--zero-copy` is the operator's statement that every process that
+        // can write this lane follows docs/LAYOUT.md, the promise `hold_slot` asks
+        // for; the address is written below only, from this thread, before
+        // `commit_held`.
+        match unsafe { w.hold_slot(Wait::timeout(POLL)) } {
+            Ok(held) => break held,
+            Err(LaneError::Timeout) if !stop.load(Ordering::Relaxed) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let total = pieces.iter().map(|p| p.len()).sum();
+    if total != held.len() {
+        // Dropping `held` leaves the slot free.
+        return Err(LaneError::WrongSize {
+            expected: held.len(),
+            found: total,
+        });
+    }
+    let mut at = 0;
+    for piece in pieces {
+        // SAFETY: `held` lends this handle a free slot of `held.len()` bytes, mapped
+        // while `held` lives; `at + piece.len() <= total == held.len()` keeps the copy
+        // inside it; a received piece is this process's memory, never the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(piece.as_ptr(), held.as_ptr().add(at), piece.len())
+        };
+        at += piece.len();
+    }
+    w.commit_held(held).map(|_| ())
 }
 
 fn retry(

@@ -22,6 +22,7 @@ pub mod config;
 mod export;
 mod import;
 mod pool;
+mod source;
 mod stats;
 pub mod wire;
 
@@ -94,6 +95,7 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
         let mut importer = import::Importer::new(
             options.local_prefix.clone(),
             options.max_lane_bytes,
+            options.zero_copy,
             stop.clone(),
             counters.clone(),
             imported.clone(),

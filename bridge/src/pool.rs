@@ -7,8 +7,9 @@
 //! buffer whose header is already written, and rewrites only the per-item fields.
 //!
 //! Invariant: every buffer in the pool is a whole message of the pool's lane
-//! description ([`wire::encode_empty`]'s length and header); only the per-item
-//! fields ([`wire::set_item`]) and the payload differ between them.
+//! description ([`wire::encode_empty`]'s length and header), or for a pool of
+//! [`Pool::headers`] its bytes before the payload; only the per-item fields
+//! ([`wire::set_item`]) and the payload differ between them.
 
 use crate::wire::{self, ItemInfo, LaneDesc};
 use std::sync::{Arc, Mutex, Weak};
@@ -22,14 +23,26 @@ type Free = Mutex<Vec<Vec<u8>>>;
 /// The buffers of one exporter.
 pub(crate) struct Pool {
     desc: LaneDesc,
+    /// Whether buffers hold the payload too, or end with the header.
+    whole: bool,
     free: Arc<Free>,
 }
 
 impl Pool {
+    /// Buffers of whole messages.
     pub(crate) fn new(desc: &LaneDesc) -> Pool {
         Pool {
             desc: desc.clone(),
+            whole: true,
             free: Arc::default(),
+        }
+    }
+
+    /// Buffers of a message's bytes before the payload ([`wire::prefix_len`]).
+    pub(crate) fn headers(desc: &LaneDesc) -> Pool {
+        Pool {
+            whole: false,
+            ..Pool::new(desc)
         }
     }
 
@@ -44,7 +57,11 @@ impl Pool {
                 timestamp_ns: 0,
                 missed: 0,
             };
-            wire::encode_empty(&self.desc, &blank)
+            let mut buf = wire::encode_empty(&self.desc, &blank);
+            if !self.whole {
+                buf.truncate(wire::prefix_len(&self.desc));
+            }
+            buf
         })
     }
 

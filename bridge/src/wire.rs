@@ -259,14 +259,39 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 
 /// Parses and validates a received message (see the module docs for what is checked).
 pub fn decode(bytes: &[u8]) -> Result<Message<'_>, DecodeError> {
-    let found = bytes.len() as u64;
+    let head = decode_head(bytes, bytes.len() as u64)?;
+    Ok(Message {
+        desc: head.desc,
+        item: head.item,
+        payload: &bytes[head.prefix..],
+    })
+}
+
+/// A message's fields before its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The source lane.
+    pub desc: LaneDesc,
+    /// The item.
+    pub item: ItemInfo,
+    /// Bytes before the payload ([`prefix_len`] of `desc`); the payload is the
+    /// message's remaining `desc.spec.byte_len()` bytes.
+    pub prefix: usize,
+}
+
+/// [`decode`] of a message that arrived in pieces: `bytes` is its first piece,
+/// `total` its whole length. Checks everything [`decode`] checks; the payload (after
+/// [`Head::prefix`]) is the caller's to take from the pieces. `Truncated` with
+/// `found` = `bytes.len()` if the first piece ends before the payload begins.
+pub fn decode_head(bytes: &[u8], total: u64) -> Result<Head, DecodeError> {
+    let found = total;
     if bytes.len() < HEADER_BYTES {
         if bytes.len() >= 4 && bytes[..4] != MAGIC {
             return Err(DecodeError::BadMagic);
         }
         return Err(DecodeError::Truncated {
             needed: HEADER_BYTES as u64,
-            found,
+            found: bytes.len() as u64,
         });
     }
     if bytes[..4] != MAGIC {
@@ -331,7 +356,14 @@ pub fn decode(bytes: &[u8]) -> Result<Message<'_>, DecodeError> {
             found,
         });
     }
-    // total == found, so every end fits in usize.
+    // The prefix must be in the first piece (all of it, for a whole message).
+    if metadata_end > bytes.len() as u64 {
+        return Err(DecodeError::Truncated {
+            needed: metadata_end,
+            found: bytes.len() as u64,
+        });
+    }
+    // metadata_end <= bytes.len(), so both ends fit in usize.
     let (dims_end, metadata_end) = (dims_end as usize, metadata_end as usize);
     let shape: Vec<u64> = bytes[HEADER_BYTES..dims_end]
         .chunks_exact(8)
@@ -346,7 +378,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message<'_>, DecodeError> {
     }
     let metadata = Metadata::decode(&bytes[dims_end..metadata_end], metadata_sum)
         .map_err(DecodeError::Metadata)?;
-    Ok(Message {
+    Ok(Head {
         desc: LaneDesc {
             kind,
             spec,
@@ -357,7 +389,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message<'_>, DecodeError> {
             lossless: flags & FLAG_LOSSLESS != 0,
         },
         item,
-        payload: &bytes[metadata_end..],
+        prefix: metadata_end,
     })
 }
 
@@ -398,6 +430,35 @@ mod tests {
         let at = prefix_len(&desc());
         again[at..].copy_from_slice(&payload);
         assert_eq!(again, bytes);
+    }
+
+    #[test]
+    fn a_message_in_pieces_decodes_once_its_first_piece_holds_the_prefix() {
+        let bytes = encode(&desc(), &ITEM, &[5u8; 24]);
+        let total = bytes.len() as u64;
+        let prefix = prefix_len(&desc());
+        for k in 0..=bytes.len() {
+            match decode_head(&bytes[..k], total) {
+                Ok(head) => {
+                    assert!(k >= prefix, "piece of {k}");
+                    assert_eq!((head.desc, head.item, head.prefix), (desc(), ITEM, prefix));
+                }
+                Err(DecodeError::Truncated { found, .. }) => {
+                    assert!(k < prefix, "piece of {k} refused");
+                    assert_eq!(found, k as u64);
+                }
+                Err(e) => panic!("piece of {k}: {e}"),
+            }
+        }
+        // The whole length is checked as decode checks it.
+        assert!(matches!(
+            decode_head(&bytes, total + 1),
+            Err(DecodeError::TrailingBytes { .. })
+        ));
+        assert!(matches!(
+            decode_head(&bytes, total - 1),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn stream_scenario(start_exporter: StartExporter) {
 
 #[test]
 fn a_queue_crosses_every_item_once_in_order() {
-    let (pair, src, importer) = queue_scenario(real_exporter);
+    let (pair, src, importer) = queue_scenario(real_exporter, &[]);
     let import_log = importer.stop();
     let key = format!("import {}/{src}", pair.prefix);
     assert_eq!(stat(&import_log, &key, "forwarded"), QUEUE_ITEMS);
@@ -112,24 +112,39 @@ fn a_queue_crosses_every_item_once_in_order() {
     assert_eq!(stat(&import_log, &key, "refused"), 0);
 }
 
+/// `--zero-copy` on both sides: items lent to Zenoh in place by the exporter and
+/// written straight into held slots by the importer, under the same checker.
+#[test]
+fn a_queue_crosses_in_place_every_item_once_in_order() {
+    let in_place: StartExporter = |pair, src| Box::new(pair.exporter(src, &["--zero-copy"]));
+    let (pair, src, importer) = queue_scenario(in_place, &["--zero-copy"]);
+    let import_log = importer.stop();
+    let key = format!("import {}/{src}", pair.prefix);
+    assert_eq!(stat(&import_log, &key, "forwarded"), QUEUE_ITEMS);
+    assert_eq!(stat(&import_log, &key, "lost"), 0);
+}
+
 #[test]
 #[should_panic(expected = "WrongValue")]
 fn canary_a_renumbering_exporter_fails_the_queue_scenario() {
-    queue_scenario(|pair, src| Box::new(CanaryExporter::start(pair, src, Bug::RenumberAfterDrop)));
+    queue_scenario(
+        |pair, src| Box::new(CanaryExporter::start(pair, src, Bug::RenumberAfterDrop)),
+        &[],
+    );
 }
 
 const QUEUE_ITEMS: u64 = 5000;
 
 /// A producer behind the exporter, the consumer behind the importer: every item
 /// once, in order, untorn, complete. Returns the importer, still running.
-fn queue_scenario(start_exporter: StartExporter) -> (Pair, String, Bridge) {
+fn queue_scenario(start_exporter: StartExporter, importer: &[&str]) -> (Pair, String, Bridge) {
     let pair = Pair::new();
     let src = unique("q");
     let dst = format!("b-{src}");
     let _lanes = Lanes(vec![src.clone(), dst.clone()]);
     let mut producer = QueueProducer::create(&src, &spec(), 16).unwrap();
     let _exporter = start_exporter(&pair, &src);
-    let importer = pair.importer("b-");
+    let importer = pair.importer_with("b-", importer);
     const N: u64 = QUEUE_ITEMS;
     // The producer runs ahead and blocks on a full queue: the bridge's backpressure.
     let writing = std::thread::spawn(move || {
@@ -473,6 +488,16 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
 /// frame id, so a fragment misplaced or taken from another item shows.
 #[test]
 fn items_larger_than_a_zenoh_batch_cross_whole() {
+    large_items(&[]);
+}
+
+/// The same, lent in place and written into held slots (`--zero-copy`).
+#[test]
+fn items_larger_than_a_zenoh_batch_cross_whole_in_place() {
+    large_items(&["--zero-copy"]);
+}
+
+fn large_items(extra: &[&str]) {
     const BYTES: usize = 300_000;
     const ITEMS: u64 = 40;
     let item = |id: u64| -> Vec<u8> {
@@ -486,8 +511,8 @@ fn items_larger_than_a_zenoh_batch_cross_whole() {
     let _lanes = Lanes(vec![src.clone(), dst.clone()]);
     let big = TensorSpec::bytes(BYTES as u64).unwrap();
     let mut producer = QueueProducer::create(&src, &big, 4).unwrap();
-    let _exporter = pair.exporter(&src, &[]);
-    let importer = pair.importer("b-");
+    let _exporter = pair.exporter(&src, extra);
+    let importer = pair.importer_with("b-", extra);
     let writing = std::thread::spawn(move || {
         for id in 1..=ITEMS {
             producer.push_timeout(&item(id), LIMIT).unwrap();

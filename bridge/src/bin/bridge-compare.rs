@@ -3,16 +3,23 @@
 //!
 //! ```text
 //! cargo build --release -p tensorlane-bridge
-//! target/release/bridge-compare [--samples 2000] [--sizes 64,1048576] [--json FILE]
+//! target/release/bridge-compare [--samples 2000] [--sizes 64,1048576] [--spin-us 0,300]
+//!                               [--json FILE]
 //! ```
 //!
 //! Latency: one item at a time; the sender writes its `CLOCK_MONOTONIC` time into the
 //! first 8 bytes and the receiver (the same thread, after the send returned) reads
 //! the clock when the item arrives: one-way time on one machine's clock. Raw Zenoh:
 //! two sessions in this process (tcp/127.0.0.1, multicast scouting off), an express
-//! publisher with congestion control `Drop`, as a stream export uses. Bridge: a
-//! stream written here, two `tensorlane-bridge` processes (exporter, importer), the
-//! imported stream read here with `read_new`.
+//! publisher with congestion control `Drop`, as a stream export uses, received from
+//! the subscriber's FIFO; the publisher runs in a child process (`--raw-sender`, as
+//! host A's publisher would), and, for reference, in this process (a second session:
+//! Zenoh then runs both ends on one process's runtime threads). Bridge: a stream written here, two `tensorlane-bridge`
+//! processes (exporter, importer; `--spin-us` passed to both), the imported stream
+//! read here with `read_new`. The pipelines stand side by side and take turns in
+//! blocks of 50 samples (the order rotating every round), so they all see the same
+//! machine: a change of load or clock speed during the run hits
+//! both, while each block runs with its own pipeline's memory in the caches.
 //!
 //! Throughput: `--burst` items written back to back and the time until the last one
 //! is received. Raw Zenoh: congestion control `Block`; bridge: a queue of 64 items
@@ -34,6 +41,7 @@ mod compare {
     struct Args {
         samples: usize,
         sizes: Vec<usize>,
+        spins: Vec<u64>,
         json: Option<String>,
     }
 
@@ -41,9 +49,21 @@ mod compare {
         let mut args = Args {
             samples: 2000,
             sizes: vec![64, 1 << 20],
+            spins: vec![0],
             json: None,
         };
         let mut it = std::env::args().skip(1);
+        if std::env::args().nth(1).as_deref() == Some("--raw-sender") {
+            let mut rest = std::env::args().skip(2);
+            let usage = "--raw-sender PORT KEY SIZE";
+            let (port, key, size) = (rest.next(), rest.next(), rest.next());
+            raw_sender(
+                port.and_then(|p| p.parse().ok()).expect(usage),
+                key.expect(usage),
+                size.and_then(|s| s.parse().ok()).expect(usage),
+            );
+            std::process::exit(0);
+        }
         while let Some(a) = it.next() {
             let mut value = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
             match a.as_str() {
@@ -52,6 +72,12 @@ mod compare {
                     args.sizes = value()
                         .split(',')
                         .map(|s| s.parse().expect("--sizes A,B"))
+                        .collect()
+                }
+                "--spin-us" => {
+                    args.spins = value()
+                        .split(',')
+                        .map(|s| s.parse().expect("--spin-us A,B"))
                         .collect()
                 }
                 "--json" => args.json = Some(value()),
@@ -128,13 +154,28 @@ mod compare {
         u64::from_le_bytes(bytes[..8].try_into().unwrap())
     }
 
-    fn raw_latency(size: usize, samples: usize) -> Summary {
-        let port = free_port();
-        let a = session(Some(port), None);
-        let b = session(None, Some(port));
-        let key = format!("bench/{}/raw-lat-{size}", std::process::id());
-        let sub = b.declare_subscriber(key.clone()).wait().unwrap();
-        let publisher = a
+    /// Raw Zenoh: an express publisher with `Drop` and a FIFO subscriber, the
+    /// publisher either in this process (a second session) or in a child process
+    /// (`--raw-sender`), which puts one stamped item per byte it reads on stdin.
+    struct RawPipe {
+        session: Session,
+        subscriber:
+            zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
+        sender: Sender,
+    }
+
+    enum Sender {
+        Here(Session, zenoh::pubsub::Publisher<'static>),
+        Child(Child),
+    }
+
+    fn latency_key(size: usize) -> String {
+        format!("bench/{}/raw-lat-{size}", std::process::id())
+    }
+
+    /// An express publisher with congestion control `Drop`, once a subscriber matches.
+    fn express_publisher(session: &Session, key: String) -> zenoh::pubsub::Publisher<'static> {
+        let publisher = session
             .declare_publisher(key)
             .congestion_control(CongestionControl::Drop)
             .express(true)
@@ -143,30 +184,101 @@ mod compare {
         while !publisher.matching_status().wait().unwrap().matching() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let (mut lat, mut lost) = (Vec::with_capacity(samples), 0);
-        for i in 0..samples + samples / 10 {
+        publisher
+    }
+
+    impl RawPipe {
+        fn new(size: usize, two_processes: bool) -> RawPipe {
+            let port = free_port();
+            let session = session(Some(port), None);
+            let key = latency_key(size);
+            let subscriber = session.declare_subscriber(key.clone()).wait().unwrap();
+            let sender = if two_processes {
+                let exe = std::env::current_exe().unwrap();
+                let child = Command::new(exe)
+                    .args(["--raw-sender", &port.to_string(), &key, &size.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                Sender::Child(child)
+            } else {
+                let a = self::session(None, Some(port));
+                let publisher = express_publisher(&a, key);
+                Sender::Here(a, publisher)
+            };
+            let mut pipe = RawPipe {
+                session,
+                subscriber,
+                sender,
+            };
+            // The child is ready once its items arrive.
+            while pipe.sample(size).is_none() {}
+            pipe
+        }
+
+        /// One item's one-way time (ns), or None if it did not arrive in time.
+        fn sample(&mut self, size: usize) -> Option<u64> {
+            // The item to wait for: the one stamped t0 (sent here), or the first one
+            // the child stamped after the request (a late answer to an earlier
+            // request that timed out is older, and skipped).
             let t0 = now();
-            publisher.put(stamped(size, t0)).wait().unwrap();
+            let exact = match &mut self.sender {
+                Sender::Here(_, publisher) => {
+                    publisher.put(stamped(size, t0)).wait().unwrap();
+                    true
+                }
+                Sender::Child(child) => {
+                    use std::io::Write;
+                    let stdin = child.stdin.as_mut().unwrap();
+                    stdin.write_all(b"s").unwrap();
+                    stdin.flush().unwrap();
+                    false
+                }
+            };
             let deadline = Instant::now() + TIMEOUT;
             loop {
-                match sub.recv_deadline(deadline) {
-                    Ok(Some(s)) if stamp_of(&s.payload().to_bytes()) == t0 => {
-                        // The first tenth warms up.
-                        if i >= samples / 10 {
-                            lat.push(now() - t0);
+                match self.subscriber.recv_deadline(deadline) {
+                    Ok(Some(s)) => {
+                        let stamp = stamp_of(&s.payload().to_bytes());
+                        if stamp == t0 || (!exact && stamp > t0) {
+                            return Some(now() - stamp);
                         }
-                        break;
                     }
-                    Ok(Some(_)) => {}
-                    _ => {
-                        lost += 1;
-                        break;
-                    }
+                    _ => return None,
                 }
             }
         }
-        let _ = (a.close().wait(), b.close().wait());
-        summarize(lat, lost)
+
+        fn close(self) {
+            drop(self.subscriber);
+            match self.sender {
+                Sender::Here(a, publisher) => {
+                    drop(publisher);
+                    let _ = a.close().wait();
+                }
+                Sender::Child(mut child) => {
+                    drop(child.stdin.take());
+                    let _ = child.wait();
+                }
+            }
+            let _ = self.session.close().wait();
+        }
+    }
+
+    /// The child of a two-process raw pipe: puts one stamped item per byte on stdin.
+    fn raw_sender(port: u16, key: String, size: usize) {
+        use std::io::Read;
+        let session = session(None, Some(port));
+        let publisher = express_publisher(&session, key);
+        let mut stdin = std::io::stdin().lock();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stdin.read(&mut byte) {
+            let t0 = now();
+            publisher.put(stamped(size, t0)).wait().unwrap();
+        }
+        drop(publisher);
+        let _ = session.close().wait();
     }
 
     fn raw_throughput(size: usize, burst: usize) -> f64 {
@@ -205,7 +317,7 @@ mod compare {
     struct Bridges(Vec<Child>);
 
     impl Bridges {
-        fn start(lane: &str) -> (Bridges, String) {
+        fn start(lane: &str, spin_us: u64) -> (Bridges, String) {
             let exe = std::env::current_exe().unwrap();
             let bridge = exe.with_file_name("tensorlane-bridge");
             let port = free_port();
@@ -214,6 +326,7 @@ mod compare {
                 Command::new(&bridge)
                     .args(args)
                     .args(["--no-multicast-scouting", "--rescan-ms", "20"])
+                    .args(["--spin-us", &spin_us.to_string()])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -267,45 +380,108 @@ mod compare {
         }
     }
 
-    fn bridge_latency(size: usize, samples: usize) -> Summary {
-        let src = format!("bench{}-lat-{size}", std::process::id());
-        let spec = TensorSpec::bytes(size as u64).unwrap();
-        let mut writer = StreamWriter::create(&src, &spec, 3).unwrap();
-        writer.write(&stamped(size, 1)).unwrap();
-        let (bridges, dst) = Bridges::start(&src);
-        let mut reader = wait_open(|| StreamReader::open(&dst));
-        let mut buf = vec![0u8; size];
-        let (mut lat, mut lost) = (Vec::with_capacity(samples), 0);
-        for i in 0..samples + samples / 10 {
+    /// The bridge: a stream written here, exported, imported, read here.
+    struct BridgePipe {
+        writer: StreamWriter,
+        reader: StreamReader,
+        bridges: Bridges,
+        buf: Vec<u8>,
+        lanes: [String; 2],
+    }
+
+    impl BridgePipe {
+        fn new(size: usize, spin_us: u64) -> BridgePipe {
+            let src = format!("bench{}-lat-{size}", std::process::id());
+            let spec = TensorSpec::bytes(size as u64).unwrap();
+            let mut writer = StreamWriter::create(&src, &spec, 3).unwrap();
+            writer.write(&stamped(size, 1)).unwrap();
+            let (bridges, dst) = Bridges::start(&src, spin_us);
+            let reader = wait_open(|| StreamReader::open(&dst));
+            BridgePipe {
+                writer,
+                reader,
+                bridges,
+                buf: vec![0u8; size],
+                lanes: [src, dst],
+            }
+        }
+
+        /// One item's one-way time (ns), or None if it did not arrive in time.
+        fn sample(&mut self, size: usize) -> Option<u64> {
             let t0 = now();
-            writer.write(&stamped(size, t0)).unwrap();
+            self.writer.write(&stamped(size, t0)).unwrap();
             let deadline = Instant::now() + TIMEOUT;
             loop {
-                match reader.read_new_deadline(&mut buf, deadline) {
-                    Ok(_) if stamp_of(&buf) == t0 => {
-                        if i >= samples / 10 {
-                            lat.push(now() - t0);
-                        }
-                        break;
-                    }
+                match self.reader.read_new_deadline(&mut self.buf, deadline) {
+                    Ok(_) if stamp_of(&self.buf) == t0 => return Some(now() - t0),
                     Ok(_) => {}
-                    Err(_) => {
-                        lost += 1;
-                        break;
+                    Err(_) => return None,
+                }
+            }
+        }
+
+        fn close(self) {
+            drop(self.bridges);
+            unlink(&[&self.lanes[0], &self.lanes[1]]);
+        }
+    }
+
+    /// Samples taken from one pipeline before the next takes its turn.
+    const BLOCK: usize = 50;
+
+    /// Latency of the three pipelines, measured in turns.
+    struct Latency {
+        /// Raw Zenoh, publisher and subscriber in two processes.
+        raw: Summary,
+        /// Raw Zenoh, publisher and subscriber in this process (two sessions).
+        raw_here: Summary,
+        /// Lane -> bridge -> bridge -> lane.
+        bridge: Summary,
+    }
+
+    /// Blocks of samples of each pipeline in turn, the order rotating every round.
+    fn latency(size: usize, samples: usize, spin_us: u64) -> Latency {
+        let mut raw = RawPipe::new(size, true);
+        let mut raw_here = RawPipe::new(size, false);
+        let mut bridge = BridgePipe::new(size, spin_us);
+        let mut ns: [Vec<u64>; 3] = Default::default();
+        let mut lost = [0usize; 3];
+        // The first tenth of each pipeline's samples warms up.
+        let warm = samples / 10;
+        let rounds = (samples + warm).div_ceil(BLOCK);
+        for round in 0..rounds {
+            for turn in 0..3 {
+                let which = (round + turn) % 3;
+                for k in 0..BLOCK {
+                    let got = match which {
+                        0 => raw.sample(size),
+                        1 => raw_here.sample(size),
+                        _ => bridge.sample(size),
+                    };
+                    match got {
+                        Some(t) if round * BLOCK + k >= warm => ns[which].push(t),
+                        Some(_) => {}
+                        None => lost[which] += 1,
                     }
                 }
             }
         }
-        drop(bridges);
-        unlink(&[&src, &dst]);
-        summarize(lat, lost)
+        raw.close();
+        raw_here.close();
+        bridge.close();
+        let [raw, raw_here, bridge] = ns;
+        Latency {
+            raw: summarize(raw, lost[0]),
+            raw_here: summarize(raw_here, lost[1]),
+            bridge: summarize(bridge, lost[2]),
+        }
     }
 
-    fn bridge_throughput(size: usize, burst: usize) -> f64 {
+    fn bridge_throughput(size: usize, burst: usize, spin_us: u64) -> f64 {
         let src = format!("bench{}-tp-{size}", std::process::id());
         let spec = TensorSpec::bytes(size as u64).unwrap();
         let mut producer = QueueProducer::create(&src, &spec, 64).unwrap();
-        let (bridges, dst) = Bridges::start(&src);
+        let (bridges, dst) = Bridges::start(&src, spin_us);
         // One item to create the imported queue, then the burst.
         producer.push(&stamped(size, 0)).unwrap();
         let mut consumer = wait_open(|| QueueConsumer::open(&dst));
@@ -333,40 +509,54 @@ mod compare {
         let args = args();
         let mut rows = Vec::new();
         println!(
-            "{:>9} | {:>28} | {:>28} | {:>7} | {:>22}",
+            "{:>7} | {:>4} | {:>22} | {:>22} | {:>7} | {:>10} | {:>19}",
             "size",
-            "raw zenoh p50/p90/p99 us",
-            "bridge p50/p90/p99 us",
+            "spin",
+            "raw zenoh p50/p90/p99",
+            "bridge p50/p90/p99",
             "p50 +%",
-            "items/s raw / bridge"
+            "raw 1-proc",
+            "items/s raw/bridge"
+        );
+        println!(
+            "{:>7} | {:>4} | {:>22} | {:>22} | {:>7} | {:>10} |",
+            "bytes", "us", "us", "us", "", "p50 us"
         );
         for &size in &args.sizes {
-            let burst = (64 << 20) / size.max(1024);
-            let burst = burst.clamp(64, 20_000);
-            let raw = raw_latency(size, args.samples);
-            let bridged = bridge_latency(size, args.samples);
-            let raw_tp = raw_throughput(size, burst);
-            let bridged_tp = bridge_throughput(size, burst);
-            let added = (bridged.p50 / raw.p50 - 1.0) * 100.0;
-            println!(
-                "{size:>9} | {:>8.1} {:>8.1} {:>9.1} | {:>8.1} {:>8.1} {:>9.1} | {added:>6.1}% | {raw_tp:>10.0} / {bridged_tp:>9.0}",
-                raw.p50, raw.p90, raw.p99, bridged.p50, bridged.p90, bridged.p99
-            );
-            if raw.lost + bridged.lost > 0 {
+            for &spin_us in &args.spins {
+                let burst = (64 << 20) / size.max(1024);
+                let burst = burst.clamp(64, 20_000);
+                let Latency {
+                    raw,
+                    raw_here,
+                    bridge,
+                } = latency(size, args.samples, spin_us);
+                let raw_tp = raw_throughput(size, burst);
+                let bridged_tp = bridge_throughput(size, burst, spin_us);
+                let added = (bridge.p50 / raw.p50 - 1.0) * 100.0;
                 println!(
-                    "          (timed out: raw {}, bridge {})",
-                    raw.lost, bridged.lost
+                    "{size:>7} | {spin_us:>4} | {:>6.1} {:>6.1} {:>8.1} | {:>6.1} {:>6.1} {:>8.1} | {added:>6.1}% | {:>10.1} | {raw_tp:>8.0}/{bridged_tp:>8.0}",
+                    raw.p50, raw.p90, raw.p99, bridge.p50, bridge.p90, bridge.p99, raw_here.p50
                 );
+                if raw.lost + raw_here.lost + bridge.lost > 0 {
+                    println!(
+                        "          (timed out: raw {}, raw 1-proc {}, bridge {})",
+                        raw.lost, raw_here.lost, bridge.lost
+                    );
+                }
+                let us = |s: Summary| serde_json::json!({"p50": s.p50, "p90": s.p90, "p99": s.p99, "lost": s.lost});
+                rows.push(serde_json::json!({
+                    "size": size,
+                    "spin_us": spin_us,
+                    "raw_us": us(raw),
+                    "raw_one_process_us": us(raw_here),
+                    "bridge_us": us(bridge),
+                    "added_p50_percent": added,
+                    "burst": burst,
+                    "raw_items_per_s": raw_tp,
+                    "bridge_items_per_s": bridged_tp,
+                }));
             }
-            rows.push(serde_json::json!({
-                "size": size,
-                "raw_us": {"p50": raw.p50, "p90": raw.p90, "p99": raw.p99, "lost": raw.lost},
-                "bridge_us": {"p50": bridged.p50, "p90": bridged.p90, "p99": bridged.p99, "lost": bridged.lost},
-                "added_p50_percent": added,
-                "burst": burst,
-                "raw_items_per_s": raw_tp,
-                "bridge_items_per_s": bridged_tp,
-            }));
         }
         if let Some(path) = args.json {
             let doc = serde_json::json!({"samples": args.samples, "rows": rows});

@@ -172,7 +172,11 @@ impl Pair {
     }
 
     pub fn importer(&self, local_prefix: &str) -> Bridge {
-        let args = vec![
+        self.importer_with(local_prefix, &[])
+    }
+
+    pub fn importer_with(&self, local_prefix: &str, extra: &[&str]) -> Bridge {
+        let mut args = vec![
             "--connect".to_string(),
             format!("tcp/127.0.0.1:{}", self.port),
             "--import".into(),
@@ -180,6 +184,7 @@ impl Pair {
             "--local-prefix".into(),
             local_prefix.into(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         Bridge::spawn("import", &args)
     }
 }
