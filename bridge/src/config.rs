@@ -81,9 +81,10 @@ pub struct Options {
     /// bridge copies, and nothing a local process does can make it misbehave.
     #[arg(long)]
     pub zero_copy: bool,
-    /// After each item, an exporter polls its lane for this many microseconds before
-    /// it sleeps: no wake-up for an item that follows within that time, at the cost
-    /// of a busy core while items flow (default 0: sleep at once).
+    /// After each item, an exporter polls its lane (yielding the CPU between polls)
+    /// for this many microseconds before it sleeps: no wake-up from sleep for an item
+    /// that follows within that time, at the cost of a busy core while items flow
+    /// (default 0: sleep at once).
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub spin_us: u64,

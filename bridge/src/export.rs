@@ -19,8 +19,9 @@
 //!
 //! Waiting: an exporter sleeps on its lane (after the lane's own brief spin) until
 //! the next item; with `--spin-us N` it polls instead for N microseconds after each
-//! item, so an item that follows closely is taken without a wake-up, at the cost of
-//! a busy core while items flow.
+//! item, yielding the CPU between polls, so an item that follows closely is taken
+//! without a wake-up from sleep, at the cost of a busy core while items flow (the
+//! yield hands it to any other thread that is ready to run).
 //!
 //! Invariant: an exporter puts the items of its lane in the order the lane gave
 //! them, each once, with the lane's own sequence number, frame id and timestamp.
@@ -269,7 +270,8 @@ fn export_stream(
 /// What an exporter does when a take gave no item.
 fn idle(e: LaneError) -> Result<(), BridgeError> {
     match e {
-        LaneError::Empty => std::hint::spin_loop(),
+        // Polling (`--spin-us`): let any ready thread run, then poll again.
+        LaneError::Empty => std::thread::yield_now(),
         LaneError::Timeout => {}
         // The writer is gone: a new one may take over; keep reading.
         LaneError::WriterGone => std::thread::sleep(POLL),

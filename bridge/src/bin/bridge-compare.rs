@@ -28,10 +28,11 @@
 mod compare {
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
     use tensorlane_shm::{
         segment, Clock, LaneError, LaneName, QueueConsumer, QueueProducer, StreamReader,
-        StreamWriter, TensorSpec,
+        StreamWriter, TensorSpec, Wait as LaneWait,
     };
     use zenoh::qos::CongestionControl;
     use zenoh::{Session, Wait};
@@ -317,16 +318,21 @@ mod compare {
     struct Bridges(Vec<Child>);
 
     impl Bridges {
-        fn start(lane: &str, spin_us: u64) -> (Bridges, String) {
+        /// Exporter and importer of `lane`, with `extra` flags on both.
+        fn start(lane: &str, spin_us: u64, extra: &[&str]) -> (Bridges, String) {
+            static STARTED: AtomicU64 = AtomicU64::new(0);
             let exe = std::env::current_exe().unwrap();
             let bridge = exe.with_file_name("tensorlane-bridge");
             let port = free_port();
-            let prefix = format!("bench/{}", std::process::id());
+            // A prefix of their own: bridges of two pipelines never import each other's.
+            let n = STARTED.fetch_add(1, Ordering::Relaxed);
+            let prefix = format!("bench/{}/{n}", std::process::id());
             let spawn = |args: Vec<String>| {
                 Command::new(&bridge)
                     .args(args)
                     .args(["--no-multicast-scouting", "--rescan-ms", "20"])
                     .args(["--spin-us", &spin_us.to_string()])
+                    .args(extra)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -395,7 +401,7 @@ mod compare {
             let spec = TensorSpec::bytes(size as u64).unwrap();
             let mut writer = StreamWriter::create(&src, &spec, 3).unwrap();
             writer.write(&stamped(size, 1)).unwrap();
-            let (bridges, dst) = Bridges::start(&src, spin_us);
+            let (bridges, dst) = Bridges::start(&src, spin_us, &[]);
             let reader = wait_open(|| StreamReader::open(&dst));
             BridgePipe {
                 writer,
@@ -426,39 +432,134 @@ mod compare {
         }
     }
 
+    /// The bridge between two queues used with loans: each item written in place
+    /// here, lent to Zenoh in place by the exporter and written straight into a held
+    /// slot by the importer (`--zero-copy`), and read in place here.
+    struct LoanPipe {
+        producer: QueueProducer,
+        consumer: QueueConsumer,
+        bridges: Bridges,
+        lanes: [String; 2],
+    }
+
+    impl LoanPipe {
+        fn new(size: usize, spin_us: u64) -> LoanPipe {
+            let src = format!("bench{}-loan-{size}", std::process::id());
+            let spec = TensorSpec::bytes(size as u64).unwrap();
+            let mut producer = QueueProducer::create(&src, &spec, 4).unwrap();
+            let (bridges, dst) = Bridges::start(&src, spin_us, &["--zero-copy"]);
+            // One item to create the imported queue.
+            producer.push(&stamped(size, 0)).unwrap();
+            let mut consumer = wait_open(|| QueueConsumer::open(&dst));
+            consumer.pop_timeout(&mut vec![0; size], TIMEOUT).unwrap();
+            LoanPipe {
+                producer,
+                consumer,
+                bridges,
+                lanes: [src, dst],
+            }
+        }
+    }
+
+    /// One of the compared pipelines.
+    trait Pipe {
+        /// One item's one-way time (ns), or None if it did not arrive in time.
+        fn sample(&mut self, size: usize) -> Option<u64>;
+        fn close(self: Box<Self>);
+    }
+
+    impl Pipe for RawPipe {
+        fn sample(&mut self, size: usize) -> Option<u64> {
+            RawPipe::sample(self, size)
+        }
+        fn close(self: Box<Self>) {
+            RawPipe::close(*self)
+        }
+    }
+
+    impl Pipe for BridgePipe {
+        fn sample(&mut self, size: usize) -> Option<u64> {
+            BridgePipe::sample(self, size)
+        }
+        fn close(self: Box<Self>) {
+            BridgePipe::close(*self)
+        }
+    }
+
+    impl Pipe for LoanPipe {
+        fn sample(&mut self, _size: usize) -> Option<u64> {
+            let t0 = now();
+            // SAFETY: the benchmark's own lanes, written only by this process and the
+            // bridges, which follow docs/LAYOUT.md. The writes stay inside the held
+            // slot (`len` bytes, at least 8) and precede the commit.
+            unsafe {
+                let held = self.producer.hold_slot(LaneWait::Until(None)).unwrap();
+                // The work `stamped` does for raw Zenoh: fill, then the stamp.
+                std::ptr::write_bytes(held.as_ptr(), 0xa5, held.len());
+                std::ptr::copy_nonoverlapping(t0.to_le_bytes().as_ptr(), held.as_ptr(), 8);
+                self.producer.commit_held(held).unwrap();
+            }
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                // SAFETY: as above; the item is read (8 bytes of at least 8) before
+                // its release.
+                let stamp = unsafe {
+                    let (_, held) = self
+                        .consumer
+                        .hold_item(LaneWait::Until(Some(deadline)))
+                        .ok()?;
+                    let mut stamp = [0u8; 8];
+                    std::ptr::copy_nonoverlapping(held.as_ptr(), stamp.as_mut_ptr(), 8);
+                    self.consumer.release_held(held).ok()?;
+                    u64::from_le_bytes(stamp)
+                };
+                if stamp == t0 {
+                    return Some(now() - t0);
+                }
+            }
+        }
+        fn close(self: Box<Self>) {
+            drop(self.bridges);
+            unlink(&[&self.lanes[0], &self.lanes[1]]);
+        }
+    }
+
+    /// The pipelines each latency row compares, by name.
+    const PIPES: [&str; 4] = [
+        "raw zenoh, 2 processes",
+        "raw zenoh, 1 process",
+        "bridge, stream",
+        "bridge, queue loans, --zero-copy",
+    ];
+
+    fn open_pipe(which: usize, size: usize, spin_us: u64) -> Box<dyn Pipe> {
+        match which {
+            0 => Box::new(RawPipe::new(size, true)),
+            1 => Box::new(RawPipe::new(size, false)),
+            2 => Box::new(BridgePipe::new(size, spin_us)),
+            _ => Box::new(LoanPipe::new(size, spin_us)),
+        }
+    }
+
     /// Samples taken from one pipeline before the next takes its turn.
     const BLOCK: usize = 50;
 
-    /// Latency of the three pipelines, measured in turns.
-    struct Latency {
-        /// Raw Zenoh, publisher and subscriber in two processes.
-        raw: Summary,
-        /// Raw Zenoh, publisher and subscriber in this process (two sessions).
-        raw_here: Summary,
-        /// Lane -> bridge -> bridge -> lane.
-        bridge: Summary,
-    }
-
-    /// Blocks of samples of each pipeline in turn, the order rotating every round.
-    fn latency(size: usize, samples: usize, spin_us: u64) -> Latency {
-        let mut raw = RawPipe::new(size, true);
-        let mut raw_here = RawPipe::new(size, false);
-        let mut bridge = BridgePipe::new(size, spin_us);
-        let mut ns: [Vec<u64>; 3] = Default::default();
-        let mut lost = [0usize; 3];
+    /// Latency of every pipeline of [`PIPES`], measured in turns: blocks of samples
+    /// of each, the order rotating every round.
+    fn latency(size: usize, samples: usize, spin_us: u64) -> Vec<Summary> {
+        let mut pipes: Vec<Box<dyn Pipe>> = (0..PIPES.len())
+            .map(|which| open_pipe(which, size, spin_us))
+            .collect();
+        let mut ns: Vec<Vec<u64>> = vec![Vec::new(); PIPES.len()];
+        let mut lost = vec![0usize; PIPES.len()];
         // The first tenth of each pipeline's samples warms up.
         let warm = samples / 10;
         let rounds = (samples + warm).div_ceil(BLOCK);
         for round in 0..rounds {
-            for turn in 0..3 {
-                let which = (round + turn) % 3;
+            for turn in 0..PIPES.len() {
+                let which = (round + turn) % PIPES.len();
                 for k in 0..BLOCK {
-                    let got = match which {
-                        0 => raw.sample(size),
-                        1 => raw_here.sample(size),
-                        _ => bridge.sample(size),
-                    };
-                    match got {
+                    match pipes[which].sample(size) {
                         Some(t) if round * BLOCK + k >= warm => ns[which].push(t),
                         Some(_) => {}
                         None => lost[which] += 1,
@@ -466,22 +567,20 @@ mod compare {
                 }
             }
         }
-        raw.close();
-        raw_here.close();
-        bridge.close();
-        let [raw, raw_here, bridge] = ns;
-        Latency {
-            raw: summarize(raw, lost[0]),
-            raw_here: summarize(raw_here, lost[1]),
-            bridge: summarize(bridge, lost[2]),
+        for pipe in pipes {
+            pipe.close();
         }
+        ns.into_iter()
+            .zip(lost)
+            .map(|(ns, lost)| summarize(ns, lost))
+            .collect()
     }
 
     fn bridge_throughput(size: usize, burst: usize, spin_us: u64) -> f64 {
         let src = format!("bench{}-tp-{size}", std::process::id());
         let spec = TensorSpec::bytes(size as u64).unwrap();
         let mut producer = QueueProducer::create(&src, &spec, 64).unwrap();
-        let (bridges, dst) = Bridges::start(&src, spin_us);
+        let (bridges, dst) = Bridges::start(&src, spin_us, &[]);
         // One item to create the imported queue, then the burst.
         producer.push(&stamped(size, 0)).unwrap();
         let mut consumer = wait_open(|| QueueConsumer::open(&dst));
@@ -507,51 +606,47 @@ mod compare {
 
     pub fn main() {
         let args = args();
+        assert!(
+            args.sizes.iter().all(|&s| s >= 8),
+            "sizes of at least 8 bytes"
+        );
         let mut rows = Vec::new();
         println!(
-            "{:>7} | {:>4} | {:>22} | {:>22} | {:>7} | {:>10} | {:>19}",
-            "size",
-            "spin",
-            "raw zenoh p50/p90/p99",
-            "bridge p50/p90/p99",
-            "p50 +%",
-            "raw 1-proc",
-            "items/s raw/bridge"
-        );
-        println!(
-            "{:>7} | {:>4} | {:>22} | {:>22} | {:>7} | {:>10} |",
-            "bytes", "us", "us", "us", "", "p50 us"
+            "{:>7} | {:>4} | {:<32} | {:>7} {:>7} {:>8} | {:>7}",
+            "bytes", "spin", "one-way latency, us", "p50", "p90", "p99", "p50 +%"
         );
         for &size in &args.sizes {
             for &spin_us in &args.spins {
-                let burst = (64 << 20) / size.max(1024);
-                let burst = burst.clamp(64, 20_000);
-                let Latency {
-                    raw,
-                    raw_here,
-                    bridge,
-                } = latency(size, args.samples, spin_us);
+                let summaries = latency(size, args.samples, spin_us);
+                let base = summaries[0].p50;
+                let mut latency_rows = Vec::new();
+                for (name, s) in PIPES.iter().zip(&summaries) {
+                    let added = (s.p50 / base - 1.0) * 100.0;
+                    let lost = if s.lost > 0 {
+                        format!("  ({} timed out)", s.lost)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{size:>7} | {spin_us:>4} | {name:<32} | {:>7.1} {:>7.1} {:>8.1} | {added:>6.1}%{lost}",
+                        s.p50, s.p90, s.p99
+                    );
+                    latency_rows.push(serde_json::json!({
+                        "pipeline": name,
+                        "p50_us": s.p50, "p90_us": s.p90, "p99_us": s.p99, "lost": s.lost,
+                        "added_p50_percent": added,
+                    }));
+                }
+                let burst = ((64 << 20) / size.max(1024)).clamp(64, 20_000);
                 let raw_tp = raw_throughput(size, burst);
                 let bridged_tp = bridge_throughput(size, burst, spin_us);
-                let added = (bridge.p50 / raw.p50 - 1.0) * 100.0;
                 println!(
-                    "{size:>7} | {spin_us:>4} | {:>6.1} {:>6.1} {:>8.1} | {:>6.1} {:>6.1} {:>8.1} | {added:>6.1}% | {:>10.1} | {raw_tp:>8.0}/{bridged_tp:>8.0}",
-                    raw.p50, raw.p90, raw.p99, bridge.p50, bridge.p90, bridge.p99, raw_here.p50
+                    "{size:>7} | {spin_us:>4} | throughput, items/s: raw zenoh {raw_tp:.0}, bridge (queue) {bridged_tp:.0}"
                 );
-                if raw.lost + raw_here.lost + bridge.lost > 0 {
-                    println!(
-                        "          (timed out: raw {}, raw 1-proc {}, bridge {})",
-                        raw.lost, raw_here.lost, bridge.lost
-                    );
-                }
-                let us = |s: Summary| serde_json::json!({"p50": s.p50, "p90": s.p90, "p99": s.p99, "lost": s.lost});
                 rows.push(serde_json::json!({
                     "size": size,
                     "spin_us": spin_us,
-                    "raw_us": us(raw),
-                    "raw_one_process_us": us(raw_here),
-                    "bridge_us": us(bridge),
-                    "added_p50_percent": added,
+                    "latency": latency_rows,
                     "burst": burst,
                     "raw_items_per_s": raw_tp,
                     "bridge_items_per_s": bridged_tp,
