@@ -18,6 +18,7 @@
 //! - a lane this bridge imports is never exported by it (no loop through one bridge).
 #![cfg(all(target_os = "linux", not(any(feature = "loom", feature = "shuttle"))))]
 
+pub mod bench;
 pub mod config;
 mod export;
 mod import;
