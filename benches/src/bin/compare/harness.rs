@@ -17,6 +17,9 @@ use tensorlane_benches::link;
 use tensorlane_benches::stats::{self, Summary};
 use tensorlane_benches::{floor, pyshmem, scan};
 
+#[path = "bridge.rs"]
+mod bridge;
+
 const KIB: usize = 1024;
 /// Payload sizes of the latency measurements.
 const LATENCY_SIZES: [usize; 2] = [64, 1024 * KIB];
@@ -207,6 +210,7 @@ fn run_role(m: &BTreeMap<String, String>) -> i32 {
         )
         .map_err(|e| e.to_string()),
         "ice-echo" => ice_echo(m),
+        "zenoh-sender" => bridge::sender(m),
         other => Err(format!("unknown role {other}")),
     };
     match result {
@@ -287,12 +291,22 @@ fn with_child_pinned<T>(
     pinned: bool,
     measure: impl FnOnce() -> Result<T, String>,
 ) -> Result<T, String> {
+    if pinned {
+        with_child_inner(args, pinned, measure)
+    } else {
+        unpinned(|| with_child_inner(args, pinned, measure))
+    }
+}
+
+/// Runs `f` with this thread unpinned (and so every thread and process it starts),
+/// then pins it again if it was.
+fn unpinned<T>(f: impl FnOnce() -> T) -> T {
     let parent_cpu = CHILD_CPU.get().copied().flatten().map(|_| PARENT_CPU);
-    if let (false, Some(_)) = (pinned, parent_cpu) {
+    if parent_cpu.is_some() {
         tensorlane_benches::cpu::unpin();
     }
-    let result = with_child_inner(args, pinned, measure);
-    if let (false, Some(cpu)) = (pinned, parent_cpu) {
+    let result = f();
+    if let Some(cpu) = parent_cpu {
         tensorlane_benches::cpu::pin(cpu);
     }
     result
@@ -337,6 +351,8 @@ enum Task {
     /// Publish cost with this many joined subscribers (lossless if true), core only.
     Scan(usize, bool),
     Ice(bool, usize),
+    /// The Zenoh bridge and raw Zenoh (feature `bridge`).
+    Bridge(usize),
     Pyshmem,
 }
 
@@ -535,6 +551,14 @@ impl Run {
                     [ns],
                 );
             }
+            Task::Bridge(size) => {
+                let samples = self.budget.round_trips(size).clamp(200, 3000);
+                // Zenoh's threads and the bridge's processes are scheduled freely, as
+                // deployed, not on the measuring thread's CPU.
+                for (key, v) in unpinned(|| bridge::latency(size, samples))? {
+                    results.add(key, v);
+                }
+            }
             Task::Ice(touched, size) => {
                 let v = self.ice(touched, size, warm)?;
                 let mode = if touched { "touched" } else { "untouched" };
@@ -654,6 +678,11 @@ fn tasks(options: &Options) -> Vec<Task> {
             }
         }
     }
+    if cfg!(feature = "bridge") {
+        for size in LATENCY_SIZES {
+            t.push(Task::Bridge(size));
+        }
+    }
     if options.with_pyshmem {
         t.push(Task::Pyshmem);
     }
@@ -689,6 +718,7 @@ fn task_name(t: Task) -> String {
             if t { "touched" } else { "untouched" },
             size_name(s)
         ),
+        Task::Bridge(s) => format!("zenoh bridge {}", size_name(s)),
         Task::Pyshmem => "pyshmem".into(),
     }
 }
@@ -946,6 +976,9 @@ impl Report {
         let s = f.size;
         if f.key.contains("/publish-") {
             return (Some("tensorlane/publish-lossy-1/64".into()), vec![]);
+        }
+        if f.key.starts_with("bridge/") || f.key.starts_with("zenoh/") {
+            return (Some(bridge::reference(s)), vec![]);
         }
         if f.key.starts_with("floor/") || f.key.contains("one-thread") {
             return (None, vec![]);
@@ -1213,6 +1246,33 @@ impl Report {
                 _ => (t.into(), missing().0, missing().1),
             },
         );
+        // 7. The Zenoh bridge adds at most 10 % to raw Zenoh's latency (feature bridge).
+        for size in LATENCY_SIZES {
+            let t = format!(
+                "Zenoh bridge {} one-way p50 <= 1.1x raw Zenoh's (same run)",
+                size_name(size)
+            );
+            let raw = self.p50(&bridge::reference(size));
+            let stream = self.p50(&format!("bridge/stream/{size}"));
+            let loans = self.p50(&format!("bridge/queue-loans/{size}"));
+            out.push(match (raw, stream, loans) {
+                (Some(r), Some(st), Some(lo)) => (
+                    t,
+                    verdict(st.min(lo) <= 1.1 * r),
+                    format!(
+                        "raw {r:.0} ns; stream {st:.0} ns ({:.2}x), queue loans with --zero-copy {lo:.0} ns ({:.2}x)",
+                        st / r,
+                        lo / r
+                    ),
+                ),
+                _ if !cfg!(feature = "bridge") => (
+                    t,
+                    "not measured".into(),
+                    "skipped: built without feature bridge (cargo run --release -p tensorlane-benches --features bridge --bin compare)".into(),
+                ),
+                _ => (t, missing().0, missing().1),
+            });
+        }
         out
     }
 
@@ -1297,6 +1357,33 @@ impl Report {
                     cell(r(format!("iceoryx2/untouched/{size}"))),
                     cell(r(format!("{py}/{size}"))),
                 );
+            }
+        }
+        if bridge::KEYS
+            .iter()
+            .any(|k| self.figures.keys().any(|f| f.starts_with(k)))
+        {
+            let _ = writeln!(
+                s,
+                "\nOver Zenoh on loopback, one-way latency, ns. x zenoh: p50 / p50 of raw Zenoh (two processes)."
+            );
+            for prefix in bridge::KEYS {
+                for size in LATENCY_SIZES {
+                    let Some(f) = self.get(&format!("{prefix}/{size}")) else {
+                        continue;
+                    };
+                    let r = self.ratio(f, &bridge::reference(size)).map(|r| r.0);
+                    let _ = writeln!(
+                        s,
+                        "{:<30} {:>8} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+                        prefix,
+                        size_name(size),
+                        f.summary.p50,
+                        f.summary.p99,
+                        f.summary.p999,
+                        cell(r),
+                    );
+                }
             }
         }
         let _ = writeln!(
