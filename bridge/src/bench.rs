@@ -19,7 +19,9 @@
 //! and fills its item the same way (`0xa5` bytes, then the stamp). The pipelines stand
 //! side by side and take turns in blocks of 50 samples (the order rotating every
 //! round), so they all see the same machine: a change of load or clock speed during
-//! the run hits each, while each block runs with its own memory in the caches.
+//! the run hits each, while each block runs with its own memory in the caches. Between
+//! two blocks the run pauses past the bridges' polling window (`--spin-us`), so that
+//! a polling exporter has gone back to sleep before another pipeline is measured.
 //!
 //! Throughput: a burst of items written back to back and the time until the last
 //! one is received. Raw Zenoh: congestion control `Block`; bridge: a queue of 64 on
@@ -512,6 +514,9 @@ pub fn latency(setup: &Setup, size: usize, samples: usize, spin_us: u64) -> Vec<
                     None => lost[which] += 1,
                 }
             }
+            // Past the exporters' polling window before the next block: a polling
+            // exporter keeps a CPU awake, which would speed up its neighbours too.
+            std::thread::sleep(Duration::from_micros(spin_us) + Duration::from_millis(1));
         }
     }
     for pipe in pipes {
