@@ -496,6 +496,7 @@ pub struct Sampled {
 /// of `size` bytes each (at least 8), measured in turns: blocks of samples of each,
 /// the order rotating every round. `spin_us` is the bridges' `--spin-us`.
 pub fn latency(setup: &Setup, size: usize, samples: usize, spin_us: u64) -> Vec<Sampled> {
+    assert!(size >= 8, "items of at least 8 bytes (the stamp)");
     let mut pipes: Vec<Box<dyn Pipe>> = (0..PIPES.len())
         .map(|which| open_pipe(setup, which, size, spin_us))
         .collect();

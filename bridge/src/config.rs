@@ -71,10 +71,15 @@ pub struct Options {
     /// topic's capacity).
     #[arg(long)]
     pub max_lag: Option<u64>,
-    /// Largest lane an importer creates, in bytes of tensors (slots or capacity times
-    /// the tensor's bytes): a sample that describes a larger lane is refused.
+    /// Largest lane an importer creates, in bytes: slots (or capacity) times the
+    /// tensor's bytes plus 64 per slot. A sample that describes a larger lane is
+    /// refused.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     pub max_lane_bytes: u64,
+    /// Most lanes the importers of this bridge create or take over, all keys
+    /// together: a sample for one more lane is refused.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_lanes: usize,
     /// Queues without copies in between: an exporter hands each item to Zenoh in
     /// place, an importer writes each sample straight into a free slot. This trusts
     /// the local processes of those queues to follow docs/LAYOUT.md; without it the

@@ -336,7 +336,7 @@ fn matched_loop(
         match source.take(wait) {
             Ok((frame, message)) => {
                 let put = out.put(message, &frame);
-                source.sent(stop)?;
+                source.sent(put.is_ok(), stop)?;
                 put?;
             }
             Err(e) => idle(e)?,

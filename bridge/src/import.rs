@@ -57,8 +57,10 @@ struct Local {
 pub(crate) struct Importer {
     lanes: BTreeMap<String, Local>,
     local_prefix: String,
-    /// The largest lane it creates (bytes of tensors).
+    /// The largest lane it creates (`--max-lane-bytes`).
     max_lane_bytes: u64,
+    /// How many lanes this bridge imports at most (`--max-lanes`).
+    max_lanes: usize,
     stop: Arc<AtomicBool>,
     counters: Counters,
     imported: Imported,
@@ -106,7 +108,13 @@ fn decode<'a>(payload: &'a ZBytes, joined: &'a mut Vec<u8>) -> Result<Received<'
             pieces.extend(slices);
             Ok(Received { head, pieces })
         }
-        Err(DecodeError::Truncated { .. }) if first.len() < total => {
+        // Only the prefix is split (a valid one can be longer than a Zenoh batch):
+        // join; a sample that is short of what it states is refused without a copy.
+        Err(DecodeError::Truncated { needed, found })
+            if found == first.len() as u64
+                && needed <= total as u64
+                && needed <= wire::MAX_PREFIX as u64 =>
+        {
             joined.clear();
             for slice in payload.slices() {
                 joined.extend_from_slice(slice);
@@ -123,6 +131,7 @@ impl Importer {
     pub(crate) fn new(
         local_prefix: String,
         max_lane_bytes: u64,
+        max_lanes: usize,
         zero_copy: bool,
         stop: Arc<AtomicBool>,
         counters: Counters,
@@ -132,6 +141,7 @@ impl Importer {
             lanes: BTreeMap::new(),
             local_prefix,
             max_lane_bytes,
+            max_lanes,
             stop,
             counters,
             imported,
@@ -172,6 +182,7 @@ fn import_one(key: &str, received: &Received<'_>, importer: &mut Importer) -> Re
         lanes,
         local_prefix,
         max_lane_bytes,
+        max_lanes,
         stop,
         counters,
         imported,
@@ -189,10 +200,17 @@ fn import_one(key: &str, received: &Received<'_>, importer: &mut Importer) -> Re
             let bytes = lane_bytes(&head.desc);
             if bytes.is_none_or(|b| b > *max_lane_bytes) {
                 return Err(format!(
-                    "the lane would hold {} x {} bytes of tensors, above --max-lane-bytes {}",
+                    "the lane would hold {} slots of {} bytes and {SLOT_OVERHEAD} bytes \
+                     of frame, above --max-lane-bytes {}",
                     head.desc.count,
                     head.desc.spec.byte_len(),
                     max_lane_bytes
+                ));
+            }
+            let created = imported.lock().map_or(0, |set| set.len());
+            if created >= *max_lanes {
+                return Err(format!(
+                    "this bridge imports {created} lanes already, --max-lanes {max_lanes}"
                 ));
             }
             // Claimed before the lane exists, so a scan never exports it.
@@ -250,10 +268,16 @@ fn import_one(key: &str, received: &Received<'_>, importer: &mut Importer) -> Re
     Ok(())
 }
 
-/// Bytes of tensors a lane of `desc` holds (None if beyond u64).
+/// What `--max-lane-bytes` counts per slot beyond the tensor: about a slot's frame
+/// prefix, stamp and length words.
+const SLOT_OVERHEAD: u64 = 64;
+
+/// Bytes a lane of `desc` holds, counted for `--max-lane-bytes`: its slots, each
+/// with its tensor and `SLOT_OVERHEAD` (None if beyond u64).
 fn lane_bytes(desc: &LaneDesc) -> Option<u64> {
     u64::try_from(desc.spec.byte_len())
         .ok()?
+        .checked_add(SLOT_OVERHEAD)?
         .checked_mul(u64::from(desc.count))
 }
 
@@ -387,7 +411,9 @@ fn push_pieces(
     for piece in pieces {
         // SAFETY: `held` lends this handle a free slot of `held.len()` bytes, mapped
         // while `held` lives; `at + piece.len() <= total == held.len()` keeps the copy
-        // inside it; a received piece is this process's memory, never the mapping.
+        // inside it. A piece never overlaps the slot: it is received memory, or (from
+        // a publisher of this process, such as an in-place exporter) an item pushed
+        // to some queue, never a free slot held by this producer.
         unsafe {
             std::ptr::copy_nonoverlapping(piece.as_ptr(), held.as_ptr().add(at), piece.len())
         };
@@ -406,5 +432,70 @@ fn retry(
             Err(LaneError::Timeout) if !stop.load(Ordering::Relaxed) => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensorlane_shm::{Clock, Metadata, TensorSpec};
+
+    fn desc() -> LaneDesc {
+        LaneDesc {
+            kind: Kind::Queue,
+            spec: TensorSpec::bytes(40).unwrap(),
+            count: 4,
+            subscribers: 0,
+            clock: Clock::Monotonic,
+            metadata: Metadata::new([("unit", "m")]).unwrap(),
+            lossless: false,
+        }
+    }
+
+    fn message() -> (Vec<u8>, Vec<u8>) {
+        let payload: Vec<u8> = (0..40).collect();
+        let item = wire::ItemInfo {
+            seq: 3,
+            frame_id: 9,
+            timestamp_ns: 1,
+            missed: 0,
+        };
+        (wire::encode(&desc(), &item, &payload), payload)
+    }
+
+    /// A sample in the given pieces, as Zenoh hands over a fragmented one.
+    fn in_pieces(parts: &[&[u8]]) -> ZBytes {
+        let mut writer = ZBytes::writer();
+        for part in parts {
+            writer.append(ZBytes::from(part.to_vec()));
+        }
+        writer.finish()
+    }
+
+    #[test]
+    fn a_sample_decodes_wherever_it_was_cut() {
+        let (bytes, payload) = message();
+        let prefix = wire::prefix_len(&desc());
+        for cut in 1..bytes.len() {
+            let sample = in_pieces(&[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(sample.slices().count(), 2);
+            let mut joined = Vec::new();
+            let received = decode(&sample, &mut joined).unwrap();
+            assert_eq!(received.head.desc, desc(), "cut at {cut}");
+            let mut gathered = Vec::new();
+            assert_eq!(received.contiguous(&mut gathered), &payload[..]);
+            // Joined only when the cut falls inside the prefix.
+            assert_eq!(joined.is_empty(), cut >= prefix, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_sample_short_of_its_stated_length_is_refused_without_a_join() {
+        let (bytes, _) = message();
+        let prefix = wire::prefix_len(&desc());
+        let sample = in_pieces(&[&bytes[..prefix + 4], &bytes[prefix + 4..bytes.len() - 1]]);
+        let mut joined = Vec::new();
+        assert!(decode(&sample, &mut joined).is_err());
+        assert!(joined.is_empty(), "a short sample was copied");
     }
 }

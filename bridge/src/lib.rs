@@ -96,6 +96,7 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
         let mut importer = import::Importer::new(
             options.local_prefix.clone(),
             options.max_lane_bytes,
+            options.max_lanes,
             options.zero_copy,
             stop.clone(),
             counters.clone(),

@@ -57,11 +57,11 @@ impl Pool {
                 timestamp_ns: 0,
                 missed: 0,
             };
-            let mut buf = wire::encode_empty(&self.desc, &blank);
-            if !self.whole {
-                buf.truncate(wire::prefix_len(&self.desc));
+            if self.whole {
+                wire::encode_empty(&self.desc, &blank)
+            } else {
+                wire::encode_prefix(&self.desc, &blank, 0)
             }
-            buf
         })
     }
 
@@ -149,7 +149,8 @@ mod tests {
         assert_eq!(pool.free.lock().unwrap().len(), KEPT);
         let late = pool.wrap(pool.take());
         drop(pool);
-        // The pool is gone: the buffer is freed, not returned.
+        // The pool is gone: the payload stays whole, and dropping it after its pool
+        // (which frees the buffer) is harmless.
         assert_eq!(late.to_bytes().len(), wire::prefix_len(&desc()) + 16);
         drop(late);
     }

@@ -12,7 +12,10 @@
 //!
 //! Invariant: an [`InPlace`] item is released (its slot given back to the producer)
 //! only after Zenoh has dropped every reference to its bytes, and the mapping lives
-//! as long as such a reference does.
+//! as long as such a reference does. Whatever ends the exporter meanwhile (a stop
+//! that Zenoh outlasts, a panic), the consumer handle is then leaked, not dropped: the
+//! item is never released under a live view, and the consumer role stays taken (by
+//! this process's lock on the lane) until the process exits.
 
 use crate::pool::Pool;
 use crate::wire::{self, ItemInfo, LaneDesc};
@@ -29,6 +32,8 @@ use zenoh::bytes::ZBytes;
 
 /// How long a stopping exporter still waits for Zenoh to let go of a lent item.
 const LET_GO: Duration = Duration::from_secs(1);
+/// How long Zenoh may hold a lent item before the exporter says it waits.
+const SLOW_LET_GO: Duration = Duration::from_secs(5);
 
 /// The per-item fields of a lane frame.
 pub(crate) fn item(frame: &Frame) -> ItemInfo {
@@ -46,8 +51,8 @@ pub(crate) trait Source {
     /// `Empty` at once.
     fn take(&mut self, wait: bool) -> Result<(Frame, ZBytes), LaneError>;
 
-    /// The message of the last `take` was put, or failed to be.
-    fn sent(&mut self, _stop: &AtomicBool) -> Result<(), LaneError> {
+    /// The message of the last `take` was put (`delivered`), or failed to be.
+    fn sent(&mut self, _delivered: bool, _stop: &AtomicBool) -> Result<(), LaneError> {
         Ok(())
     }
 }
@@ -165,7 +170,7 @@ impl Source for InPlace {
         };
         // SAFETY: the promise made to `InPlace::new` is the one `hold_item` asks for;
         // nothing writes through the address (the view only reads it), and the item
-        // is released only after the view is gone (`sent`).
+        // is released only after the view is gone (`sent`), or never (`abandon`).
         let (frame, held) = unsafe { consumer.hold_item(wait_for) }?;
         let mut head = self.headers.take();
         wire::set_item(&mut head, &item(&frame));
@@ -183,38 +188,66 @@ impl Source for InPlace {
         Ok((frame, message.finish()))
     }
 
-    /// Waits until Zenoh let go of the lent item, then releases it. If Zenoh still
-    /// holds it `LET_GO` after `stop`, the item and the consumer role are given up
-    /// without a release (the item stays in the ring, the role is freed at exit),
-    /// so that the slot is never reused under a live view.
-    fn sent(&mut self, stop: &AtomicBool) -> Result<(), LaneError> {
+    /// Waits until Zenoh let go of the lent item, then releases it if it was
+    /// delivered; an item whose put failed stays at the head of the queue, and the
+    /// next `take` sends it again. If Zenoh still holds it `LET_GO` after `stop`, the
+    /// exporter gives up (see [`InPlace::abandon`]).
+    fn sent(&mut self, delivered: bool, stop: &AtomicBool) -> Result<(), LaneError> {
         let Some((held, let_go)) = self.lent.take() else {
             return Ok(());
         };
+        let since = Instant::now();
         let mut stopped_at: Option<Instant> = None;
+        let mut said = false;
         loop {
             match let_go.recv_timeout(POLL) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
+                    if !said && since.elapsed() >= SLOW_LET_GO {
+                        said = true;
+                        log(format_args!(
+                            "zenoh has held a queue item lent in place for {} s; waiting",
+                            SLOW_LET_GO.as_secs()
+                        ));
+                    }
                     if !stop.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let since = *stopped_at.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= LET_GO {
-                        log(format_args!(
-                            "zenoh still holds a queue item lent in place; leaving it unreleased"
-                        ));
-                        std::mem::forget(held);
-                        std::mem::forget(self.consumer.take());
+                    if stopped_at.get_or_insert_with(Instant::now).elapsed() >= LET_GO {
+                        self.lent = Some((held, let_go));
+                        self.abandon();
                         return Ok(());
                     }
                 }
             }
         }
-        match self.consumer.as_mut() {
-            Some(consumer) => consumer.release_held(held),
-            None => Ok(()),
+        match (delivered, self.consumer.as_mut()) {
+            (true, Some(consumer)) => consumer.release_held(held),
+            // Dropping `held` leaves the item at the head.
+            _ => Ok(()),
         }
+    }
+}
+
+impl InPlace {
+    /// Gives up a lent item that Zenoh may still read: leaks it and the consumer
+    /// handle, so that nothing releases the item while a view of it lives.
+    fn abandon(&mut self) {
+        if let Some((held, _)) = self.lent.take() {
+            log(format_args!(
+                "zenoh still holds a queue item lent in place; leaving it and the consumer role \
+                 to this process's exit"
+            ));
+            std::mem::forget(held);
+            std::mem::forget(self.consumer.take());
+        }
+    }
+}
+
+impl Drop for InPlace {
+    /// An exporter ended between a take and its `sent` (a panic): the view may live.
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
@@ -235,9 +268,10 @@ impl AsRef<[u8]> for ItemView {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `address` is a held item of `len` bytes inside the mapping that
         // `_segment` keeps alive. The item is released only after this view is
-        // dropped (`InPlace::sent` waits for `done`), so the ring's protocol keeps
-        // the producer from writing it meanwhile, which the `--zero-copy` promise
-        // (`InPlace::new`) extends to every process.
+        // dropped (`InPlace::sent` waits for `done`) or never (`InPlace::abandon`
+        // leaks the consumer), so the ring's protocol keeps the producer from
+        // writing it meanwhile, which the `--zero-copy` promise (`InPlace::new`)
+        // extends to every process.
         unsafe { std::slice::from_raw_parts(self.address.as_ptr(), self.len) }
     }
 }
@@ -246,5 +280,70 @@ impl Drop for ItemView {
     fn drop(&mut self) {
         // The exporter may have given up waiting: a full or closed channel is fine.
         let _ = self.done.try_send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensorlane_shm::{LaneName, QueueProducer, TensorSpec};
+    use zenoh::Wait as _;
+
+    /// Zenoh keeps a local subscriber's sample, and with it the lent item: the item
+    /// stays held (its slot not free for the producer) until that sample is dropped.
+    #[test]
+    fn a_lent_item_is_released_only_after_zenoh_lets_go() {
+        let name = format!("bridge-inplace-{}", std::process::id());
+        let spec = TensorSpec::bytes(32).unwrap();
+        let mut producer = QueueProducer::create(&name, &spec, 1).unwrap();
+        producer.push(&[7; 32]).unwrap();
+        let consumer = QueueConsumer::open(&name).unwrap();
+        let desc = LaneDesc {
+            kind: tensorlane_shm::Kind::Queue,
+            spec: spec.clone(),
+            count: 1,
+            subscribers: 0,
+            clock: tensorlane_shm::Clock::Monotonic,
+            metadata: Default::default(),
+            lossless: false,
+        };
+        // SAFETY: this test's own lane, written only by this process through the
+        // lane API.
+        let mut source = unsafe { InPlace::new(consumer, &desc) };
+        let mut config = zenoh::Config::default();
+        config
+            .insert_json5("scouting/multicast/enabled", "false")
+            .unwrap();
+        config.insert_json5("listen/endpoints", "[]").unwrap();
+        let session = zenoh::open(config).wait().unwrap();
+        let key = format!("test/{name}");
+        let subscriber = session.declare_subscriber(key.clone()).wait().unwrap();
+        let publisher = session.declare_publisher(key).wait().unwrap();
+
+        let (frame, message) = source.take(true).unwrap();
+        assert_eq!(frame.seq, 1);
+        publisher.put(message).wait().unwrap();
+        let sample = subscriber.recv().unwrap();
+        let got = sample.payload().to_bytes();
+        assert_eq!(&got[got.len() - 32..], &[7; 32]);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let releasing = scope.spawn(|| source.sent(true, &stop));
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                !releasing.is_finished(),
+                "released while Zenoh holds the item"
+            );
+            assert!(
+                matches!(producer.try_push(&[8; 32]), Err(LaneError::Full)),
+                "the held slot was given back"
+            );
+            drop(sample);
+            releasing.join().unwrap().unwrap();
+        });
+        producer.try_push(&[8; 32]).unwrap();
+        drop((publisher, subscriber));
+        let _ = session.close().wait();
+        let _ = tensorlane_shm::segment::unlink(&LaneName::new(&name).unwrap());
     }
 }

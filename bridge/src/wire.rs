@@ -44,6 +44,9 @@ pub const HEADER_BYTES: usize = 80;
 pub const MAX_COUNT: u32 = 1 << 16;
 /// Largest subscriber table an importer accepts for a topic it creates.
 pub const MAX_SUBSCRIBERS: u32 = 1024;
+/// Longest prefix (bytes before the payload) of a valid message.
+pub const MAX_PREFIX: usize =
+    HEADER_BYTES + 8 * tensorlane_shm::MAX_DIMS + tensorlane_shm::MAX_METADATA_BYTES;
 
 const FLAG_LOSSLESS: u8 = 1;
 
@@ -196,8 +199,17 @@ pub fn prefix_len(desc: &LaneDesc) -> usize {
 /// `buf[prefix_len(desc)..]` (for example by reading the lane straight into it).
 pub fn encode_empty(desc: &LaneDesc, item: &ItemInfo) -> Vec<u8> {
     let payload = desc.spec.byte_len();
+    let mut buf = encode_prefix(desc, item, payload);
+    buf.resize(prefix_len(desc) + payload, 0);
+    buf
+}
+
+/// The bytes of a message before its payload ([`prefix_len`] of them), in a buffer
+/// with room for `room` more.
+pub fn encode_prefix(desc: &LaneDesc, item: &ItemInfo, room: usize) -> Vec<u8> {
+    let payload = desc.spec.byte_len();
     let prefix = prefix_len(desc);
-    let mut buf = Vec::with_capacity(prefix + payload);
+    let mut buf = Vec::with_capacity(prefix.saturating_add(room));
     buf.extend_from_slice(&MAGIC);
     buf.push(VERSION);
     buf.push(kind_code(desc.kind));
@@ -222,7 +234,7 @@ pub fn encode_empty(desc: &LaneDesc, item: &ItemInfo) -> Vec<u8> {
         buf.extend_from_slice(&dim.to_le_bytes());
     }
     buf.extend_from_slice(desc.metadata.as_bytes());
-    buf.resize(prefix + payload, 0);
+    debug_assert_eq!(buf.len(), prefix);
     buf
 }
 

@@ -366,8 +366,11 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
     let prefix = format!("tensorlane/{}", unique("evil"));
     let good = unique("good");
     let names: Vec<String> = (0..7).map(|i| unique(&format!("bad{i}"))).collect();
+    // A valid sample for a second lane, sent last: above --max-lanes 1.
+    let second = unique("second");
     let mut lanes: Vec<String> = names.iter().map(|n| format!("b-{n}")).collect();
     lanes.push(format!("b-{good}"));
+    lanes.push(format!("b-{second}"));
     let _lanes = Lanes(lanes);
     let importer = Bridge::spawn(
         "import",
@@ -379,7 +382,9 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
             "--local-prefix".into(),
             "b-".into(),
             "--max-lane-bytes".into(),
-            (4 * spec().byte_len()).to_string(),
+            (4 * (spec().byte_len() + 64)).to_string(),
+            "--max-lanes".into(),
+            "1".into(),
         ],
     );
     let mut config = zenoh::Config::default();
@@ -460,7 +465,15 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
     let mut buf = vec![0u8; spec().byte_len()];
     let frame = reader.read(&mut buf).unwrap();
     assert_eq!((frame.frame_id, value_of(&frame, &buf)), (1, 1));
+    put(&second, wire::encode(&desc, &item(1), &payload(1)));
     std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        matches!(
+            StreamReader::open(&format!("b-{second}")),
+            Err(LaneError::NotFound(_))
+        ),
+        "a lane beyond --max-lanes was created"
+    );
     assert_eq!(reader.published(), 1, "only the valid sample was written");
     for name in &names {
         assert!(
@@ -475,10 +488,12 @@ fn hostile_payloads_are_refused_and_logged_never_written() {
     let _ = session.close().wait();
     let log = importer.stop();
     let refusals = log.matches("refused a sample").count();
-    assert_eq!(refusals, names.len() + 1, "{log}");
+    // Each bad sample, the other spec on the good lane, and the second lane.
+    assert_eq!(refusals, names.len() + 2, "{log}");
     assert!(log.contains("not a tensorlane bridge message"), "{log}");
     assert!(log.contains("lane description differs"), "{log}");
     assert!(log.contains("above --max-lane-bytes"), "{log}");
+    assert!(log.contains("--max-lanes 1"), "{log}");
     let stale: u64 = stat(&log, &format!("import {prefix}/{good}"), "stale");
     assert_eq!(stale, 1);
 }
