@@ -39,8 +39,8 @@ pub(crate) fn check_typed<T>(pointer: *const T, what: &str) -> Result<(), Failur
 pub(crate) unsafe fn read<T: Copy>(pointer: *const T, what: &str) -> Result<T, Failure> {
     check_typed(pointer, what)?;
     // SAFETY: non-null and aligned (checked above); live and initialised by the
-    // caller's promise. Every `T` read here has integer fields only, so any bits are
-    // a valid value.
+    // caller's promise. Every `T` read here has integer and raw-pointer fields only,
+    // so any bits are a valid value.
     Ok(unsafe { pointer.read() })
 }
 
@@ -88,17 +88,42 @@ pub(crate) unsafe fn write_opt<T>(pointer: *mut T, value: T, what: &str) -> Resu
 /// # Safety
 /// A non-null `name` points to a NUL-terminated string live for the call.
 pub(crate) unsafe fn name<'a>(name: *const c_char) -> Result<&'a str, Failure> {
-    if name.is_null() {
-        return Err(Failure::new(tl_status::TL_ERR_NULL_POINTER, "name is NULL"));
+    // SAFETY: forwarded promise.
+    unsafe { text(name, "name") }
+}
+
+/// The string at `pointer` (the argument `what`), NUL-terminated and UTF-8.
+///
+/// # Safety
+/// A non-null `pointer` points to a NUL-terminated string live for the call.
+pub(crate) unsafe fn text<'a>(pointer: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if pointer.is_null() {
+        return Err(Failure::new(
+            tl_status::TL_ERR_NULL_POINTER,
+            format!("{what} is NULL"),
+        ));
     }
     // SAFETY: non-null (checked); NUL-terminated and live by the caller's promise.
-    let name = unsafe { CStr::from_ptr(name) };
-    name.to_str().map_err(|_| {
+    let text = unsafe { CStr::from_ptr(pointer) };
+    text.to_str().map_err(|_| {
         Failure::new(
             tl_status::TL_ERR_INVALID_ARGUMENT,
-            format!("name {name:?} is not UTF-8"),
+            format!("{what} {text:?} is not UTF-8"),
         )
     })
+}
+
+/// A C flag (`uint32_t`): 0 is false, 1 true; any other value (an uninitialised
+/// field) is refused.
+pub(crate) fn flag(value: u32, what: &str) -> Result<bool, Failure> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(Failure::new(
+            tl_status::TL_ERR_INVALID_ARGUMENT,
+            format!("{what} is {other}: use 0 or 1"),
+        )),
+    }
 }
 
 /// Refuses a buffer of `len` bytes at `data` unless it is one tensor of

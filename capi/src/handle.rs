@@ -110,6 +110,30 @@ pub(crate) fn with<T: Kind, H, R>(
     body(lane)
 }
 
+/// Runs `body` on the lane of `handle`, of any kind (the functions that every
+/// handle answers, such as the metadata's).
+pub(crate) fn with_any<H, R>(
+    handle: *const H,
+    body: impl FnOnce(&mut (dyn Any + Send)) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let id = id_of(handle, "lane")?;
+    let lane = {
+        let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+        registry
+            .get(&id)
+            .ok_or_else(|| closed("lane"))?
+            .lane
+            .clone()
+    };
+    let mut guard = lane.lock().map_err(|_| {
+        Failure::new(
+            tl_status::TL_ERR_PANIC,
+            "an earlier call on this handle panicked: close it",
+        )
+    })?;
+    body(&mut **guard)
+}
+
 /// Closes `handle` (a `T`); NULL is nothing to close. The lane is dropped now, or
 /// when a call on it that another thread is running returns.
 pub(crate) fn close<T: Kind, H>(handle: *const H) -> Result<(), Failure> {

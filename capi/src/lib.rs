@@ -12,8 +12,10 @@
 //!   is never reused, and a call on one is `TL_ERR_CLOSED`, not a use after free
 //!   (`handle`);
 //! - the C structs (`tl_spec`, `tl_frame`, `tl_subscribe_options`) and their
-//!   conversions live in `types`; the lanes' functions in `stream`, `queue` (with
-//!   loans that span calls) and `topic`.
+//!   conversions live in `types`, the create and open options (`tl_create_options`,
+//!   `tl_open_options`, versioned by their `struct_size`) in `options`; the lanes'
+//!   functions in `stream`, `queue` (with loans that span calls) and `topic`, and the
+//!   metadata and clock every handle reads back in `metadata`.
 //!
 //! Under the checkers' features (`loom`, `shuttle`) the lanes are compiled out, and
 //! so is this crate's content.
@@ -23,6 +25,8 @@
 mod args;
 mod handle;
 pub mod lanes;
+pub mod metadata;
+pub mod options;
 pub mod queue;
 pub mod status;
 pub mod stream;
@@ -30,6 +34,8 @@ pub mod topic;
 pub mod types;
 
 pub use lanes::*;
+pub use metadata::*;
+pub use options::*;
 pub use queue::*;
 pub use status::*;
 pub use stream::*;

@@ -1,5 +1,5 @@
-//! Queues (lossless, one producer, one consumer): create, take over, open, close,
-//! push and pop with copies, and loans that span calls.
+//! Queues (lossless, one producer, one consumer): create, take over, open (each also
+//! with options), close, push and pop with copies, and loans that span calls.
 //!
 //! Loans: `tl_queue_producer_loan` lends the next free slot's tensor bytes, which the
 //! caller writes and then pushes with `tl_queue_producer_commit` (or gives back with
@@ -11,6 +11,7 @@
 
 use crate::args;
 use crate::handle::{self, Kind};
+use crate::options::{create_from_c, open_from_c, tl_create_options, tl_open_options};
 use crate::status::{call, tl_status, Failure};
 use crate::types::{frame_to_c, spec_from_c, spec_to_c, tl_frame, tl_spec};
 use std::ffi::{c_char, c_void};
@@ -28,13 +29,13 @@ pub struct tl_queue_consumer {
 
 /// A producer and the slot it lends, if any.
 pub(crate) struct Producer {
-    lane: QueueProducer,
+    pub(crate) lane: QueueProducer,
     loan: Option<HeldSlot>,
 }
 
 /// A consumer and the item it lends, if any.
 pub(crate) struct Consumer {
-    lane: QueueConsumer,
+    pub(crate) lane: QueueConsumer,
     loan: Option<HeldSlot>,
 }
 
@@ -61,7 +62,7 @@ fn no_loan(what: &str) -> Failure {
 }
 
 /// Creates queue `name` of `capacity` tensors `*spec` (a power of two) and becomes
-/// its producer.
+/// its producer. `tl_queue_producer_create_with` with default options.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `spec` is NULL or points to a
@@ -73,12 +74,31 @@ pub unsafe extern "C" fn tl_queue_producer_create(
     capacity: usize,
     out: *mut *mut tl_queue_producer,
 ) -> tl_status {
+    // SAFETY: the promises of this function's documentation, forwarded.
+    unsafe { tl_queue_producer_create_with(name, spec, capacity, std::ptr::null(), out) }
+}
+
+/// `tl_queue_producer_create` with `*options` (NULL: the defaults): metadata,
+/// clock, group access, pre-faulting, locking.
+///
+/// # Safety
+/// As for `tl_queue_producer_create`; `options` is NULL or points to a
+/// `tl_create_options` (with its metadata array and strings) live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn tl_queue_producer_create_with(
+    name: *const c_char,
+    spec: *const tl_spec,
+    capacity: usize,
+    options: *const tl_create_options,
+    out: *mut *mut tl_queue_producer,
+) -> tl_status {
     call(|| {
         // SAFETY: the promises of this function's documentation, forwarded.
         unsafe {
             handle::opened(out, || {
                 let spec = spec_from_c(&args::read(spec, "spec")?)?;
-                let lane = QueueProducer::create(args::name(name)?, &spec, capacity)?;
+                let options = create_from_c(options)?;
+                let lane = QueueProducer::create_with(args::name(name)?, &spec, capacity, options)?;
                 Ok(Producer { lane, loan: None })
             })
         }
@@ -86,19 +106,38 @@ pub unsafe extern "C" fn tl_queue_producer_create(
 }
 
 /// Becomes the producer of existing queue `name`, whose producer is gone.
+/// `tl_queue_producer_take_over_with` with default options.
 ///
 /// # Safety
-/// As for `tl_queue_producer_create`.
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+/// memory for a handle.
 #[no_mangle]
 pub unsafe extern "C" fn tl_queue_producer_take_over(
     name: *const c_char,
+    out: *mut *mut tl_queue_producer,
+) -> tl_status {
+    // SAFETY: the promises of this function's documentation, forwarded.
+    unsafe { tl_queue_producer_take_over_with(name, std::ptr::null(), out) }
+}
+
+/// `tl_queue_producer_take_over` with `*options` (NULL: the defaults): an expected
+/// tensor, pre-faulting, locking.
+///
+/// # Safety
+/// As for `tl_queue_producer_take_over`; `options` is NULL or points to a
+/// `tl_open_options` live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn tl_queue_producer_take_over_with(
+    name: *const c_char,
+    options: *const tl_open_options,
     out: *mut *mut tl_queue_producer,
 ) -> tl_status {
     call(|| {
         // SAFETY: the promises of this function's documentation, forwarded.
         unsafe {
             handle::opened(out, || {
-                let lane = QueueProducer::take_over(args::name(name)?)?;
+                let options = open_from_c(options)?;
+                let lane = QueueProducer::take_over_with(args::name(name)?, options)?;
                 Ok(Producer { lane, loan: None })
             })
         }
@@ -254,6 +293,31 @@ pub unsafe extern "C" fn tl_queue_consumer_open(
                 if let Some(expect) = args::read_opt(expect, "expect")? {
                     options = options.expect(&spec_from_c(&expect)?);
                 }
+                let lane = QueueConsumer::open_with(args::name(name)?, options)?;
+                Ok(Consumer { lane, loan: None })
+            })
+        }
+    })
+}
+
+/// Opens queue `name` as its consumer with `*options` (NULL: the defaults): an
+/// expected tensor, pre-faulting, locking.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `options` is NULL or points to a
+/// `tl_open_options` live for the call; `out` is NULL or points to writable memory
+/// for a handle.
+#[no_mangle]
+pub unsafe extern "C" fn tl_queue_consumer_open_with(
+    name: *const c_char,
+    options: *const tl_open_options,
+    out: *mut *mut tl_queue_consumer,
+) -> tl_status {
+    call(|| {
+        // SAFETY: the promises of this function's documentation, forwarded.
+        unsafe {
+            handle::opened(out, || {
+                let options = open_from_c(options)?;
                 let lane = QueueConsumer::open_with(args::name(name)?, options)?;
                 Ok(Consumer { lane, loan: None })
             })

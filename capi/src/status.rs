@@ -25,7 +25,8 @@ pub enum tl_status {
     TL_ERR_INVALID_ARGUMENT = 1,
     /// A lane with this name already exists.
     TL_ERR_ALREADY_EXISTS = 2,
-    /// No lane has this name.
+    /// No lane has this name (or, from `tl_metadata_get`, the lane's metadata has
+    /// no such key).
     TL_ERR_NOT_FOUND = 3,
     /// The lane may not be opened by this user, or belongs to another user.
     TL_ERR_PERMISSION_DENIED = 4,
@@ -65,7 +66,8 @@ pub enum tl_status {
     TL_ERR_NULL_POINTER = 20,
     /// A typed pointer argument was not aligned for its type.
     TL_ERR_MISALIGNED = 21,
-    /// A buffer's length is not the lane's tensor bytes.
+    /// A buffer's length is not the lane's tensor bytes (or, for a string copied
+    /// out, too short: the `needed` out-parameter says how long it must be).
     TL_ERR_BUFFER_SIZE = 22,
     /// The handle was closed (or never opened).
     TL_ERR_CLOSED = 23,

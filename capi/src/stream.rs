@@ -1,8 +1,9 @@
 //! Streams (the latest value; one writer, any number of readers): create, take over,
-//! open, close, write, read, read_new.
+//! open (each also with options), close, write, read, read_new.
 
 use crate::args;
 use crate::handle::{self, Kind};
+use crate::options::{create_from_c, open_from_c, tl_create_options, tl_open_options};
 use crate::status::{call, tl_status};
 use crate::types::{frame_to_c, spec_from_c, spec_to_c, tl_frame, tl_spec};
 use std::ffi::{c_char, c_void};
@@ -28,6 +29,7 @@ impl Kind for StreamReader {
 
 /// Creates stream `name` carrying tensors `*spec`, with `slots` slots (1 or more;
 /// 3 lets readers copy while the writer writes), and becomes its writer.
+/// `tl_stream_writer_create_with` with default options.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `spec` is NULL or points to a
@@ -39,30 +41,77 @@ pub unsafe extern "C" fn tl_stream_writer_create(
     slots: usize,
     out: *mut *mut tl_stream_writer,
 ) -> tl_status {
+    // SAFETY: the promises of this function's documentation, forwarded.
+    unsafe { tl_stream_writer_create_with(name, spec, slots, std::ptr::null(), out) }
+}
+
+/// `tl_stream_writer_create` with `*options` (NULL: the defaults): metadata, clock,
+/// group access, pre-faulting, locking.
+///
+/// # Safety
+/// As for `tl_stream_writer_create`; `options` is NULL or points to a
+/// `tl_create_options` (with its metadata array and strings) live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn tl_stream_writer_create_with(
+    name: *const c_char,
+    spec: *const tl_spec,
+    slots: usize,
+    options: *const tl_create_options,
+    out: *mut *mut tl_stream_writer,
+) -> tl_status {
     call(|| {
         // SAFETY: the promises of this function's documentation, forwarded.
         unsafe {
             handle::opened(out, || {
                 let spec = spec_from_c(&args::read(spec, "spec")?)?;
-                Ok(StreamWriter::create(args::name(name)?, &spec, slots)?)
+                let options = create_from_c(options)?;
+                Ok(StreamWriter::create_with(
+                    args::name(name)?,
+                    &spec,
+                    slots,
+                    options,
+                )?)
             })
         }
     })
 }
 
 /// Becomes the writer of existing stream `name`, whose writer is gone
-/// (`TL_ERR_ROLE_TAKEN` while it lives).
+/// (`TL_ERR_ROLE_TAKEN` while it lives). `tl_stream_writer_take_over_with` with
+/// default options.
 ///
 /// # Safety
-/// As for `tl_stream_writer_create`.
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+/// memory for a handle.
 #[no_mangle]
 pub unsafe extern "C" fn tl_stream_writer_take_over(
     name: *const c_char,
     out: *mut *mut tl_stream_writer,
 ) -> tl_status {
+    // SAFETY: the promises of this function's documentation, forwarded.
+    unsafe { tl_stream_writer_take_over_with(name, std::ptr::null(), out) }
+}
+
+/// `tl_stream_writer_take_over` with `*options` (NULL: the defaults): an expected
+/// tensor, pre-faulting, locking.
+///
+/// # Safety
+/// As for `tl_stream_writer_take_over`; `options` is NULL or points to a
+/// `tl_open_options` live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn tl_stream_writer_take_over_with(
+    name: *const c_char,
+    options: *const tl_open_options,
+    out: *mut *mut tl_stream_writer,
+) -> tl_status {
     call(|| {
         // SAFETY: the promises of this function's documentation, forwarded.
-        unsafe { handle::opened(out, || Ok(StreamWriter::take_over(args::name(name)?)?)) }
+        unsafe {
+            handle::opened(out, || {
+                let options = open_from_c(options)?;
+                Ok(StreamWriter::take_over_with(args::name(name)?, options)?)
+            })
+        }
     })
 }
 
@@ -134,6 +183,30 @@ pub unsafe extern "C" fn tl_stream_reader_open(
                 if let Some(expect) = args::read_opt(expect, "expect")? {
                     options = options.expect(&spec_from_c(&expect)?);
                 }
+                Ok(StreamReader::open_with(args::name(name)?, options)?)
+            })
+        }
+    })
+}
+
+/// Opens stream `name` as a reader with `*options` (NULL: the defaults): an
+/// expected tensor, pre-faulting, locking.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `options` is NULL or points to a
+/// `tl_open_options` live for the call; `out` is NULL or points to writable memory
+/// for a handle.
+#[no_mangle]
+pub unsafe extern "C" fn tl_stream_reader_open_with(
+    name: *const c_char,
+    options: *const tl_open_options,
+    out: *mut *mut tl_stream_reader,
+) -> tl_status {
+    call(|| {
+        // SAFETY: the promises of this function's documentation, forwarded.
+        unsafe {
+            handle::opened(out, || {
+                let options = open_from_c(options)?;
                 Ok(StreamReader::open_with(args::name(name)?, options)?)
             })
         }

@@ -1,8 +1,9 @@
 //! Topics (broadcast: one publisher, lossless and lossy subscribers): create, take
-//! over, join, close, publish, receive.
+//! over, join (each also with options), close, publish, receive.
 
 use crate::args;
 use crate::handle::{self, Kind};
+use crate::options::{create_from_c, open_from_c, tl_create_options, tl_open_options};
 use crate::status::{call, tl_status};
 use crate::types::{
     frame_to_c, spec_from_c, spec_to_c, subscribe_from_c, tl_frame, tl_spec, tl_subscribe_options,
@@ -30,6 +31,7 @@ impl Kind for TopicSubscriber {
 
 /// Creates topic `name` of `capacity` tensors `*spec` (a power of two: the history
 /// kept) with a table of `max_subscribers` entries, and becomes its publisher.
+/// `tl_topic_publisher_create_with` with default options.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `spec` is NULL or points to a
@@ -42,17 +44,40 @@ pub unsafe extern "C" fn tl_topic_publisher_create(
     max_subscribers: usize,
     out: *mut *mut tl_topic_publisher,
 ) -> tl_status {
+    // SAFETY: the promises of this function's documentation, forwarded.
+    unsafe {
+        tl_topic_publisher_create_with(name, spec, capacity, max_subscribers, std::ptr::null(), out)
+    }
+}
+
+/// `tl_topic_publisher_create` with `*options` (NULL: the defaults): metadata,
+/// clock, group access, pre-faulting, locking.
+///
+/// # Safety
+/// As for `tl_topic_publisher_create`; `options` is NULL or points to a
+/// `tl_create_options` (with its metadata array and strings) live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn tl_topic_publisher_create_with(
+    name: *const c_char,
+    spec: *const tl_spec,
+    capacity: usize,
+    max_subscribers: usize,
+    options: *const tl_create_options,
+    out: *mut *mut tl_topic_publisher,
+) -> tl_status {
     call(|| {
         // SAFETY: the promises of this function's documentation, forwarded.
         unsafe {
             handle::opened(out, || {
                 let spec = spec_from_c(&args::read(spec, "spec")?)?;
+                let options = create_from_c(options)?;
                 let name = args::name(name)?;
-                Ok(TopicPublisher::create(
+                Ok(TopicPublisher::create_with(
                     name,
                     &spec,
                     capacity,
                     max_subscribers,
+                    options,
                 )?)
             })
         }
@@ -60,17 +85,40 @@ pub unsafe extern "C" fn tl_topic_publisher_create(
 }
 
 /// Becomes the publisher of existing topic `name`, whose publisher is gone.
+/// `tl_topic_publisher_take_over_with` with default options.
 ///
 /// # Safety
-/// As for `tl_topic_publisher_create`.
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+/// memory for a handle.
 #[no_mangle]
 pub unsafe extern "C" fn tl_topic_publisher_take_over(
     name: *const c_char,
     out: *mut *mut tl_topic_publisher,
 ) -> tl_status {
+    // SAFETY: the promises of this function's documentation, forwarded.
+    unsafe { tl_topic_publisher_take_over_with(name, std::ptr::null(), out) }
+}
+
+/// `tl_topic_publisher_take_over` with `*options` (NULL: the defaults): an
+/// expected tensor, pre-faulting, locking.
+///
+/// # Safety
+/// As for `tl_topic_publisher_take_over`; `options` is NULL or points to a
+/// `tl_open_options` live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn tl_topic_publisher_take_over_with(
+    name: *const c_char,
+    options: *const tl_open_options,
+    out: *mut *mut tl_topic_publisher,
+) -> tl_status {
     call(|| {
         // SAFETY: the promises of this function's documentation, forwarded.
-        unsafe { handle::opened(out, || Ok(TopicPublisher::take_over(args::name(name)?)?)) }
+        unsafe {
+            handle::opened(out, || {
+                let options = open_from_c(options)?;
+                Ok(TopicPublisher::take_over_with(args::name(name)?, options)?)
+            })
+        }
     })
 }
 
@@ -154,6 +202,36 @@ pub unsafe extern "C" fn tl_topic_subscriber_open(
                 if let Some(expect) = args::read_opt(expect, "expect")? {
                     open = open.expect(&spec_from_c(&expect)?);
                 }
+                Ok(TopicSubscriber::open_with(
+                    args::name(name)?,
+                    subscribe,
+                    open,
+                )?)
+            })
+        }
+    })
+}
+
+/// Joins topic `name` as a subscriber as `tl_topic_subscriber_open` does, with
+/// `*open` (NULL: the defaults) for an expected tensor, pre-faulting and locking.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `options` is NULL or points to a
+/// `tl_subscribe_options`; `open` is NULL or points to a `tl_open_options` live for
+/// the call; `out` is NULL or points to writable memory for a handle.
+#[no_mangle]
+pub unsafe extern "C" fn tl_topic_subscriber_open_with(
+    name: *const c_char,
+    options: *const tl_subscribe_options,
+    open: *const tl_open_options,
+    out: *mut *mut tl_topic_subscriber,
+) -> tl_status {
+    call(|| {
+        // SAFETY: the promises of this function's documentation, forwarded.
+        unsafe {
+            handle::opened(out, || {
+                let subscribe = subscribe_from_c(args::read_opt(options, "options")?.as_ref())?;
+                let open = open_from_c(open)?;
                 Ok(TopicSubscriber::open_with(
                     args::name(name)?,
                     subscribe,
