@@ -18,6 +18,18 @@
  *   has zero bytes), a length other than the lane's tensor bytes is
  *   TL_ERR_BUFFER_SIZE, a misaligned tl_spec / tl_frame / out-pointer is
  *   TL_ERR_MISALIGNED. Nullable out-parameters say so.
+ * - Strings passed in (names, metadata keys and values) are NUL-terminated UTF-8
+ *   (TL_ERR_INVALID_ARGUMENT otherwise). Strings copied out (tl_metadata_key,
+ *   tl_metadata_get) take a buffer and its length and write the bytes needed,
+ *   NUL included, to *needed, also when the buffer is too short
+ *   (TL_ERR_BUFFER_SIZE; NULL with length 0 asks for the size).
+ * - Option structs (tl_create_options, tl_open_options) start with struct_size:
+ *   fill one with its init function (tl_create_options_init, ...), then set the
+ *   fields wanted; a NULL options pointer means the defaults. The size tells the
+ *   library which version of the struct the program was built against, so a later
+ *   library can append fields and still read an older program's shorter struct
+ *   (an init function alone could not tell it how many bytes the caller's struct
+ *   has); a size the library does not know is TL_ERR_INVALID_ARGUMENT.
  * - No Rust panic crosses the boundary: one is reported as TL_ERR_PANIC.
  * - Data in the segment is untrusted and validated; loans (zero-copy access to a
  *   queue slot) additionally require that every process writing the lane follows
@@ -68,7 +80,8 @@ enum tl_status
    */
   TL_ERR_ALREADY_EXISTS = 2,
   /**
-   * No lane has this name.
+   * No lane has this name (or, from `tl_metadata_get`, the lane's metadata has
+   * no such key).
    */
   TL_ERR_NOT_FOUND = 3,
   /**
@@ -146,7 +159,8 @@ enum tl_status
    */
   TL_ERR_MISALIGNED = 21,
   /**
-   * A buffer's length is not the lane's tensor bytes.
+   * A buffer's length is not the lane's tensor bytes (or, for a string copied
+   * out, too short: the `needed` out-parameter says how long it must be).
    */
   TL_ERR_BUFFER_SIZE = 22,
   /**
@@ -280,6 +294,38 @@ typedef uint32_t tl_mode;
 #endif // __cplusplus
 
 /**
+ * Clocks that stamp a lane's frames: the codes of `tl_create_options::clock` and
+ * of `tl_lane_clock` (those of the segment header).
+ */
+enum tl_clock
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `CLOCK_MONOTONIC` (the default): nanoseconds since boot, the same for every
+   * process of the machine; never jumps.
+   */
+  TL_CLOCK_MONOTONIC = 1,
+  /**
+   * `CLOCK_REALTIME`: nanoseconds since the Unix epoch; jumps when the system
+   * time is set.
+   */
+  TL_CLOCK_REALTIME = 2,
+  /**
+   * No stamping: every frame's `timestamp_ns` is 0.
+   */
+  TL_CLOCK_NONE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tl_clock tl_clock;
+#else
+typedef uint32_t tl_clock;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The consumer of a queue (an opaque handle).
  */
 typedef struct tl_queue_consumer tl_queue_consumer;
@@ -326,6 +372,92 @@ typedef struct tl_spec {
    */
   uint64_t shape[TL_MAX_DIMS];
 } tl_spec;
+
+/**
+ * One metadata pair: a NUL-terminated UTF-8 key (non-empty, unique in the array)
+ * and value.
+ */
+typedef struct tl_metadata_entry {
+  /**
+   * The key.
+   */
+  const char *key;
+  /**
+   * The value.
+   */
+  const char *value;
+} tl_metadata_entry;
+
+/**
+ * How a lane is created (`tl_*_create_with`). Fill it with
+ * `tl_create_options_init`, then change the fields wanted: the init function sets
+ * `struct_size`, which lets later versions of the library append fields without
+ * breaking programs built against this header (a size the library does not know
+ * is `TL_ERR_INVALID_ARGUMENT`).
+ */
+typedef struct tl_create_options {
+  /**
+   * `sizeof(tl_create_options)`, as set by `tl_create_options_init`.
+   */
+  uintptr_t struct_size;
+  /**
+   * The clock that stamps the frames, a `tl_clock` code (default
+   * `TL_CLOCK_MONOTONIC`), recorded in the lane for every opener.
+   */
+  uint32_t clock;
+  /**
+   * 1: the lane's group may open it too (mode 0660 instead of 0600); every
+   * member of the group is then as trusted as the owner. Default 0.
+   */
+  uint32_t group_access;
+  /**
+   * 1: fault in every page of the mapping at create, so that no later access
+   * takes a page fault. Default 0.
+   */
+  uint32_t prefault;
+  /**
+   * 1: lock the mapping in memory (`mlock`); over `RLIMIT_MEMLOCK` the create
+   * fails with `TL_ERR_MEMORY_LOCK_REFUSED`. Default 0.
+   */
+  uint32_t lock_memory;
+  /**
+   * `metadata_len` key-value pairs stored, immutable, with the lane (NULL when
+   * `metadata_len` is 0). Keys non-empty and unique, at most 64 KiB encoded
+   * (each pair takes 8 bytes plus its key and value), else
+   * `TL_ERR_INVALID_ARGUMENT`. The library copies them during the call.
+   */
+  const struct tl_metadata_entry *metadata;
+  /**
+   * Number of entries at `metadata`.
+   */
+  uintptr_t metadata_len;
+} tl_create_options;
+
+/**
+ * How a lane is opened or taken over (`tl_*_open_with`, `tl_*_take_over_with`).
+ * Fill it with `tl_open_options_init` (see `tl_create_options` on `struct_size`).
+ * The real-time options apply to this process's mapping only.
+ */
+typedef struct tl_open_options {
+  /**
+   * `sizeof(tl_open_options)`, as set by `tl_open_options_init`.
+   */
+  uintptr_t struct_size;
+  /**
+   * If not NULL, the lane must carry this tensor (`TL_ERR_WRONG_SPEC`
+   * otherwise). Default NULL: any tensor.
+   */
+  const struct tl_spec *expect;
+  /**
+   * 1: fault in every page of the mapping before the call returns. Default 0.
+   */
+  uint32_t prefault;
+  /**
+   * 1: lock the mapping in memory (`mlock`; `TL_ERR_MEMORY_LOCK_REFUSED` over
+   * `RLIMIT_MEMLOCK`). Default 0.
+   */
+  uint32_t lock_memory;
+} tl_open_options;
 
 /**
  * Metadata of one item received.
@@ -395,8 +527,79 @@ tl_status tl_unlink(const char *name);
 tl_status tl_spec_byte_len(const struct tl_spec *spec, uintptr_t *bytes);
 
 /**
+ * Writes to `*count` the number of metadata pairs of the lane of `lane` (any lane
+ * handle: `tl_stream_writer*`, `tl_queue_consumer*`, ...).
+ *
+ * # Safety
+ * `count` is NULL or points to a writable `size_t`.
+ */
+tl_status tl_metadata_count(const void *lane, uintptr_t *count);
+
+/**
+ * Copies the key of metadata pair `index` (from 0, in the order written) of the
+ * lane of `lane` into `buf` with its NUL; `*needed` (if not NULL) receives the
+ * bytes that takes. `TL_ERR_BUFFER_SIZE` if `buf_len` is shorter (`*needed` is
+ * written then too; `buf` may be NULL with `buf_len` 0 to ask for the size);
+ * `TL_ERR_INVALID_ARGUMENT` if `index` is not below the count.
+ *
+ * # Safety
+ * `buf` is NULL or points to `buf_len` writable bytes; `needed` is NULL or points
+ * to a writable `size_t`.
+ */
+tl_status tl_metadata_key(const void *lane,
+                          uintptr_t index,
+                          char *buf,
+                          uintptr_t buf_len,
+                          uintptr_t *needed);
+
+/**
+ * Copies the value of metadata key `key` of the lane of `lane` into `buf` with
+ * its NUL; `*needed` (if not NULL) receives the bytes that takes.
+ * `TL_ERR_NOT_FOUND` if the lane has no such key; `TL_ERR_BUFFER_SIZE` if
+ * `buf_len` is shorter (`*needed` is written then too; `buf` may be NULL with
+ * `buf_len` 0 to ask for the size). A value written by another language may hold
+ * a NUL byte: C sees it cut there, and `*needed - 1` is its full length.
+ *
+ * # Safety
+ * `key` is NULL or a NUL-terminated string; `buf` is NULL or points to `buf_len`
+ * writable bytes; `needed` is NULL or points to a writable `size_t`.
+ */
+tl_status tl_metadata_get(const void *lane,
+                          const char *key,
+                          char *buf,
+                          uintptr_t buf_len,
+                          uintptr_t *needed);
+
+/**
+ * Writes to `*clock` the `tl_clock` code of the clock that stamps the frames of
+ * the lane of `lane` (chosen at create): what `tl_frame::timestamp_ns` means.
+ *
+ * # Safety
+ * `clock` is NULL or points to a writable `uint32_t`.
+ */
+tl_status tl_lane_clock(const void *lane, uint32_t *clock);
+
+/**
+ * Fills `*options` with the defaults (monotonic clock, private to the owner, no
+ * pre-faulting or locking, no metadata) and sets its `struct_size`.
+ *
+ * # Safety
+ * `options` is NULL or points to writable memory for a `tl_create_options`.
+ */
+tl_status tl_create_options_init(struct tl_create_options *options);
+
+/**
+ * Fills `*options` with the defaults (any tensor, no pre-faulting or locking) and
+ * sets its `struct_size`.
+ *
+ * # Safety
+ * `options` is NULL or points to writable memory for a `tl_open_options`.
+ */
+tl_status tl_open_options_init(struct tl_open_options *options);
+
+/**
  * Creates queue `name` of `capacity` tensors `*spec` (a power of two) and becomes
- * its producer.
+ * its producer. `tl_queue_producer_create_with` with default options.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `spec` is NULL or points to a
@@ -408,12 +611,40 @@ tl_status tl_queue_producer_create(const char *name,
                                    struct tl_queue_producer **out);
 
 /**
- * Becomes the producer of existing queue `name`, whose producer is gone.
+ * `tl_queue_producer_create` with `*options` (NULL: the defaults): metadata,
+ * clock, group access, pre-faulting, locking.
  *
  * # Safety
- * As for `tl_queue_producer_create`.
+ * As for `tl_queue_producer_create`; `options` is NULL or points to a
+ * `tl_create_options` (with its metadata array and strings) live for the call.
+ */
+tl_status tl_queue_producer_create_with(const char *name,
+                                        const struct tl_spec *spec,
+                                        uintptr_t capacity,
+                                        const struct tl_create_options *options,
+                                        struct tl_queue_producer **out);
+
+/**
+ * Becomes the producer of existing queue `name`, whose producer is gone.
+ * `tl_queue_producer_take_over_with` with default options.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+ * memory for a handle.
  */
 tl_status tl_queue_producer_take_over(const char *name, struct tl_queue_producer **out);
+
+/**
+ * `tl_queue_producer_take_over` with `*options` (NULL: the defaults): an expected
+ * tensor, pre-faulting, locking.
+ *
+ * # Safety
+ * As for `tl_queue_producer_take_over`; `options` is NULL or points to a
+ * `tl_open_options` live for the call.
+ */
+tl_status tl_queue_producer_take_over_with(const char *name,
+                                           const struct tl_open_options *options,
+                                           struct tl_queue_producer **out);
 
 /**
  * Closes a producer (NULL: nothing to do); an open loan is given up. Items pushed
@@ -487,6 +718,19 @@ tl_status tl_queue_producer_spec(struct tl_queue_producer *producer, struct tl_s
 tl_status tl_queue_consumer_open(const char *name,
                                  const struct tl_spec *expect,
                                  struct tl_queue_consumer **out);
+
+/**
+ * Opens queue `name` as its consumer with `*options` (NULL: the defaults): an
+ * expected tensor, pre-faulting, locking.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `options` is NULL or points to a
+ * `tl_open_options` live for the call; `out` is NULL or points to writable memory
+ * for a handle.
+ */
+tl_status tl_queue_consumer_open_with(const char *name,
+                                      const struct tl_open_options *options,
+                                      struct tl_queue_consumer **out);
 
 /**
  * Closes a consumer (NULL: nothing to do); a lent item stays at the head.
@@ -564,6 +808,7 @@ const char *tl_status_name(int32_t status);
 /**
  * Creates stream `name` carrying tensors `*spec`, with `slots` slots (1 or more;
  * 3 lets readers copy while the writer writes), and becomes its writer.
+ * `tl_stream_writer_create_with` with default options.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `spec` is NULL or points to a
@@ -575,13 +820,41 @@ tl_status tl_stream_writer_create(const char *name,
                                   struct tl_stream_writer **out);
 
 /**
- * Becomes the writer of existing stream `name`, whose writer is gone
- * (`TL_ERR_ROLE_TAKEN` while it lives).
+ * `tl_stream_writer_create` with `*options` (NULL: the defaults): metadata, clock,
+ * group access, pre-faulting, locking.
  *
  * # Safety
- * As for `tl_stream_writer_create`.
+ * As for `tl_stream_writer_create`; `options` is NULL or points to a
+ * `tl_create_options` (with its metadata array and strings) live for the call.
+ */
+tl_status tl_stream_writer_create_with(const char *name,
+                                       const struct tl_spec *spec,
+                                       uintptr_t slots,
+                                       const struct tl_create_options *options,
+                                       struct tl_stream_writer **out);
+
+/**
+ * Becomes the writer of existing stream `name`, whose writer is gone
+ * (`TL_ERR_ROLE_TAKEN` while it lives). `tl_stream_writer_take_over_with` with
+ * default options.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+ * memory for a handle.
  */
 tl_status tl_stream_writer_take_over(const char *name, struct tl_stream_writer **out);
+
+/**
+ * `tl_stream_writer_take_over` with `*options` (NULL: the defaults): an expected
+ * tensor, pre-faulting, locking.
+ *
+ * # Safety
+ * As for `tl_stream_writer_take_over`; `options` is NULL or points to a
+ * `tl_open_options` live for the call.
+ */
+tl_status tl_stream_writer_take_over_with(const char *name,
+                                          const struct tl_open_options *options,
+                                          struct tl_stream_writer **out);
 
 /**
  * Closes a writer (NULL: nothing to do). The lane stays for readers; its last
@@ -621,6 +894,19 @@ tl_status tl_stream_writer_spec(struct tl_stream_writer *writer, struct tl_spec 
 tl_status tl_stream_reader_open(const char *name,
                                 const struct tl_spec *expect,
                                 struct tl_stream_reader **out);
+
+/**
+ * Opens stream `name` as a reader with `*options` (NULL: the defaults): an
+ * expected tensor, pre-faulting, locking.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `options` is NULL or points to a
+ * `tl_open_options` live for the call; `out` is NULL or points to writable memory
+ * for a handle.
+ */
+tl_status tl_stream_reader_open_with(const char *name,
+                                     const struct tl_open_options *options,
+                                     struct tl_stream_reader **out);
 
 /**
  * Closes a reader (NULL: nothing to do).
@@ -674,6 +960,7 @@ tl_status tl_stream_reader_writer_alive(struct tl_stream_reader *reader, bool *a
 /**
  * Creates topic `name` of `capacity` tensors `*spec` (a power of two: the history
  * kept) with a table of `max_subscribers` entries, and becomes its publisher.
+ * `tl_topic_publisher_create_with` with default options.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `spec` is NULL or points to a
@@ -686,12 +973,41 @@ tl_status tl_topic_publisher_create(const char *name,
                                     struct tl_topic_publisher **out);
 
 /**
- * Becomes the publisher of existing topic `name`, whose publisher is gone.
+ * `tl_topic_publisher_create` with `*options` (NULL: the defaults): metadata,
+ * clock, group access, pre-faulting, locking.
  *
  * # Safety
- * As for `tl_topic_publisher_create`.
+ * As for `tl_topic_publisher_create`; `options` is NULL or points to a
+ * `tl_create_options` (with its metadata array and strings) live for the call.
+ */
+tl_status tl_topic_publisher_create_with(const char *name,
+                                         const struct tl_spec *spec,
+                                         uintptr_t capacity,
+                                         uintptr_t max_subscribers,
+                                         const struct tl_create_options *options,
+                                         struct tl_topic_publisher **out);
+
+/**
+ * Becomes the publisher of existing topic `name`, whose publisher is gone.
+ * `tl_topic_publisher_take_over_with` with default options.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+ * memory for a handle.
  */
 tl_status tl_topic_publisher_take_over(const char *name, struct tl_topic_publisher **out);
+
+/**
+ * `tl_topic_publisher_take_over` with `*options` (NULL: the defaults): an
+ * expected tensor, pre-faulting, locking.
+ *
+ * # Safety
+ * As for `tl_topic_publisher_take_over`; `options` is NULL or points to a
+ * `tl_open_options` live for the call.
+ */
+tl_status tl_topic_publisher_take_over_with(const char *name,
+                                            const struct tl_open_options *options,
+                                            struct tl_topic_publisher **out);
 
 /**
  * Closes a publisher (NULL: nothing to do). Subscribers receive what was
@@ -736,6 +1052,20 @@ tl_status tl_topic_subscriber_open(const char *name,
                                    const struct tl_spec *expect,
                                    const struct tl_subscribe_options *options,
                                    struct tl_topic_subscriber **out);
+
+/**
+ * Joins topic `name` as a subscriber as `tl_topic_subscriber_open` does, with
+ * `*open` (NULL: the defaults) for an expected tensor, pre-faulting and locking.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `options` is NULL or points to a
+ * `tl_subscribe_options`; `open` is NULL or points to a `tl_open_options` live for
+ * the call; `out` is NULL or points to writable memory for a handle.
+ */
+tl_status tl_topic_subscriber_open_with(const char *name,
+                                        const struct tl_subscribe_options *options,
+                                        const struct tl_open_options *open,
+                                        struct tl_topic_subscriber **out);
 
 /**
  * Leaves the topic (NULL: nothing to do), waking a publisher it held back.
