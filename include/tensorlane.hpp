@@ -10,6 +10,11 @@
 // - Tensors are passed as contiguous ranges of elements (std::vector, std::array, a
 //   C array, tensorlane::Span): their size in bytes must be the lane's tensor bytes
 //   (TL_ERR_BUFFER_SIZE otherwise).
+// - Options: create(..., CreateOptions) stores metadata and picks the clock, group
+//   access, pre-faulting and memory locking; open(..., OpenOptions) and
+//   take_over(..., OpenOptions) take an expected tensor, pre-faulting and locking.
+//   Every handle reads its lane's metadata (metadata(), metadata(key)) and clock
+//   (clock()).
 // - Loans (QueueProducer::loan, QueueConsumer::loan) lend a queue slot in place; the
 //   Loan object commits or releases explicitly, and gives the slot back (cancels) if
 //   destroyed first (harmless after its handle was closed: handles are tokens, and
@@ -200,6 +205,175 @@ struct SubscribeOptions {
     }
 };
 
+/// The clock that stamps a lane's frames (the codes of tl_clock).
+enum class Clock : std::uint32_t {
+    Monotonic = TL_CLOCK_MONOTONIC,
+    Realtime = TL_CLOCK_REALTIME,
+    None = TL_CLOCK_NONE,
+};
+
+/// A lane's metadata: key-value pairs in the order written.
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+/// How a lane is created (tl_create_options): builder methods return *this.
+/// Keys and values are passed as C strings, so each ends at its first NUL.
+struct CreateOptions {
+    Metadata metadata;
+    Clock clock = Clock::Monotonic;
+    bool group_access = false;
+    bool prefault = false;
+    bool lock_memory = false;
+
+    /// Adds a metadata pair (keys non-empty and unique, at most 64 KiB in all).
+    CreateOptions& with_metadata(std::string key, std::string value) {
+        metadata.emplace_back(std::move(key), std::move(value));
+        return *this;
+    }
+    CreateOptions& with_clock(Clock c) {
+        clock = c;
+        return *this;
+    }
+    /// Lets the lane's group open it (mode 0660): its members are as trusted as
+    /// the owner.
+    CreateOptions& with_group_access(bool on = true) {
+        group_access = on;
+        return *this;
+    }
+    CreateOptions& with_prefault(bool on = true) {
+        prefault = on;
+        return *this;
+    }
+    CreateOptions& with_lock_memory(bool on = true) {
+        lock_memory = on;
+        return *this;
+    }
+};
+
+/// How a lane is opened or taken over (tl_open_options).
+struct OpenOptions {
+    std::optional<Spec> expect;
+    bool prefault = false;
+    bool lock_memory = false;
+
+    /// The lane must carry `spec` (TL_ERR_WRONG_SPEC otherwise).
+    OpenOptions& with_expect(Spec spec) {
+        expect = std::move(spec);
+        return *this;
+    }
+    OpenOptions& with_prefault(bool on = true) {
+        prefault = on;
+        return *this;
+    }
+    OpenOptions& with_lock_memory(bool on = true) {
+        lock_memory = on;
+        return *this;
+    }
+};
+
+namespace detail {
+
+/// The C struct of CreateOptions, with the entries it points to (not copyable:
+/// `c` points into this object).
+class CCreateOptions {
+public:
+    explicit CCreateOptions(const CreateOptions& options) {
+        check(tl_create_options_init(&c));
+        c.clock = static_cast<std::uint32_t>(options.clock);
+        c.group_access = options.group_access ? 1 : 0;
+        c.prefault = options.prefault ? 1 : 0;
+        c.lock_memory = options.lock_memory ? 1 : 0;
+        entries_.reserve(options.metadata.size());
+        for (const auto& pair : options.metadata) {
+            entries_.push_back(tl_metadata_entry{pair.first.c_str(), pair.second.c_str()});
+        }
+        c.metadata = entries_.empty() ? nullptr : entries_.data();
+        c.metadata_len = entries_.size();
+    }
+    CCreateOptions(const CCreateOptions&) = delete;
+    CCreateOptions& operator=(const CCreateOptions&) = delete;
+    tl_create_options c{};
+
+private:
+    std::vector<tl_metadata_entry> entries_;
+};
+
+/// The C struct of OpenOptions, with the spec it points to (not copyable).
+class COpenOptions {
+public:
+    explicit COpenOptions(const OpenOptions& options) {
+        check(tl_open_options_init(&c));
+        c.prefault = options.prefault ? 1 : 0;
+        c.lock_memory = options.lock_memory ? 1 : 0;
+        if (options.expect) {
+            spec_ = options.expect->to_c();
+            c.expect = &spec_;
+        }
+    }
+    COpenOptions(const COpenOptions&) = delete;
+    COpenOptions& operator=(const COpenOptions&) = delete;
+    tl_open_options c{};
+
+private:
+    tl_spec spec_{};
+};
+
+/// A string copied out by `call(buf, buf_len, needed)`: sized by a first call
+/// with an empty buffer. Empty if the first call says TL_ERR_NOT_FOUND.
+template <class F>
+std::optional<std::string> string_out(F call) {
+    std::size_t needed = 0;
+    tl_status status = call(nullptr, 0, &needed);
+    if (status == TL_ERR_NOT_FOUND) return std::nullopt;
+    if (status != TL_ERR_BUFFER_SIZE) check(status);
+    std::string out(needed, '\0');
+    check(call(out.data(), out.size(), &needed));
+    out.resize(needed - 1);
+    return out;
+}
+
+inline Metadata metadata_of(const void* lane) {
+    std::size_t count = 0;
+    check(tl_metadata_count(lane, &count));
+    Metadata out;
+    for (std::size_t i = 0; i < count; ++i) {
+        auto key = string_out([&](char* buf, std::size_t len, std::size_t* needed) {
+            return tl_metadata_key(lane, i, buf, len, needed);
+        });
+        if (!key) throw Error(TL_ERR_NOT_FOUND, "metadata pair vanished");
+        auto value = string_out([&](char* buf, std::size_t len, std::size_t* needed) {
+            return tl_metadata_get(lane, key->c_str(), buf, len, needed);
+        });
+        if (!value) throw Error(TL_ERR_NOT_FOUND, "metadata key " + *key + " vanished");
+        out.emplace_back(std::move(*key), std::move(*value));
+    }
+    return out;
+}
+
+/// The reads every handle answers: its lane's metadata and clock.
+template <class Derived>
+class LaneInfo {
+public:
+    /// The lane's metadata pairs, in the order written (empty if none).
+    Metadata metadata() const { return metadata_of(lane()); }
+    /// The value of metadata `key`; empty if the lane has no such key.
+    std::optional<std::string> metadata(const std::string& key) const {
+        return string_out([&](char* buf, std::size_t len, std::size_t* needed) {
+            return tl_metadata_get(lane(), key.c_str(), buf, len, needed);
+        });
+    }
+    /// The clock that stamps the lane's frames (what Frame::timestamp_ns means).
+    Clock clock() const {
+        std::uint32_t code = 0;
+        check(tl_lane_clock(lane(), &code));
+        return static_cast<Clock>(code);
+    }
+
+private:
+    const void* lane() const { return static_cast<const Derived*>(this)->get(); }
+};
+
+}  // namespace detail
+
 /// Removes lane `name` from the machine (throws TL_ERR_NOT_FOUND if absent).
 inline void unlink(const std::string& name) { detail::check(tl_unlink(name.c_str())); }
 
@@ -216,7 +390,7 @@ using Owned = std::unique_ptr<H, Closer<H, Close>>;
 }  // namespace detail
 
 /// The writer of a stream (the latest value).
-class StreamWriter {
+class StreamWriter : public detail::LaneInfo<StreamWriter> {
 public:
     /// Creates stream `name` with `slots` slots (3 lets readers copy while it writes).
     static StreamWriter create(const std::string& name, const Spec& spec, std::size_t slots = 3) {
@@ -225,10 +399,21 @@ public:
         detail::check(tl_stream_writer_create(name.c_str(), &c, slots, &h));
         return StreamWriter(h);
     }
-    /// Becomes the writer of `name`, whose writer is gone.
-    static StreamWriter take_over(const std::string& name) {
+    /// Creates stream `name` with options (metadata, clock, ...).
+    static StreamWriter create(const std::string& name, const Spec& spec, std::size_t slots,
+                               const CreateOptions& options) {
+        tl_spec c = spec.to_c();
+        detail::CCreateOptions o(options);
         tl_stream_writer* h = nullptr;
-        detail::check(tl_stream_writer_take_over(name.c_str(), &h));
+        detail::check(tl_stream_writer_create_with(name.c_str(), &c, slots, &o.c, &h));
+        return StreamWriter(h);
+    }
+    /// Becomes the writer of `name`, whose writer is gone.
+    static StreamWriter take_over(const std::string& name,
+                                  const OpenOptions& options = OpenOptions()) {
+        detail::COpenOptions o(options);
+        tl_stream_writer* h = nullptr;
+        detail::check(tl_stream_writer_take_over_with(name.c_str(), &o.c, &h));
         return StreamWriter(h);
     }
     /// Writes one tensor; returns its sequence number.
@@ -252,7 +437,7 @@ private:
 };
 
 /// A reader of a stream.
-class StreamReader {
+class StreamReader : public detail::LaneInfo<StreamReader> {
 public:
     /// Opens stream `name`; with `expect`, it must carry that tensor.
     static StreamReader open(const std::string& name, const std::optional<Spec>& expect = {}) {
@@ -260,6 +445,13 @@ public:
         if (expect) c = expect->to_c();
         tl_stream_reader* h = nullptr;
         detail::check(tl_stream_reader_open(name.c_str(), expect ? &c : nullptr, &h));
+        return StreamReader(h);
+    }
+    /// Opens stream `name` with options (expected tensor, pre-faulting, locking).
+    static StreamReader open(const std::string& name, const OpenOptions& options) {
+        detail::COpenOptions o(options);
+        tl_stream_reader* h = nullptr;
+        detail::check(tl_stream_reader_open_with(name.c_str(), &o.c, &h));
         return StreamReader(h);
     }
     /// Copies the latest value; empty if nothing was written yet.
@@ -302,7 +494,7 @@ private:
 };
 
 /// The producer of a queue (lossless).
-class QueueProducer {
+class QueueProducer : public detail::LaneInfo<QueueProducer> {
 public:
     /// A free slot lent in place: write the tensor through data<T>(), then commit().
     /// Destroyed uncommitted, it pushes nothing.
@@ -346,10 +538,21 @@ public:
         detail::check(tl_queue_producer_create(name.c_str(), &c, capacity, &h));
         return QueueProducer(h);
     }
-    /// Becomes the producer of `name`, whose producer is gone.
-    static QueueProducer take_over(const std::string& name) {
+    /// Creates queue `name` with options (metadata, clock, ...).
+    static QueueProducer create(const std::string& name, const Spec& spec, std::size_t capacity,
+                                const CreateOptions& options) {
+        tl_spec c = spec.to_c();
+        detail::CCreateOptions o(options);
         tl_queue_producer* h = nullptr;
-        detail::check(tl_queue_producer_take_over(name.c_str(), &h));
+        detail::check(tl_queue_producer_create_with(name.c_str(), &c, capacity, &o.c, &h));
+        return QueueProducer(h);
+    }
+    /// Becomes the producer of `name`, whose producer is gone.
+    static QueueProducer take_over(const std::string& name,
+                                   const OpenOptions& options = OpenOptions()) {
+        detail::COpenOptions o(options);
+        tl_queue_producer* h = nullptr;
+        detail::check(tl_queue_producer_take_over_with(name.c_str(), &o.c, &h));
         return QueueProducer(h);
     }
     /// Pushes a copy; returns its sequence number, or empty when time ran out.
@@ -388,7 +591,7 @@ private:
 };
 
 /// The consumer of a queue.
-class QueueConsumer {
+class QueueConsumer : public detail::LaneInfo<QueueConsumer> {
 public:
     /// The next item lent in place: read it through data<T>(), then release() to
     /// remove it. Destroyed unreleased, the item stays at the head.
@@ -433,6 +636,13 @@ public:
         detail::check(tl_queue_consumer_open(name.c_str(), expect ? &c : nullptr, &h));
         return QueueConsumer(h);
     }
+    /// Opens queue `name` with options (expected tensor, pre-faulting, locking).
+    static QueueConsumer open(const std::string& name, const OpenOptions& options) {
+        detail::COpenOptions o(options);
+        tl_queue_consumer* h = nullptr;
+        detail::check(tl_queue_consumer_open_with(name.c_str(), &o.c, &h));
+        return QueueConsumer(h);
+    }
     /// Pops the next item into `out`; empty when time ran out.
     template <class C, class Rep = std::int64_t, class Period = std::nano>
     std::optional<Frame> pop(C&& out, std::chrono::duration<Rep, Period> timeout = forever) {
@@ -469,7 +679,7 @@ private:
 };
 
 /// The publisher of a topic (broadcast).
-class TopicPublisher {
+class TopicPublisher : public detail::LaneInfo<TopicPublisher> {
 public:
     /// Creates topic `name` of `capacity` tensors (a power of two) and a table of
     /// `max_subscribers` entries.
@@ -480,10 +690,23 @@ public:
         detail::check(tl_topic_publisher_create(name.c_str(), &c, capacity, max_subscribers, &h));
         return TopicPublisher(h);
     }
-    /// Becomes the publisher of `name`, whose publisher is gone.
-    static TopicPublisher take_over(const std::string& name) {
+    /// Creates topic `name` with options (metadata, clock, ...).
+    static TopicPublisher create(const std::string& name, const Spec& spec,
+                                 std::size_t capacity, std::size_t max_subscribers,
+                                 const CreateOptions& options) {
+        tl_spec c = spec.to_c();
+        detail::CCreateOptions o(options);
         tl_topic_publisher* h = nullptr;
-        detail::check(tl_topic_publisher_take_over(name.c_str(), &h));
+        detail::check(tl_topic_publisher_create_with(name.c_str(), &c, capacity,
+                                                     max_subscribers, &o.c, &h));
+        return TopicPublisher(h);
+    }
+    /// Becomes the publisher of `name`, whose publisher is gone.
+    static TopicPublisher take_over(const std::string& name,
+                                    const OpenOptions& options = OpenOptions()) {
+        detail::COpenOptions o(options);
+        tl_topic_publisher* h = nullptr;
+        detail::check(tl_topic_publisher_take_over_with(name.c_str(), &o.c, &h));
         return TopicPublisher(h);
     }
     /// Publishes a copy; returns its sequence number, or empty when time ran out.
@@ -511,7 +734,7 @@ private:
 };
 
 /// A subscriber of a topic.
-class TopicSubscriber {
+class TopicSubscriber : public detail::LaneInfo<TopicSubscriber> {
 public:
     /// Joins topic `name`; with `expect`, it must carry that tensor.
     static TopicSubscriber open(const std::string& name,
@@ -522,6 +745,14 @@ public:
         tl_topic_subscriber* h = nullptr;
         detail::check(tl_topic_subscriber_open(name.c_str(), expect ? &c : nullptr,
                                                &options.options, &h));
+        return TopicSubscriber(h);
+    }
+    /// Joins topic `name` with open options (expected tensor, pre-faulting, locking).
+    static TopicSubscriber open(const std::string& name, const SubscribeOptions& options,
+                                const OpenOptions& open) {
+        detail::COpenOptions o(open);
+        tl_topic_subscriber* h = nullptr;
+        detail::check(tl_topic_subscriber_open_with(name.c_str(), &options.options, &o.c, &h));
         return TopicSubscriber(h);
     }
     /// Receives the next item into `out`; empty when time ran out.

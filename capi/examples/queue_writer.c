@@ -1,10 +1,13 @@
-/* A C producer: creates queue NAME of float64 [2, 3] tensors and pushes COUNT items
- * whose every element is the item's index, alternating copies and zero-copy loans.
+/* A C producer: creates queue NAME of float64 [2, 3] tensors, with metadata
+ * (units = m/s, frame = base_link) and stamped by the realtime clock, reads both
+ * back, and pushes COUNT items whose every element is the item's index,
+ * alternating copies and zero-copy loans.
  *
  *   queue_writer NAME COUNT
  *
  * The items stay in the queue after it exits; a consumer (the Rust peer's
- * `queue-read`, in CI) drains and checks them. */
+ * `queue-read`, or the C reader checking the metadata and clock too, in CI) drains
+ * and checks them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +28,28 @@ int main(int argc, char **argv) {
     const char *name = argv[1];
     long count = strtol(argv[2], NULL, 10);
     tl_spec spec = {.dtype = TL_F64, .ndim = 2, .shape = {2, 3}};
+    tl_metadata_entry metadata[] = {{"units", "m/s"}, {"frame", "base_link"}};
+    tl_create_options options;
+    tl_status status = tl_create_options_init(&options);
+    if (status != TL_OK) return fail("options", status);
+    options.clock = TL_CLOCK_REALTIME;
+    options.metadata = metadata;
+    options.metadata_len = sizeof metadata / sizeof metadata[0];
     tl_queue_producer *producer = NULL;
-    tl_status status = tl_queue_producer_create(name, &spec, 4, &producer);
+    status = tl_queue_producer_create_with(name, &spec, 4, &options, &producer);
     if (status != TL_OK) return fail("create", status);
+    /* What the lane recorded, read back through the handle. */
+    char units[8];
+    size_t needed = 0;
+    uint32_t clock = 0;
+    status = tl_metadata_get(producer, "units", units, sizeof units, &needed);
+    if (status != TL_OK) return fail("metadata units", status);
+    status = tl_lane_clock(producer, &clock);
+    if (status != TL_OK) return fail("clock", status);
+    if (strcmp(units, "m/s") != 0 || needed != 4 || clock != TL_CLOCK_REALTIME) {
+        fprintf(stderr, "queue_writer: the lane recorded units %s, clock %u\n", units, clock);
+        return 1;
+    }
     const int64_t ten_seconds = 10 * 1000 * 1000 * 1000LL;
     for (long i = 0; i < count; i++) {
         double tensor[6];

@@ -2,11 +2,16 @@
 // `topic-write`, in CI): float64 [2, 3] tensors whose every element is the item's
 // index. One lossless subscriber joins with enough history to get every item
 // whatever the timing, a lossy one (lag 1, history 1) gets what is newest when it asks.
+// First, the options: a stream NAME-stream created with metadata and the realtime
+// clock, read back by a reader opened with OpenOptions, then removed.
 //
 //   topic_subscriber NAME COUNT
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +42,41 @@ static void check(const char* what, const std::vector<double>& tensor, const tl:
     }
 }
 
+static void require(bool ok, const std::string& what) {
+    if (!ok) throw std::runtime_error(what);
+}
+
+static void check_options(const std::string& name, const tl::Spec& spec) {
+    auto writer = tl::StreamWriter::create(name, spec, 3,
+                                           tl::CreateOptions()
+                                               .with_metadata("units", "m/s")
+                                               .with_metadata("frame", "base_link")
+                                               .with_clock(tl::Clock::Realtime));
+    auto reader = tl::StreamReader::open(name, tl::OpenOptions().with_expect(spec).with_prefault());
+    const tl::Metadata want = {{"units", "m/s"}, {"frame", "base_link"}};
+    require(writer.metadata() == want && reader.metadata() == want, "options: metadata lost");
+    require(reader.metadata("frame") == std::optional<std::string>("base_link"),
+            "options: metadata(\"frame\")");
+    require(!reader.metadata("absent"), "options: a key that was never written");
+    require(reader.clock() == tl::Clock::Realtime, "options: the clock is not realtime");
+    std::vector<double> tensor(6, 0.0);
+    writer.write(tensor);
+    auto frame = reader.read(tensor);
+    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    require(frame && static_cast<std::int64_t>(frame->timestamp_ns) <= now &&
+                now - static_cast<std::int64_t>(frame->timestamp_ns) < 60'000'000'000LL,
+            "options: the frame is not stamped by the realtime clock");
+    try {
+        tl::StreamReader::open(name, tl::OpenOptions().with_expect(tl::Spec(tl::DType::F32, {6})));
+        throw std::runtime_error("options: a reader expecting another tensor opened");
+    } catch (const tl::Error& e) {
+        if (e.status() != TL_ERR_WRONG_SPEC) throw;
+    }
+    tl::unlink(name);
+}
+
 int main(int argc, char** argv) try {
     if (argc != 3) {
         std::fprintf(stderr, "usage: topic_subscriber NAME COUNT\n");
@@ -45,10 +85,15 @@ int main(int argc, char** argv) try {
     const std::string name = argv[1];
     const std::uint64_t count = std::strtoull(argv[2], nullptr, 10);
     const tl::Spec spec(tl::DType::F64, {2, 3});
+    check_options(name + "-stream", spec);
     auto lossless = open_retrying(
         [&] { return tl::TopicSubscriber::open(name, tl::SubscribeOptions::lossless(count), spec); });
-    auto lossy = tl::TopicSubscriber::open(name, tl::SubscribeOptions::lossy(1, 1));
+    auto lossy = tl::TopicSubscriber::open(name, tl::SubscribeOptions::lossy(1, 1),
+                                           tl::OpenOptions().with_expect(spec));
     if (lossless.spec() != spec) throw std::runtime_error("the topic's spec changed");
+    // The Rust peer creates its topic with the defaults.
+    require(lossy.metadata().empty() && lossy.clock() == tl::Clock::Monotonic,
+            "the topic's metadata or clock are not the defaults");
 
     std::vector<double> tensor(6);
     for (std::uint64_t i = 0; i < count; ++i) {

@@ -8,7 +8,8 @@
 # 3. runs each example across processes against the Rust peer
 #    (shm/examples/peer.rs): C writer -> Rust reader, Rust writer -> C reader
 #    (queue and stream), Rust publisher -> C++ subscribers, Rust producer -> C++
-#    Eigen consumer (skipped, loudly, without Eigen);
+#    Eigen consumer (skipped, loudly, without Eigen); and the C writer's metadata
+#    and realtime clock read back by `tensorlane inspect --json` and the C reader;
 # 4. builds a CMake project that find_package(tensorlane)s it (skipped, loudly,
 #    without cmake) and runs it against the peer.
 #
@@ -37,8 +38,9 @@ fi
 
 echo "--- build and install under a temporary prefix"
 TENSORLANE_PROFILE=debug capi/install.sh "$work/prefix" >/dev/null
-cargo build -q -p tensorlane-shm --example peer
+cargo build -q -p tensorlane-shm --example peer --bin tensorlane
 peer="$target/debug/examples/peer"
+tensorlane="$target/debug/tensorlane"
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 cflags=$(pkg-config --cflags tensorlane)
 libs="$(pkg-config --libs tensorlane) -Wl,-rpath,$work/prefix/lib"
@@ -82,6 +84,20 @@ writer=$!
 until [ -e "/dev/shm/tensorlane.$name" ]; do sleep 0.01; done
 "$peer" queue-read "$name" $count
 wait $writer
+
+echo "--- C writer with metadata and a realtime clock -> tensorlane inspect, C reader"
+name=$(lane c-metadata)
+"$bin/queue_writer" "$name" 4
+"$tensorlane" inspect "$name" --json >"$work/inspect.json"
+python3 - "$work/inspect.json" <<'PY'
+import json, sys
+lane = json.load(open(sys.argv[1]))
+want = {"units": "m/s", "frame": "base_link"}
+assert lane["metadata"] == want, f"inspect shows metadata {lane['metadata']}, not {want}"
+assert lane["clock"] == "realtime", f"inspect shows clock {lane['clock']}"
+print("inspect: metadata", lane["metadata"], "clock", lane["clock"])
+PY
+"$bin/reader" queue "$name" 4 units=m/s frame=base_link clock=realtime
 
 echo "--- Rust writer -> C reader (queue, both running)"
 name=$(lane rust-to-c)
@@ -150,6 +166,11 @@ must_fail "the last value is seq 3, not 4" "$bin/reader" stream "$name" 4
 name=$(lane canary-short-topic)
 "$peer" topic-write "$name" 3 >/dev/null
 must_fail "TL_ERR_WRITER_GONE" "$bin/topic_subscriber" "$name" 4
+# A writer that drops the metadata or the clock: the C reader notices.
+name=$(lane canary-no-metadata)
+"$peer" queue-write "$name" 4 >/dev/null
+must_fail "the lane has no metadata units" "$bin/reader" queue "$name" 4 units=m/s
+must_fail "the lane's clock is monotonic, not realtime" "$bin/reader" queue "$name" 4 clock=realtime
 name=$(lane canary-short-c)
 "$bin/queue_writer" "$name" 3 >/dev/null
 must_fail "writer side is gone" "$peer" queue-read "$name" 4
