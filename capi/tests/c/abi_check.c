@@ -1,6 +1,6 @@
 /* The header used from C99 in one process: a round trip, and the boundary's error
  * codes (NULL, misaligned, short buffer, closed and mistyped handles, loans out of
- * order, a timeout). Compiled with -std=c99 -Wall -Wextra -Werror -pedantic by
+ * order, a timeout, bad create options, metadata reads). Compiled with -std=c99 -Wall -Wextra -Werror -pedantic by
  * capi/tests/run.sh.
  *
  *   abi_check NAME */
@@ -91,6 +91,56 @@ int main(int argc, char **argv) {
     expect("writer gone", tl_stream_reader_read_new(reader, out, sizeof out, TL_FOREVER, NULL),
            TL_ERR_WRITER_GONE);
     expect("close reader", tl_stream_reader_close(reader), TL_OK);
+    expect("unlink stream", tl_unlink(stream), TL_OK);
+
+    /* Options: a struct of another size, a bad clock code or flag, a NULL metadata
+     * array, a NULL key; then the options work and the metadata reads back. */
+    tl_metadata_entry entries[2] = {{"units", "m/s"}, {NULL, "x"}};
+    tl_create_options options;
+    expect("options init", tl_create_options_init(&options), TL_OK);
+    options.struct_size = sizeof options - 1;
+    expect("options of another size",
+           tl_stream_writer_create_with(stream, &spec, 3, &options, &writer),
+           TL_ERR_INVALID_ARGUMENT);
+    expect("options init again", tl_create_options_init(&options), TL_OK);
+    options.clock = 7;
+    expect("clock code", tl_stream_writer_create_with(stream, &spec, 3, &options, &writer),
+           TL_ERR_INVALID_ARGUMENT);
+    options.clock = TL_CLOCK_NONE;
+    options.prefault = 2;
+    expect("flag", tl_stream_writer_create_with(stream, &spec, 3, &options, &writer),
+           TL_ERR_INVALID_ARGUMENT);
+    options.prefault = 1;
+    options.metadata_len = 2;
+    expect("NULL metadata", tl_stream_writer_create_with(stream, &spec, 3, &options, &writer),
+           TL_ERR_NULL_POINTER);
+    options.metadata = entries;
+    expect("NULL key", tl_stream_writer_create_with(stream, &spec, 3, &options, &writer),
+           TL_ERR_NULL_POINTER);
+    options.metadata_len = 1;
+    expect("create with options",
+           tl_stream_writer_create_with(stream, &spec, 3, &options, &writer), TL_OK);
+    tl_open_options open;
+    expect("open options init", tl_open_options_init(&open), TL_OK);
+    open.expect = &spec;
+    expect("open with options", tl_stream_reader_open_with(stream, &open, &reader), TL_OK);
+    char units[4];
+    size_t needed = 0;
+    uint32_t clock = 0;
+    expect("short value buffer", tl_metadata_get(reader, "units", units, 3, &needed),
+           TL_ERR_BUFFER_SIZE);
+    expect("value", tl_metadata_get(reader, "units", units, needed, &needed), TL_OK);
+    expect("absent key", tl_metadata_get(reader, "frame", units, sizeof units, NULL),
+           TL_ERR_NOT_FOUND);
+    expect("clock", tl_lane_clock(writer, &clock), TL_OK);
+    if (needed != 4 || strcmp(units, "m/s") != 0 || clock != TL_CLOCK_NONE) {
+        fprintf(stderr, "abi_check: read back units %s (%zu bytes), clock %u\n", units,
+                needed, (unsigned)clock);
+        failures++;
+    }
+    expect("close reader", tl_stream_reader_close(reader), TL_OK);
+    expect("metadata of a closed handle", tl_metadata_count(reader, &needed), TL_ERR_CLOSED);
+    expect("close writer", tl_stream_writer_close(writer), TL_OK);
     expect("unlink stream", tl_unlink(stream), TL_OK);
     expect("unlink queue", tl_unlink(name), TL_OK);
     expect("unlink again", tl_unlink(name), TL_ERR_NOT_FOUND);
