@@ -1,7 +1,7 @@
 /* The header used from C99 in one process: a round trip, and the boundary's error
  * codes (NULL, misaligned, short buffer, closed and mistyped handles, loans out of
- * order, a timeout, bad create options, metadata reads). Compiled with -std=c99 -Wall -Wextra -Werror -pedantic by
- * capi/tests/run.sh.
+ * order, a timeout, bad create options, metadata reads). Compiled with -std=c99
+ * -Wall -Wextra -Werror -pedantic by capi/tests/run.sh.
  *
  *   abi_check NAME */
 #include <stdio.h>
