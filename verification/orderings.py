@@ -24,8 +24,8 @@ reported as `timeout`, not as caught.
 
 A file is named by its path under `core/src` (`seqlock.rs`, `broadcast/producer.rs`),
 or by its own name outside `core` (`futex.rs`, `protocol.rs`). The files of a module
-directory (`core/src/broadcast/`) also answer to the module's name (`broadcast.rs`),
-which is also their key in `SUITES`.
+directory (`core/src/broadcast/`, `core/src/spsc/`) also answer to the module's name
+(`broadcast.rs`, `spsc.rs`), which is also their key in `SUITES`.
     verification/orderings.py --miri                # also Miri on the threaded scenarios
 
 The result is a Markdown table (site, mutant, first test that failed, seconds) on
