@@ -28,6 +28,20 @@ fn create_options() -> tl_create_options {
 }
 
 /// Default open options, from the init function.
+/// Create options carrying `list` as metadata and `clock`.
+fn options_with(list: &[tl_metadata_entry], clock: tl_clock) -> tl_create_options {
+    let mut options = create_options();
+    options.clock = clock as u32;
+    options.metadata = list.as_ptr();
+    options.metadata_len = list.len();
+    options
+}
+
+/// The metadata the round-trip tests write (see `expected_pairs`).
+fn round_trip_pairs() -> Vec<(CString, CString)> {
+    pairs(&[("units", "m/s"), ("frame", "base_link"), ("schema", "")])
+}
+
 fn open_options() -> tl_open_options {
     let mut options = std::mem::MaybeUninit::<tl_open_options>::uninit();
     // SAFETY: as above.
@@ -165,12 +179,9 @@ fn the_init_functions_fill_the_defaults() {
 fn stream_metadata_and_realtime_clock_reach_every_handle() {
     let name = Name::new("opt-stream");
     let spec = f64_2x3();
-    let strings = pairs(&[("units", "m/s"), ("frame", "base_link"), ("schema", "")]);
+    let strings = round_trip_pairs();
     let list = entries(&strings);
-    let mut options = create_options();
-    options.clock = tl_clock::TL_CLOCK_REALTIME as u32;
-    options.metadata = list.as_ptr();
-    options.metadata_len = list.len();
+    let options = options_with(&list, tl_clock::TL_CLOCK_REALTIME);
     let mut open = open_options();
     open.expect = &spec;
     open.prefault = 1;
@@ -223,12 +234,9 @@ fn stream_metadata_and_realtime_clock_reach_every_handle() {
 fn queue_metadata_clock_none_and_take_over() {
     let name = Name::new("opt-queue");
     let spec = f64_2x3();
-    let strings = pairs(&[("units", "m/s"), ("frame", "base_link"), ("schema", "")]);
+    let strings = round_trip_pairs();
     let list = entries(&strings);
-    let mut options = create_options();
-    options.clock = tl_clock::TL_CLOCK_NONE as u32;
-    options.metadata = list.as_ptr();
-    options.metadata_len = list.len();
+    let options = options_with(&list, tl_clock::TL_CLOCK_NONE);
     let mut open = open_options();
     open.expect = &spec;
     let (mut producer, mut consumer) = (null_mut(), null_mut());
@@ -284,12 +292,9 @@ fn queue_metadata_clock_none_and_take_over() {
 fn topic_metadata_and_clock_through_subscriber_and_take_over() {
     let name = Name::new("opt-topic");
     let spec = f64_2x3();
-    let strings = pairs(&[("units", "m/s"), ("frame", "base_link"), ("schema", "")]);
+    let strings = round_trip_pairs();
     let list = entries(&strings);
-    let mut options = create_options();
-    options.clock = tl_clock::TL_CLOCK_REALTIME as u32;
-    options.metadata = list.as_ptr();
-    options.metadata_len = list.len();
+    let options = options_with(&list, tl_clock::TL_CLOCK_REALTIME);
     let mut open = open_options();
     open.expect = &spec;
     let (mut publisher, mut subscriber) = (null_mut(), null_mut());
