@@ -155,48 +155,16 @@ impl RawPipe {
         while pipe.sample(size).is_none() {}
         pipe
     }
+}
 
-    /// One item's one-way time (ns), or None if it did not arrive in time.
-    fn sample(&mut self, size: usize) -> Option<u64> {
-        // The item to wait for: the one stamped t0 (sent here), or the first one
-        // the child stamped after the request (a late answer to an earlier
-        // request that timed out is older, and skipped).
-        let t0 = now();
-        let exact = match &mut self.sender {
-            Sender::Here(_, publisher) => {
-                publisher.put(stamped(size, t0)).wait().unwrap();
-                true
-            }
-            Sender::Child(child) => {
-                use std::io::Write;
-                let stdin = child.stdin.as_mut().unwrap();
-                stdin.write_all(b"s").unwrap();
-                stdin.flush().unwrap();
-                false
-            }
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self.subscriber.recv_deadline(deadline) {
-                Ok(Some(s)) => {
-                    let stamp = stamp_of(&s.payload().to_bytes());
-                    if stamp == t0 || (!exact && stamp > t0) {
-                        return Some(now() - stamp);
-                    }
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    fn close(self) {
-        drop(self.subscriber);
-        match self.sender {
-            Sender::Here(a, publisher) => {
-                drop(publisher);
+impl Drop for RawPipe {
+    fn drop(&mut self) {
+        match &mut self.sender {
+            Sender::Here(a, _) => {
                 let _ = a.close().wait();
             }
-            Sender::Child(mut child) => {
+            Sender::Child(child) => {
+                // End of its standard input: the child closes its session and exits.
                 drop(child.stdin.take());
                 let _ = child.wait();
             }
@@ -205,7 +173,6 @@ impl RawPipe {
     }
 }
 
-/// The child of a two-process raw pipe: puts one stamped item per byte on stdin.
 /// The body of a raw sender process ([`Setup::raw_sender`]): puts one stamped item
 /// of `size` bytes on `key` per byte read on standard input, until it ends.
 pub fn raw_sender(port: u16, key: String, size: usize) {
@@ -256,8 +223,12 @@ pub fn raw_throughput(size: usize, burst: usize) -> f64 {
     burst as f64 / elapsed.as_secs_f64()
 }
 
-/// The two bridge processes of one measurement.
-struct Bridges(Vec<Child>);
+/// The two bridge processes of one measurement, and the lanes they carry between
+/// (unlinked when they are stopped).
+struct Bridges {
+    children: Vec<Child>,
+    lanes: [String; 2],
+}
 
 impl Bridges {
     /// Exporter and importer of `lane`, with `extra` flags on both.
@@ -295,22 +266,26 @@ impl Bridges {
             "--local-prefix".into(),
             "b-".into(),
         ]);
-        (Bridges(vec![exporter, importer]), format!("b-{lane}"))
+        let imported = format!("b-{lane}");
+        let bridges = Bridges {
+            children: vec![exporter, importer],
+            lanes: [lane.to_string(), imported.clone()],
+        };
+        (bridges, imported)
     }
 }
 
 impl Drop for Bridges {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-fn unlink(names: &[&str]) {
-    for n in names {
-        let _ = segment::unlink(&LaneName::new(n).unwrap());
+        for lane in &self.lanes {
+            if let Ok(name) = LaneName::new(lane) {
+                let _ = segment::unlink(&name);
+            }
+        }
     }
 }
 
@@ -329,9 +304,9 @@ fn wait_open<T>(mut open: impl FnMut() -> Result<T, LaneError>) -> T {
 struct BridgePipe {
     writer: StreamWriter,
     reader: StreamReader,
-    bridges: Bridges,
+    /// Stopped, and the lanes unlinked, when the pipe is dropped.
+    _bridges: Bridges,
     buf: Vec<u8>,
-    lanes: [String; 2],
 }
 
 impl BridgePipe {
@@ -345,29 +320,9 @@ impl BridgePipe {
         BridgePipe {
             writer,
             reader,
-            bridges,
+            _bridges: bridges,
             buf: vec![0u8; size],
-            lanes: [src, dst],
         }
-    }
-
-    /// One item's one-way time (ns), or None if it did not arrive in time.
-    fn sample(&mut self, size: usize) -> Option<u64> {
-        let t0 = now();
-        self.writer.write(&stamped(size, t0)).unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self.reader.read_new_deadline(&mut self.buf, deadline) {
-                Ok(_) if stamp_of(&self.buf) == t0 => return Some(now() - t0),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn close(self) {
-        drop(self.bridges);
-        unlink(&[&self.lanes[0], &self.lanes[1]]);
     }
 }
 
@@ -377,8 +332,8 @@ impl BridgePipe {
 struct LoanPipe {
     producer: QueueProducer,
     consumer: QueueConsumer,
-    bridges: Bridges,
-    lanes: [String; 2],
+    /// Stopped, and the lanes unlinked, when the pipe is dropped.
+    _bridges: Bridges,
 }
 
 impl LoanPipe {
@@ -394,34 +349,63 @@ impl LoanPipe {
         LoanPipe {
             producer,
             consumer,
-            bridges,
-            lanes: [src, dst],
+            _bridges: bridges,
         }
     }
 }
 
-/// One of the compared pipelines.
+/// One of the compared pipelines; dropping it stops what it started.
 trait Pipe {
     /// One item's one-way time (ns), or None if it did not arrive in time.
     fn sample(&mut self, size: usize) -> Option<u64>;
-    fn close(self: Box<Self>);
 }
 
 impl Pipe for RawPipe {
     fn sample(&mut self, size: usize) -> Option<u64> {
-        RawPipe::sample(self, size)
-    }
-    fn close(self: Box<Self>) {
-        RawPipe::close(*self)
+        // The item to wait for: the one stamped t0 (sent here), or the first one
+        // the child stamped after the request (a late answer to an earlier
+        // request that timed out is older, and skipped).
+        let t0 = now();
+        let exact = match &mut self.sender {
+            Sender::Here(_, publisher) => {
+                publisher.put(stamped(size, t0)).wait().unwrap();
+                true
+            }
+            Sender::Child(child) => {
+                use std::io::Write;
+                let stdin = child.stdin.as_mut().unwrap();
+                stdin.write_all(b"s").unwrap();
+                stdin.flush().unwrap();
+                false
+            }
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.subscriber.recv_deadline(deadline) {
+                Ok(Some(s)) => {
+                    let stamp = stamp_of(&s.payload().to_bytes());
+                    if stamp == t0 || (!exact && stamp > t0) {
+                        return Some(now() - stamp);
+                    }
+                }
+                _ => return None,
+            }
+        }
     }
 }
 
 impl Pipe for BridgePipe {
     fn sample(&mut self, size: usize) -> Option<u64> {
-        BridgePipe::sample(self, size)
-    }
-    fn close(self: Box<Self>) {
-        BridgePipe::close(*self)
+        let t0 = now();
+        self.writer.write(&stamped(size, t0)).unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.reader.read_new_deadline(&mut self.buf, deadline) {
+                Ok(_) if stamp_of(&self.buf) == t0 => return Some(now() - t0),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -456,10 +440,6 @@ impl Pipe for LoanPipe {
                 return Some(now() - t0);
             }
         }
-    }
-    fn close(self: Box<Self>) {
-        drop(self.bridges);
-        unlink(&[&self.lanes[0], &self.lanes[1]]);
     }
 }
 
@@ -520,9 +500,7 @@ pub fn latency(setup: &Setup, size: usize, samples: usize, spin_us: u64) -> Vec<
             std::thread::sleep(Duration::from_micros(spin_us) + Duration::from_millis(1));
         }
     }
-    for pipe in pipes {
-        pipe.close();
-    }
+    drop(pipes);
     ns.into_iter()
         .zip(lost)
         .map(|(ns, lost)| Sampled { ns, lost })
@@ -555,6 +533,5 @@ pub fn bridge_throughput(setup: &Setup, size: usize, burst: usize, spin_us: u64)
     let elapsed = start.elapsed();
     drop(sender.join().unwrap());
     drop(bridges);
-    unlink(&[&src, &dst]);
     burst as f64 / elapsed.as_secs_f64()
 }

@@ -20,6 +20,7 @@
 //! sample and its lane description (kind, tensor, geometry, clock, metadata) equals
 //! the one the local lane was made from; every refusal is logged and counted.
 
+use crate::config::Options;
 use crate::stats::Counters;
 use crate::wire::{self, DecodeError, LaneDesc};
 use crate::{log, Imported, POLL};
@@ -129,23 +130,20 @@ fn decode<'a>(payload: &'a ZBytes, joined: &'a mut Vec<u8>) -> Result<Received<'
 
 impl Importer {
     pub(crate) fn new(
-        local_prefix: String,
-        max_lane_bytes: u64,
-        max_lanes: usize,
-        zero_copy: bool,
+        options: &Options,
         stop: Arc<AtomicBool>,
         counters: Counters,
         imported: Imported,
     ) -> Importer {
         Importer {
             lanes: BTreeMap::new(),
-            local_prefix,
-            max_lane_bytes,
-            max_lanes,
+            local_prefix: options.local_prefix.clone(),
+            max_lane_bytes: options.max_lane_bytes,
+            max_lanes: options.max_lanes,
             stop,
             counters,
             imported,
-            zero_copy,
+            zero_copy: options.zero_copy,
             joined: Vec::new(),
             gathered: Vec::new(),
         }

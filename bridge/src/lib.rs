@@ -89,19 +89,11 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
     let session = zenoh::open(config).wait().map_err(zenoh_error)?;
     let counters = Counters::default();
     let imported: Imported = Arc::default();
-    let mut threads = Vec::new();
     // Kept until the end: dropping a subscriber undeclares it.
     let mut subscribers = Vec::new();
     for key in &options.import {
-        let mut importer = import::Importer::new(
-            options.local_prefix.clone(),
-            options.max_lane_bytes,
-            options.max_lanes,
-            options.zero_copy,
-            stop.clone(),
-            counters.clone(),
-            imported.clone(),
-        );
+        let mut importer =
+            import::Importer::new(options, stop.clone(), counters.clone(), imported.clone());
         let subscriber = session
             .declare_subscriber(key.clone())
             .callback_mut(move |sample| importer.receive(&sample))
@@ -110,13 +102,11 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
         log(format_args!("importing {key}"));
         subscribers.push(subscriber);
     }
-    if !options.export.is_empty() {
+    let exporters = (!options.export.is_empty()).then(|| {
         let (stop, counters, imported) = (stop.clone(), counters.clone(), imported.clone());
         let (session, options) = (session.clone(), options.clone());
-        threads.push(std::thread::spawn(move || {
-            export::scan(&session, &options, &stop, &counters, &imported)
-        }));
-    }
+        std::thread::spawn(move || export::scan(&session, &options, &stop, &counters, &imported))
+    });
     let mut next_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
@@ -125,7 +115,7 @@ pub fn run(options: &Options, stop: Arc<AtomicBool>) -> Result<Counters, BridgeE
             next_stats = Instant::now() + Duration::from_millis(options.stats_ms);
         }
     }
-    for thread in threads {
+    if let Some(thread) = exporters {
         let _ = thread.join();
     }
     // An importer waiting for room in a local lane sees `stop` within `POLL`.

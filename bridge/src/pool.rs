@@ -67,10 +67,7 @@ impl Pool {
 
     /// Returns a buffer that was not sent.
     pub(crate) fn keep(&self, buf: Vec<u8>) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() < KEPT {
-            free.push(buf);
-        }
+        give_back(&self.free, buf);
     }
 
     /// `buf` as a Zenoh payload (no copy) that returns to this pool when dropped.
@@ -80,6 +77,14 @@ impl Pool {
             home: Arc::downgrade(&self.free),
         })
         .into()
+    }
+}
+
+/// Puts `buf` back among the free buffers, unless `KEPT` are there already.
+fn give_back(free: &Free, buf: Vec<u8>) {
+    let mut free = free.lock().unwrap_or_else(|e| e.into_inner());
+    if free.len() < KEPT {
+        free.push(buf);
     }
 }
 
@@ -99,10 +104,7 @@ impl AsRef<[u8]> for Returning {
 impl Drop for Returning {
     fn drop(&mut self) {
         if let Some(home) = self.home.upgrade() {
-            let mut free = home.lock().unwrap_or_else(|e| e.into_inner());
-            if free.len() < KEPT {
-                free.push(std::mem::take(&mut self.buf));
-            }
+            give_back(&home, std::mem::take(&mut self.buf));
         }
     }
 }
